@@ -1,0 +1,99 @@
+//! Command-line flags, as clap sees them: raw values only. `config.rs` turns them, together with
+//! the TOML file, into one validated `Config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// cloudsync: an on-premise folder as a FUSE filesystem, synced to a cloud.
+#[derive(Debug, Parser)]
+#[command(name = "cloudsync", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount ONPREM at MOUNTPOINT and sync it to the cloud.
+    Mount(Box<MountArgs>),
+    /// Unmount a cloudsync mount; the daemon then stops cleanly.
+    Unmount(UnmountArgs),
+    /// Show the sync status of files in a mount.
+    Status(StatusArgs),
+}
+
+/// Flags of `cloudsync mount`. Every flag has a config-file key of the same name.
+#[derive(Debug, Args, Default)]
+pub struct MountArgs {
+    /// The on-premise folder: the system of record.
+    pub onprem: Option<PathBuf>,
+    /// Where the combined view appears.
+    pub mountpoint: Option<PathBuf>,
+    /// The cloud: file:///path or https://host/path/ (WebDAV).
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Where the journal lives (default: one folder per ONPREM under /var/lib/cloudsync or
+    /// $XDG_STATE_HOME/cloudsync).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// A TOML file with the same keys as these flags; flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Quiet time after the last change before a push, like 2s or 500ms.
+    #[arg(long, value_name = "DUR")]
+    pub push_delay: Option<String>,
+    /// Time between two pulls of cloud changes, like 30s or 5m.
+    #[arg(long, value_name = "DUR")]
+    pub pull_interval: Option<String>,
+    /// Return once the mount is ready, leaving the daemon in the background.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Mount options: allow_other, default_permissions, ro (comma-separated or repeated).
+    #[arg(short = 'o', value_name = "OPT", value_delimiter = ',')]
+    pub options: Vec<String>,
+    /// Number of parallel transfers.
+    #[arg(long, value_name = "N")]
+    pub transfers: Option<usize>,
+    /// Never use FUSE passthrough; all reads and writes go through the daemon.
+    #[arg(long)]
+    pub no_passthrough: bool,
+    /// Cloud user name (WebDAV basic auth).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// File holding the cloud password (otherwise CLOUDSYNC_PASSWORD is read).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// PEM file with a private CA to trust besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Log filter, like info or cloudsync=debug (RUST_LOG also works).
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Internal: a pipe on which the daemon reports readiness to its parent.
+    #[arg(long, hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+/// Flags of `cloudsync unmount`.
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    /// The mount point to release.
+    pub mountpoint: PathBuf,
+    /// Detach now even if files are open (the mount goes away when they close).
+    #[arg(short = 'z', long)]
+    pub lazy: bool,
+}
+
+/// Flags of `cloudsync status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Files or folders inside a cloudsync mount.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,346 @@
+//! The `file://` cloud: a directory that stands for the cloud, such as a NAS share.
+//!
+//! Writes are atomic (a hidden temporary file in the target folder, fsync, then rename), and the
+//! ETag is derived from size, mtime and inode, so a change made by anyone else to the directory
+//! is noticed. Conditions are checked just before the rename; the window between the check and
+//! the rename is documented in `doc/SEMANTICS.md`.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::{Cloud, CloudEntry, CloudError, Precondition, check_rel_path};
+
+/// Prefix of the temporary files this backend writes; they are never listed.
+const TMP_PREFIX: &str = ".cloudsync-tmp-";
+
+/// A directory used as the cloud.
+#[derive(Debug)]
+pub struct DirCloud {
+    root: PathBuf,
+}
+
+impl DirCloud {
+    /// Uses `root` as the cloud. It must exist and be a directory.
+    pub fn new(root: &Path) -> anyhow::Result<DirCloud> {
+        let meta = fs::metadata(root).map_err(|e| {
+            anyhow::anyhow!(
+                "cloud directory {} is not usable: {e} (create it, or fix the --cloud URL)",
+                root.display()
+            )
+        })?;
+        if !meta.is_dir() {
+            anyhow::bail!("cloud path {} is not a directory", root.display());
+        }
+        Ok(DirCloud {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn full(&self, path: &str) -> Result<PathBuf, CloudError> {
+        check_rel_path(path)?;
+        Ok(if path.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(path)
+        })
+    }
+}
+
+/// The ETag of a file in the directory cloud.
+fn etag_of(meta: &fs::Metadata) -> String {
+    format!(
+        "\"{:x}-{:x}-{:x}\"",
+        meta.size(),
+        meta.mtime() as u64 * 1_000_000_000 + meta.mtime_nsec() as u64,
+        meta.ino()
+    )
+}
+
+fn entry_of(path: String, meta: &fs::Metadata) -> CloudEntry {
+    CloudEntry {
+        path,
+        is_dir: meta.is_dir(),
+        size: if meta.is_dir() { 0 } else { meta.size() },
+        mtime: meta.modified().ok(),
+        etag: (!meta.is_dir()).then(|| etag_of(meta)),
+    }
+}
+
+fn map_io(e: io::Error) -> CloudError {
+    match e.kind() {
+        io::ErrorKind::NotFound => CloudError::NotFound,
+        io::ErrorKind::PermissionDenied => CloudError::Forbidden,
+        io::ErrorKind::StorageFull => CloudError::InsufficientStorage,
+        io::ErrorKind::InvalidFilename => CloudError::InvalidName(e.to_string()),
+        _ => match e.raw_os_error() {
+            Some(libc::ENAMETOOLONG) | Some(libc::EILSEQ) => CloudError::InvalidName(e.to_string()),
+            Some(libc::ENOTDIR) => CloudError::MissingParent,
+            Some(libc::EDQUOT) => CloudError::InsufficientStorage,
+            // An unmounted share or a flaky NAS: worth retrying.
+            Some(libc::EIO) | Some(libc::ESTALE) | Some(libc::ENOTCONN) | Some(libc::EHOSTDOWN) => {
+                CloudError::Transport(e.to_string())
+            }
+            _ => CloudError::Io(e),
+        },
+    }
+}
+
+fn check_cond(target: &Path, cond: &Precondition) -> Result<(), CloudError> {
+    let current = match fs::symlink_metadata(target) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(map_io(e)),
+    };
+    match (cond, current) {
+        (Precondition::None, _) => Ok(()),
+        (Precondition::IfNoneMatch, None) => Ok(()),
+        (Precondition::IfNoneMatch, Some(_)) => Err(CloudError::PreconditionFailed),
+        (Precondition::IfMatch(_), None) => Err(CloudError::NotFound),
+        (Precondition::IfMatch(tag), Some(m)) => {
+            if !m.is_dir() && &etag_of(&m) == tag {
+                Ok(())
+            } else {
+                Err(CloudError::PreconditionFailed)
+            }
+        }
+    }
+}
+
+/// Runs blocking filesystem work off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CloudError> + Send + 'static,
+) -> Result<T, CloudError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CloudError::Io(io::Error::other(e)))?
+}
+
+fn tmp_name(dir: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    dir.join(format!(
+        "{TMP_PREFIX}{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+#[async_trait]
+impl Cloud for DirCloud {
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<CloudEntry>, CloudError> {
+        let full = self.full(path)?;
+        let path = path.to_string();
+        blocking(move || match fs::symlink_metadata(&full) {
+            Ok(m) => Ok(Some(entry_of(path, &m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_io(e)),
+        })
+        .await
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<CloudEntry>, CloudError> {
+        let full = self.full(path)?;
+        let path = path.to_string();
+        blocking(move || {
+            let mut out = Vec::new();
+            for de in fs::read_dir(&full).map_err(map_io)? {
+                let de = de.map_err(map_io)?;
+                let Some(name) = de.file_name().to_str().map(str::to_string) else {
+                    tracing::warn!(dir = %full.display(), "skipping a cloud name that is not UTF-8");
+                    continue;
+                };
+                if name.starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let meta = match de.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(map_io(e)),
+                };
+                if !(meta.is_dir() || meta.is_file()) {
+                    continue;
+                }
+                out.push(entry_of(super::join(&path, &name), &meta));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_file(
+        &self,
+        path: &str,
+        src: &Path,
+        cond: &Precondition,
+    ) -> Result<Option<String>, CloudError> {
+        let target = self.full(path)?;
+        let src = src.to_path_buf();
+        let cond = cond.clone();
+        blocking(move || {
+            let dir = target.parent().ok_or(CloudError::MissingParent)?;
+            if !dir.is_dir() {
+                return Err(CloudError::MissingParent);
+            }
+            let tmp = tmp_name(dir);
+            let result = (|| {
+                let mut input = fs::File::open(&src).map_err(CloudError::Io)?;
+                let mut out = fs::File::create(&tmp).map_err(map_io)?;
+                io::copy(&mut input, &mut out).map_err(map_io)?;
+                out.sync_all().map_err(map_io)?;
+                check_cond(&target, &cond)?;
+                fs::rename(&tmp, &target).map_err(map_io)?;
+                let meta = fs::symlink_metadata(&target).map_err(map_io)?;
+                Ok(Some(etag_of(&meta)))
+            })();
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn get_file(&self, path: &str, dest: &Path) -> Result<CloudEntry, CloudError> {
+        let full = self.full(path)?;
+        let dest = dest.to_path_buf();
+        let path = path.to_string();
+        blocking(move || {
+            let mut input = fs::File::open(&full).map_err(map_io)?;
+            let meta = input.metadata().map_err(map_io)?;
+            if meta.is_dir() {
+                return Err(CloudError::Status {
+                    status: 409,
+                    detail: format!("{path} is a folder"),
+                });
+            }
+            let mut out = fs::File::create(&dest).map_err(CloudError::Io)?;
+            io::copy(&mut input, &mut out).map_err(CloudError::Io)?;
+            Ok(entry_of(path, &meta))
+        })
+        .await
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<(), CloudError> {
+        let full = self.full(path)?;
+        blocking(move || {
+            match fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => return Ok(()),
+                Ok(_) => return Err(CloudError::PreconditionFailed),
+                Err(_) => {}
+            }
+            fs::create_dir_all(&full).map_err(map_io)
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
+        if path.is_empty() {
+            return Err(CloudError::Protocol(
+                "refusing to delete the cloud root".into(),
+            ));
+        }
+        let full = self.full(path)?;
+        let cond = cond.clone();
+        blocking(move || {
+            let meta = fs::symlink_metadata(&full).map_err(map_io)?;
+            if meta.is_dir() {
+                fs::remove_dir_all(&full).map_err(map_io)
+            } else {
+                check_cond(&full, &cond)?;
+                fs::remove_file(&full).map_err(map_io)
+            }
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError> {
+        let src = self.full(from)?;
+        let dst = self.full(to)?;
+        blocking(move || {
+            if !dst.parent().is_some_and(Path::is_dir) {
+                return Err(CloudError::MissingParent);
+            }
+            // renameat2(RENAME_NOREPLACE) makes "fails when the target exists" atomic.
+            let c = |p: &Path| {
+                std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+                    .map_err(|_| CloudError::InvalidName(p.display().to_string()))
+            };
+            let (a, b) = (c(&src)?, c(&dst)?);
+            // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    a.as_ptr(),
+                    libc::AT_FDCWD,
+                    b.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                Err(CloudError::PreconditionFailed)
+            } else {
+                Err(map_io(e))
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conditional_put_and_move() {
+        let d = tempfile::tempdir().unwrap();
+        let src = tempfile::NamedTempFile::new().unwrap();
+        fs::write(src.path(), b"one").unwrap();
+        let c = DirCloud::new(d.path()).unwrap();
+        let tag = c
+            .put_file("a.txt", src.path(), &Precondition::IfNoneMatch)
+            .await
+            .unwrap()
+            .unwrap();
+        // A second create must not overwrite.
+        assert!(matches!(
+            c.put_file("a.txt", src.path(), &Precondition::IfNoneMatch)
+                .await,
+            Err(CloudError::PreconditionFailed)
+        ));
+        // An update with a stale tag must not overwrite.
+        assert!(matches!(
+            c.put_file("a.txt", src.path(), &Precondition::IfMatch("\"x\"".into()))
+                .await,
+            Err(CloudError::PreconditionFailed)
+        ));
+        fs::write(src.path(), b"two").unwrap();
+        c.put_file("a.txt", src.path(), &Precondition::IfMatch(tag))
+            .await
+            .unwrap();
+        assert_eq!(fs::read(d.path().join("a.txt")).unwrap(), b"two");
+        c.mkdir("x/y").await.unwrap();
+        c.rename("a.txt", "x/y/b.txt").await.unwrap();
+        assert!(matches!(
+            c.put_file("nope/z", src.path(), &Precondition::None).await,
+            Err(CloudError::MissingParent)
+        ));
+        let l = c.list("x/y").await.unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].path, "x/y/b.txt");
+        assert!(c.stat("../etc").await.is_err());
+        c.delete("x", &Precondition::None).await.unwrap();
+        assert!(c.stat("x").await.unwrap().is_none());
+    }
+}

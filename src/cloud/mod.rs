@@ -1,0 +1,272 @@
+//! The cloud side behind one trait: `file://` directories now, WebDAV and S3 next.
+//!
+//! Paths given to a [`Cloud`] are relative to the synced root, use `/` as separator, have no
+//! leading or trailing slash, and `""` is the root itself. [`check_rel_path`] is the single gate
+//! that every path coming *from* a server passes before the engine acts on it.
+
+pub mod dir;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::status::FailureCode;
+
+/// One item as the cloud reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudEntry {
+    /// Path relative to the synced root.
+    pub path: String,
+    /// A folder (collection) rather than a file.
+    pub is_dir: bool,
+    /// Content length in bytes; 0 for folders.
+    pub size: u64,
+    /// Last modification time, where the cloud reports one.
+    pub mtime: Option<SystemTime>,
+    /// Entity tag, where the cloud reports one. Weak tags keep their `W/` prefix.
+    pub etag: Option<String>,
+}
+
+/// A condition on a write, so that a newer cloud version is never silently overwritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write whatever is there. Only for items the journal has never seen in the cloud and
+    /// where the backend cannot express a condition.
+    None,
+    /// The cloud copy must still carry this ETag (`If-Match`).
+    IfMatch(String),
+    /// The item must not exist yet (`If-None-Match: *`).
+    IfNoneMatch,
+}
+
+/// What a cloud call can end in. Server answers are kept apart from transport trouble, so the
+/// retry policy reads the variant and never parses strings.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The item does not exist (404).
+    #[error("not found in the cloud")]
+    NotFound,
+    /// The cloud copy changed since the last sync, or the target already exists (412).
+    #[error("the cloud copy changed since the last sync (precondition failed)")]
+    PreconditionFailed,
+    /// Credentials were refused (401).
+    #[error("the server refused the credentials (401); check --user and the password file")]
+    Unauthorized,
+    /// The user may not do this (403).
+    #[error("access denied by the server (403)")]
+    Forbidden,
+    /// A parent folder is missing (409).
+    #[error("a parent folder is missing in the cloud (409)")]
+    MissingParent,
+    /// The file is larger than the server accepts (413).
+    #[error("the server refuses content this large (413)")]
+    ContentTooLarge,
+    /// The account is out of space (507).
+    #[error("the cloud account is out of space (507)")]
+    InsufficientStorage,
+    /// The cloud refuses the name.
+    #[error("the cloud rejects the name: {0}")]
+    InvalidName(String),
+    /// The server answered with an error status that is not transient.
+    #[error("the server answered {status}: {detail}")]
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// First line of the body or the reason phrase.
+        detail: String,
+    },
+    /// The server is unavailable (5xx) or overloaded; worth retrying.
+    #[error("the server is unavailable ({status}); will retry")]
+    Unavailable {
+        /// HTTP status code.
+        status: u16,
+    },
+    /// The server could not be reached or the connection broke; worth retrying.
+    #[error("cannot reach the cloud: {0}")]
+    Transport(String),
+    /// The server's answer made no sense or was hostile; refused.
+    #[error("refused a malformed server answer: {0}")]
+    Protocol(String),
+    /// Reading or writing the local side failed.
+    #[error("local I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CloudError {
+    /// Transient trouble means `offline` and a retry with backoff, never `failed`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CloudError::Unavailable { .. } | CloudError::Transport(_) => true,
+            CloudError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+            ),
+            CloudError::NotFound
+            | CloudError::PreconditionFailed
+            | CloudError::Unauthorized
+            | CloudError::Forbidden
+            | CloudError::MissingParent
+            | CloudError::ContentTooLarge
+            | CloudError::InsufficientStorage
+            | CloudError::InvalidName(_)
+            | CloudError::Status { .. }
+            | CloudError::Protocol(_) => false,
+        }
+    }
+
+    /// The failure code a permanent error is reported with.
+    pub fn failure_code(&self) -> FailureCode {
+        match self {
+            CloudError::Unauthorized => FailureCode::AuthenticationError,
+            CloudError::Forbidden => FailureCode::AccessDenied,
+            CloudError::ContentTooLarge => FailureCode::ContentLimit,
+            CloudError::InsufficientStorage => FailureCode::QuotaLimit,
+            CloudError::InvalidName(_) => FailureCode::InvalidName,
+            CloudError::PreconditionFailed => FailureCode::NameClash,
+            CloudError::MissingParent => FailureCode::TargetNoLongerExists,
+            CloudError::NotFound
+            | CloudError::Status { .. }
+            | CloudError::Unavailable { .. }
+            | CloudError::Transport(_)
+            | CloudError::Protocol(_)
+            | CloudError::Io(_) => FailureCode::Unknown,
+        }
+    }
+}
+
+/// The operations the sync engine needs from any cloud.
+#[async_trait]
+pub trait Cloud: Send + Sync {
+    /// A description for logs and status, never containing credentials.
+    fn describe(&self) -> String;
+
+    /// The item at `path`, or `None` when it does not exist.
+    async fn stat(&self, path: &str) -> Result<Option<CloudEntry>, CloudError>;
+
+    /// The direct children of the folder at `path`.
+    async fn list(&self, path: &str) -> Result<Vec<CloudEntry>, CloudError>;
+
+    /// Streams the local file `src` to `path` under `cond`, never holding it whole in memory.
+    /// Returns the new ETag when the cloud has one.
+    async fn put_file(
+        &self,
+        path: &str,
+        src: &Path,
+        cond: &Precondition,
+    ) -> Result<Option<String>, CloudError>;
+
+    /// Streams the cloud file at `path` into the local file `dest` (created or truncated).
+    async fn get_file(&self, path: &str, dest: &Path) -> Result<CloudEntry, CloudError>;
+
+    /// Creates the folder at `path` and any missing parents; an existing folder is fine.
+    async fn mkdir(&self, path: &str) -> Result<(), CloudError>;
+
+    /// Deletes the item at `path` (a folder with everything in it) under `cond`.
+    async fn delete(&self, path: &str, cond: &Precondition) -> Result<(), CloudError>;
+
+    /// Moves `from` to `to` in one step. Fails with `PreconditionFailed` when `to` exists.
+    async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError>;
+}
+
+/// Checks that a relative path is safe to act on: no empty, `.` or `..` component, no NUL,
+/// no backslash-free tricks such as a leading `/`. Returns the path unchanged when it is fine.
+pub fn check_rel_path(path: &str) -> Result<&str, CloudError> {
+    if path.is_empty() {
+        return Ok(path);
+    }
+    if path.starts_with('/') || path.ends_with('/') {
+        return Err(CloudError::Protocol(format!(
+            "path {path:?} is not relative"
+        )));
+    }
+    for comp in path.split('/') {
+        if comp.is_empty() || comp == "." || comp == ".." || comp.contains('\0') {
+            return Err(CloudError::Protocol(format!(
+                "path {path:?} has an unsafe component {comp:?}"
+            )));
+        }
+    }
+    Ok(path)
+}
+
+/// Joins a folder path and a child name.
+pub fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// The parent folder of a relative path (`""` for top-level items).
+pub fn parent(path: &str) -> &str {
+    path.rfind('/').map_or("", |i| &path[..i])
+}
+
+/// True when `path` is `ancestor` or lies below it.
+pub fn is_within(path: &str, ancestor: &str) -> bool {
+    ancestor.is_empty()
+        || path == ancestor
+        || (path.len() > ancestor.len()
+            && path.starts_with(ancestor)
+            && path.as_bytes()[ancestor.len()] == b'/')
+}
+
+/// Opens the cloud named by a URL: `file:///path` for a directory, `http(s)://` for WebDAV.
+pub fn open(
+    url: &str,
+    opts: &crate::config::CloudOptions,
+) -> anyhow::Result<std::sync::Arc<dyn Cloud>> {
+    let _ = opts;
+    if let Some(rest) = url.strip_prefix("file://") {
+        let root = Path::new(rest);
+        if !root.is_absolute() {
+            anyhow::bail!("cloud URL {url:?} must name an absolute path, like file:///srv/cloud");
+        }
+        return Ok(std::sync::Arc::new(dir::DirCloud::new(root)?));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        anyhow::bail!("WebDAV clouds are not supported by this build yet: {url}");
+    }
+    anyhow::bail!(
+        "unknown cloud URL {url:?}: use file:///path for a directory or https://host/path/ for WebDAV"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rel_paths() {
+        assert!(check_rel_path("a/b.txt").is_ok());
+        assert!(check_rel_path("").is_ok());
+        for bad in [
+            "/etc/passwd",
+            "a/../../b",
+            "..",
+            "a//b",
+            "a/./b",
+            "a\0b",
+            "a/",
+        ] {
+            assert!(check_rel_path(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn within() {
+        assert!(is_within("a/b", "a"));
+        assert!(is_within("a", "a"));
+        assert!(!is_within("ab", "a"));
+        assert!(is_within("x", ""));
+        assert_eq!(parent("a/b/c"), "a/b");
+        assert_eq!(parent("a"), "");
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("a", "b"), "a/b");
+    }
+}

@@ -1,0 +1,1037 @@
+//! The filesystem core: POSIX semantics over the on-premise folder, testable without FUSE.
+//!
+//! Every operation is carried out on the on-premise folder at once, so the folder stays the
+//! system of record. Each change that matters to the cloud is reported to [`SyncHooks`], which
+//! queues it durably; the core never talks to the cloud itself. `fuse.rs` is a thin adapter that
+//! calls these methods and replies.
+
+pub mod error;
+pub mod handles;
+pub mod inode;
+pub mod xattr;
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use error::{FsError, FsResult};
+use handles::{DirHandle, FileHandle, Handles, OpenWriters};
+use inode::{InodeTable, ROOT, rel_str};
+
+use crate::journal::Op;
+
+/// Who is asking: the caller of a FUSE request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ctx {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// What the sync engine needs to hear from the filesystem, and what it answers for xattrs.
+pub trait SyncHooks: Send + Sync {
+    /// Something happened to `path` (relative to the on-premise root).
+    fn changed(&self, op: Op, path: &str);
+    /// `from` was renamed to `to`.
+    fn renamed(&self, from: &str, to: &str);
+    /// The virtual `user.cloudsync.*` attributes of `path`, given its current metadata.
+    fn xattrs(&self, path: &str, meta: &Metadata) -> Vec<(&'static str, String)>;
+}
+
+/// Hooks that ignore everything, for tests of the bare filesystem.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl SyncHooks for NoHooks {
+    fn changed(&self, _: Op, _: &str) {}
+    fn renamed(&self, _: &str, _: &str) {}
+    fn xattrs(&self, _: &str, _: &Metadata) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// The kind of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Regular file.
+    File,
+    /// Folder.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+}
+
+impl Kind {
+    fn from_mode(mode: u32) -> Kind {
+        match mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFCHR => Kind::CharDevice,
+            libc::S_IFBLK => Kind::BlockDevice,
+            _ => Kind::File,
+        }
+    }
+}
+
+/// Attributes of an inode, as FUSE reports them.
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    /// Node id.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// 512-byte blocks allocated.
+    pub blocks: u64,
+    /// Access time.
+    pub atime: SystemTime,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// Change time.
+    pub ctime: SystemTime,
+    /// Kind.
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky.
+    pub perm: u16,
+    /// Hard links.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number.
+    pub rdev: u32,
+    /// Preferred I/O size.
+    pub blksize: u32,
+}
+
+fn ts(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs((-sec) as u64) + Duration::from_nanos(nsec as u64)
+    }
+}
+
+/// A time to set with `utimensat`.
+#[derive(Debug, Clone, Copy)]
+pub enum SetTime {
+    /// Now.
+    Now,
+    /// A given time.
+    At(SystemTime),
+}
+
+/// Changes asked for by `setattr`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetAttr {
+    /// New mode bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<SetTime>,
+    /// New modification time.
+    pub mtime: Option<SetTime>,
+    /// The open file this applies to, if any.
+    pub fh: Option<u64>,
+}
+
+/// Result of `open` and `create`: the handle, and the file to hand the kernel for passthrough.
+#[derive(Debug)]
+pub struct Opened {
+    /// Handle number.
+    pub fh: u64,
+    /// The open on-premise file.
+    pub file: Arc<File>,
+}
+
+/// Filesystem statistics.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Blocks free to unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size.
+    pub bsize: u32,
+    /// Longest name.
+    pub namelen: u32,
+    /// Fragment size.
+    pub frsize: u32,
+}
+
+/// Flags of `rename`.
+pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+/// Flags of `rename`.
+pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+
+/// The filesystem core.
+pub struct Fs {
+    root: PathBuf,
+    inodes: InodeTable,
+    handles: Handles,
+    hooks: Arc<dyn SyncHooks>,
+    read_only: bool,
+    as_root: bool,
+}
+
+impl std::fmt::Debug for Fs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fs").field("root", &self.root).finish()
+    }
+}
+
+fn cstr(p: &Path) -> FsResult<CString> {
+    Ok(CString::new(p.as_os_str().as_bytes())?)
+}
+
+fn check_name(name: &OsStr) -> FsResult<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+        return Err(FsError(libc::EINVAL));
+    }
+    if b.len() > 255 {
+        return Err(FsError(libc::ENAMETOOLONG));
+    }
+    Ok(())
+}
+
+impl Fs {
+    /// A filesystem over the on-premise folder `root`.
+    pub fn new(root: &Path, hooks: Arc<dyn SyncHooks>, read_only: bool) -> std::io::Result<Fs> {
+        let meta = fs::metadata(root)?;
+        Ok(Fs {
+            root: root.to_path_buf(),
+            inodes: InodeTable::new(meta.ino()),
+            handles: Handles::default(),
+            hooks,
+            read_only,
+            // SAFETY: geteuid has no preconditions.
+            as_root: unsafe { libc::geteuid() } == 0,
+        })
+    }
+
+    /// Which inodes are open for writing; shared with the sync engine.
+    pub fn writers(&self) -> Arc<OpenWriters> {
+        self.handles.writers.clone()
+    }
+
+    /// Number of open file handles (for shutdown reports).
+    pub fn open_files(&self) -> usize {
+        self.handles.open_files()
+    }
+
+    /// The on-premise relative path of a node, if the kernel still holds it.
+    pub fn rel_path(&self, ino: u64) -> Option<PathBuf> {
+        self.inodes.path(ino)
+    }
+
+    fn rel(&self, ino: u64) -> FsResult<PathBuf> {
+        self.inodes.path(ino).ok_or(FsError(libc::ESTALE))
+    }
+
+    fn full(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> FsResult<(PathBuf, PathBuf)> {
+        check_name(name)?;
+        let rel = self
+            .inodes
+            .child_path(parent, name)
+            .ok_or(FsError(libc::ESTALE))?;
+        let full = self.full(&rel);
+        Ok((rel, full))
+    }
+
+    fn writable(&self) -> FsResult<()> {
+        if self.read_only {
+            Err(FsError(libc::EROFS))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn report(&self, op: Op, rel: &Path) {
+        if let Some(s) = rel_str(rel) {
+            self.hooks.changed(op, s);
+        }
+    }
+
+    /// Converts on-premise metadata to attributes.
+    pub fn attr_of(&self, m: &Metadata) -> Attr {
+        Attr {
+            ino: self.inodes.id_of(m.ino()),
+            size: m.size(),
+            blocks: m.blocks(),
+            atime: ts(m.atime(), m.atime_nsec()),
+            mtime: ts(m.mtime(), m.mtime_nsec()),
+            ctime: ts(m.ctime(), m.ctime_nsec()),
+            kind: Kind::from_mode(m.mode()),
+            perm: (m.mode() & 0o7777) as u16,
+            nlink: m.nlink() as u32,
+            uid: m.uid(),
+            gid: m.gid(),
+            rdev: m.rdev() as u32,
+            blksize: m.blksize() as u32,
+        }
+    }
+
+    fn entry(&self, parent: u64, name: &OsStr, full: &Path) -> FsResult<Attr> {
+        let m = fs::symlink_metadata(full)?;
+        let a = self.attr_of(&m);
+        self.inodes.remember(a.ino, parent, name);
+        Ok(a)
+    }
+
+    /// New inodes belong to the caller, as on a local filesystem, when the daemon runs as root.
+    fn own(&self, ctx: &Ctx, full: &Path, parent_full: &Path) -> FsResult<()> {
+        if !self.as_root || (ctx.uid == 0 && ctx.gid == 0) {
+            return Ok(());
+        }
+        let pm = fs::metadata(parent_full)?;
+        let gid = if pm.mode() & libc::S_ISGID != 0 {
+            u32::MAX
+        } else {
+            ctx.gid
+        };
+        let c = cstr(full)?;
+        // SAFETY: c is a valid C string; -1 (u32::MAX) leaves the group unchanged.
+        error::check(unsafe { libc::lchown(c.as_ptr(), ctx.uid, gid) })?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ names
+
+    /// Looks up `name` in `parent`.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+        let (_, full) = self.child(parent, name)?;
+        self.entry(parent, name, &full)
+    }
+
+    /// The kernel forgets `n` lookups of `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    /// Attributes of `ino`.
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
+        if let Some((f, _)) = fh.and_then(|fh| self.handles.file(fh)) {
+            return Ok(self.attr_of(&f.metadata()?));
+        }
+        let m = fs::symlink_metadata(self.full(&self.rel(ino)?))?;
+        Ok(self.attr_of(&m))
+    }
+
+    /// chmod, chown, truncate and utimens.
+    pub fn setattr(&self, ino: u64, s: SetAttr) -> FsResult<Attr> {
+        self.writable()?;
+        let rel = self.rel(ino)?;
+        let full = self.full(&rel);
+        let c = cstr(&full)?;
+        let file = s.fh.and_then(|fh| self.handles.file(fh)).map(|(f, _)| f);
+        if let Some(mode) = s.mode {
+            match &file {
+                // SAFETY: the fd is open for the life of `f`.
+                Some(f) => error::check(unsafe { libc::fchmod(f.as_raw_fd(), mode & 0o7777) })?,
+                // SAFETY: c is a valid C string.
+                None => error::check(unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) })?,
+            };
+        }
+        if s.uid.is_some() || s.gid.is_some() {
+            let (u, g) = (s.uid.unwrap_or(u32::MAX), s.gid.unwrap_or(u32::MAX));
+            // SAFETY: c is a valid C string; u32::MAX means "leave unchanged".
+            error::check(unsafe { libc::lchown(c.as_ptr(), u, g) })?;
+        }
+        if let Some(size) = s.size {
+            match &file {
+                Some(f) => f.set_len(size)?,
+                None => {
+                    // SAFETY: c is a valid C string.
+                    error::check(unsafe { libc::truncate(c.as_ptr(), size as libc::off_t) })?;
+                }
+            }
+            self.report(Op::Modify, &rel);
+        }
+        if s.atime.is_some() || s.mtime.is_some() {
+            let conv = |t: Option<SetTime>| match t {
+                None => libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_OMIT,
+                },
+                Some(SetTime::Now) => libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_NOW,
+                },
+                Some(SetTime::At(t)) => {
+                    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+                    libc::timespec {
+                        tv_sec: d.as_secs() as libc::time_t,
+                        tv_nsec: d.subsec_nanos() as libc::c_long,
+                    }
+                }
+            };
+            let times = [conv(s.atime), conv(s.mtime)];
+            // SAFETY: c is a valid C string and times holds two timespecs.
+            error::check(unsafe {
+                libc::utimensat(
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })?;
+        }
+        let m = fs::symlink_metadata(&full)?;
+        Ok(self.attr_of(&m))
+    }
+
+    /// The target of a symlink.
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        Ok(fs::read_link(self.full(&self.rel(ino)?))?
+            .into_os_string()
+            .into_vec())
+    }
+
+    /// Creates a special file or a regular file without opening it.
+    pub fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+    ) -> FsResult<Attr> {
+        self.writable()?;
+        let (rel, full) = self.child(parent, name)?;
+        let c = cstr(&full)?;
+        // SAFETY: c is a valid C string.
+        error::check(unsafe { libc::mknod(c.as_ptr(), mode, rdev as libc::dev_t) })?;
+        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        self.report(Op::Create, &rel);
+        self.entry(parent, name, &full)
+    }
+
+    /// Creates a folder.
+    pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &OsStr, mode: u32) -> FsResult<Attr> {
+        self.writable()?;
+        let (rel, full) = self.child(parent, name)?;
+        let c = cstr(&full)?;
+        // SAFETY: c is a valid C string.
+        error::check(unsafe { libc::mkdir(c.as_ptr(), mode as libc::mode_t) })?;
+        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        self.report(Op::Mkdir, &rel);
+        self.entry(parent, name, &full)
+    }
+
+    /// Removes a file, symlink or special file.
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.writable()?;
+        let (rel, full) = self.child(parent, name)?;
+        let m = fs::symlink_metadata(&full)?;
+        if m.is_dir() {
+            return Err(FsError(libc::EISDIR));
+        }
+        fs::remove_file(&full)?;
+        self.inodes
+            .unlinked(self.inodes.id_of(m.ino()), parent, name);
+        self.report(Op::Delete, &rel);
+        Ok(())
+    }
+
+    /// Removes an empty folder.
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.writable()?;
+        let (rel, full) = self.child(parent, name)?;
+        let m = fs::symlink_metadata(&full)?;
+        let c = cstr(&full)?;
+        // SAFETY: c is a valid C string.
+        error::check(unsafe { libc::rmdir(c.as_ptr()) })?;
+        self.inodes
+            .unlinked(self.inodes.id_of(m.ino()), parent, name);
+        self.report(Op::Delete, &rel);
+        Ok(())
+    }
+
+    /// Creates a symlink.
+    pub fn symlink(&self, ctx: &Ctx, parent: u64, name: &OsStr, target: &Path) -> FsResult<Attr> {
+        self.writable()?;
+        let (rel, full) = self.child(parent, name)?;
+        std::os::unix::fs::symlink(target, &full)?;
+        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        self.report(Op::Create, &rel);
+        self.entry(parent, name, &full)
+    }
+
+    /// Renames, with `RENAME_NOREPLACE` and `RENAME_EXCHANGE` honoured.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.writable()?;
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+            return Err(FsError(libc::EINVAL));
+        }
+        let (rel, full) = self.child(parent, name)?;
+        let (newrel, newfull) = self.child(newparent, newname)?;
+        let m = fs::symlink_metadata(&full)?;
+        let other = fs::symlink_metadata(&newfull).ok();
+        let (a, b) = (cstr(&full)?, cstr(&newfull)?);
+        // SAFETY: a and b are valid C strings.
+        error::check(unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                flags,
+            )
+        })?;
+        let id = self.inodes.id_of(m.ino());
+        if flags & RENAME_EXCHANGE != 0 {
+            if let Some(o) = &other {
+                let oid = self.inodes.id_of(o.ino());
+                // Swap the two names through a placeholder.
+                let tmp = OsString::from(format!(".cloudsync-exchange-{id}"));
+                self.inodes.renamed(id, parent, name, u64::MAX, &tmp);
+                self.inodes.renamed(oid, newparent, newname, parent, name);
+                self.inodes.renamed(id, u64::MAX, &tmp, newparent, newname);
+            }
+            if let (Some(a), Some(b)) = (rel_str(&rel), rel_str(&newrel)) {
+                let tmp = format!("{a}.cloudsync-exchange");
+                self.hooks.renamed(a, &tmp);
+                self.hooks.renamed(b, a);
+                self.hooks.renamed(&tmp, b);
+            }
+            return Ok(());
+        }
+        if let Some(o) = &other {
+            self.inodes
+                .unlinked(self.inodes.id_of(o.ino()), newparent, newname);
+        }
+        self.inodes.renamed(id, parent, name, newparent, newname);
+        match (rel_str(&rel), rel_str(&newrel)) {
+            (Some(a), Some(b)) => self.hooks.renamed(a, b),
+            (None, Some(b)) => self.hooks.changed(Op::Create, b),
+            (Some(a), None) => self.hooks.changed(Op::Delete, a),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Makes a hard link.
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
+        self.writable()?;
+        let src = self.full(&self.rel(ino)?);
+        let (rel, full) = self.child(newparent, newname)?;
+        fs::hard_link(&src, &full)?;
+        self.report(Op::Create, &rel);
+        self.entry(newparent, newname, &full)
+    }
+
+    // ------------------------------------------------------------ files
+
+    fn open_path(&self, full: &Path, flags: i32, mode: u32) -> FsResult<File> {
+        let c = cstr(full)?;
+        let flags = (flags & !(libc::O_NOCTTY)) | libc::O_CLOEXEC;
+        // SAFETY: c is a valid C string; open returns a new fd we take ownership of.
+        let fd = error::check(unsafe { libc::open(c.as_ptr(), flags, mode as libc::c_uint) })?;
+        // SAFETY: fd was just returned by open and is owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    fn register(&self, ino: u64, file: File, flags: i32) -> FsResult<Opened> {
+        let st_ino = file.metadata()?.ino();
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let file = Arc::new(file);
+        let fh = self.handles.add_file(FileHandle {
+            file: file.clone(),
+            ino,
+            st_ino,
+            writable,
+        });
+        Ok(Opened { fh, file })
+    }
+
+    /// Opens a file.
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
+        let acc = flags & libc::O_ACCMODE;
+        if self.read_only && (acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0) {
+            return Err(FsError(libc::EROFS));
+        }
+        let rel = self.rel(ino)?;
+        let file = self.open_path(&self.full(&rel), flags & !libc::O_CREAT, 0)?;
+        if flags & libc::O_TRUNC != 0 {
+            self.report(Op::Modify, &rel);
+        }
+        self.register(ino, file, flags)
+    }
+
+    /// Creates and opens a file.
+    pub fn create(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> FsResult<(Attr, Opened)> {
+        self.writable()?;
+        let (rel, full) = self.child(parent, name)?;
+        let file = self.open_path(&full, flags | libc::O_CREAT, mode)?;
+        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        self.report(Op::Create, &rel);
+        let attr = self.entry(parent, name, &full)?;
+        let opened = self.register(attr.ino, file, flags | libc::O_WRONLY)?;
+        Ok((attr, opened))
+    }
+
+    /// Reads from an open file (when passthrough is not in use).
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match f.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// Writes to an open file (when passthrough is not in use).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        f.write_all_at(data, offset)?;
+        Ok(data.len() as u32)
+    }
+
+    /// Flushes data of an open file to disk.
+    pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        if datasync {
+            f.sync_data()?
+        } else {
+            f.sync_all()?
+        }
+        Ok(())
+    }
+
+    /// The last close of a handle. A file that was open for writing is queued for a push.
+    pub fn release(&self, fh: u64) {
+        if let Some(h) = self.handles.remove_file(fh)
+            && h.writable
+            && let Some(rel) = self.inodes.path(h.ino)
+        {
+            drop(h);
+            self.report(Op::Modify, &rel);
+        }
+    }
+
+    /// Preallocates or punches space.
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        self.writable()?;
+        let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        // SAFETY: the fd is open for the life of `f`.
+        error::check(unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                mode,
+                offset as libc::off_t,
+                length as libc::off_t,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// SEEK_DATA and SEEK_HOLE.
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        // SAFETY: the fd is open for the life of `f`.
+        let r = unsafe { libc::lseek(f.as_raw_fd(), offset as libc::off_t, whence) };
+        if r < 0 {
+            Err(FsError::last())
+        } else {
+            Ok(r as i64)
+        }
+    }
+
+    /// Copies a range between two open files inside the on-premise filesystem.
+    pub fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> FsResult<u32> {
+        self.writable()?;
+        let (fi, _) = self.handles.file(fh_in).ok_or(FsError(libc::EBADF))?;
+        let (fo, _) = self.handles.file(fh_out).ok_or(FsError(libc::EBADF))?;
+        let mut oi = off_in as libc::loff_t;
+        let mut oo = off_out as libc::loff_t;
+        let len = len.min(u32::MAX as u64 & !0xfff) as usize;
+        // SAFETY: both fds are open; the offsets point to live locals.
+        let n = unsafe {
+            libc::copy_file_range(fi.as_raw_fd(), &mut oi, fo.as_raw_fd(), &mut oo, len, 0)
+        };
+        if n < 0 {
+            Err(FsError::last())
+        } else {
+            Ok(n as u32)
+        }
+    }
+
+    // ------------------------------------------------------------ folders
+
+    /// Opens a folder, taking a snapshot of its entries.
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let rel = self.rel(ino)?;
+        let full = self.full(&rel);
+        let parent_ino = if ino == ROOT {
+            ROOT
+        } else {
+            let pm = fs::symlink_metadata(full.parent().unwrap_or(&self.root))?;
+            self.inodes.id_of(pm.ino())
+        };
+        let mut entries = vec![
+            (OsString::from("."), ino, libc::DT_DIR as u32),
+            (OsString::from(".."), parent_ino, libc::DT_DIR as u32),
+        ];
+        for de in fs::read_dir(&full)? {
+            let de = de?;
+            let ft = de.file_type()?;
+            let dt = if ft.is_dir() {
+                libc::DT_DIR
+            } else if ft.is_symlink() {
+                libc::DT_LNK
+            } else if ft.is_file() {
+                libc::DT_REG
+            } else {
+                use std::os::unix::fs::FileTypeExt;
+                if ft.is_fifo() {
+                    libc::DT_FIFO
+                } else if ft.is_socket() {
+                    libc::DT_SOCK
+                } else if ft.is_char_device() {
+                    libc::DT_CHR
+                } else {
+                    libc::DT_BLK
+                }
+            };
+            use std::os::unix::fs::DirEntryExt;
+            entries.push((de.file_name(), self.inodes.id_of(de.ino()), dt as u32));
+        }
+        Ok(self.handles.add_dir(DirHandle { entries }))
+    }
+
+    /// The entries of an open folder from `offset` on: name, node id, kind and next offset.
+    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Arc<DirHandle>> {
+        let _ = offset;
+        self.handles.dir(fh).ok_or(FsError(libc::EBADF))
+    }
+
+    /// Attributes of one entry for readdirplus; counts as a lookup.
+    pub fn readdirplus_entry(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+        let (_, full) = self.child(parent, name)?;
+        self.entry(parent, name, &full)
+    }
+
+    /// Closes a folder handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.remove_dir(fh);
+    }
+
+    /// Flushes a folder to disk.
+    pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
+        File::open(self.full(&self.rel(ino)?))?.sync_all()?;
+        Ok(())
+    }
+
+    /// Statistics of the on-premise filesystem.
+    pub fn statfs(&self) -> FsResult<StatFs> {
+        let c = cstr(&self.root)?;
+        let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: c is a valid C string and s points to writable memory of the right size.
+        error::check(unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) })?;
+        // SAFETY: statvfs succeeded, so it filled s.
+        let s = unsafe { s.assume_init() };
+        Ok(StatFs {
+            blocks: s.f_blocks,
+            bfree: s.f_bfree,
+            bavail: s.f_bavail,
+            files: s.f_files,
+            ffree: s.f_ffree,
+            bsize: s.f_bsize as u32,
+            namelen: s.f_namemax as u32,
+            frsize: s.f_frsize as u32,
+        })
+    }
+
+    /// Checks access for callers when the kernel does not (no `default_permissions`).
+    pub fn access(&self, ctx: &Ctx, ino: u64, mask: i32) -> FsResult<()> {
+        let m = fs::symlink_metadata(self.full(&self.rel(ino)?))?;
+        if mask == libc::F_OK {
+            return Ok(());
+        }
+        if mask & libc::W_OK != 0 && self.read_only {
+            return Err(FsError(libc::EROFS));
+        }
+        let mode = m.mode();
+        if ctx.uid == 0 {
+            if mask & libc::X_OK != 0 && !m.is_dir() && mode & 0o111 == 0 {
+                return Err(FsError(libc::EACCES));
+            }
+            return Ok(());
+        }
+        let bits = if ctx.uid == m.uid() {
+            (mode >> 6) & 7
+        } else if ctx.gid == m.gid() {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        } as i32;
+        if bits & mask == mask {
+            Ok(())
+        } else {
+            Err(FsError(libc::EACCES))
+        }
+    }
+
+    // ------------------------------------------------------------ xattrs
+
+    /// Reads an xattr: reserved names from the sync engine, others from the on-premise file.
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        let rel = self.rel(ino)?;
+        let full = self.full(&rel);
+        if xattr::is_reserved(name) {
+            let m = fs::symlink_metadata(&full)?;
+            let path = rel_str(&rel).ok_or(FsError(libc::ENODATA))?;
+            return self
+                .hooks
+                .xattrs(path, &m)
+                .into_iter()
+                .find(|(n, _)| n.as_bytes() == name.as_bytes())
+                .map(|(_, v)| v.into_bytes())
+                .ok_or(FsError(libc::ENODATA));
+        }
+        xattr::get(&full, name)
+    }
+
+    /// Lists xattr names, NUL-separated: the real ones, then the reserved ones.
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let rel = self.rel(ino)?;
+        let full = self.full(&rel);
+        let mut out = match xattr::list(&full) {
+            Ok(v) => v,
+            Err(e) if e.0 == libc::ENOTSUP => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if let Some(path) = rel_str(&rel) {
+            let m = fs::symlink_metadata(&full)?;
+            for (n, _) in self.hooks.xattrs(path, &m) {
+                out.extend_from_slice(n.as_bytes());
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes an xattr; reserved names are refused with `EPERM`.
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+        if xattr::is_reserved(name) {
+            return Err(FsError(libc::EPERM));
+        }
+        self.writable()?;
+        xattr::set(&self.full(&self.rel(ino)?), name, value, flags)
+    }
+
+    /// Removes an xattr; reserved names are refused with `EPERM`.
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
+        if xattr::is_reserved(name) {
+            return Err(FsError(libc::EPERM));
+        }
+        self.writable()?;
+        xattr::remove(&self.full(&self.rel(ino)?), name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Rec(Mutex<Vec<String>>);
+    impl SyncHooks for Rec {
+        fn changed(&self, op: Op, path: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {path}", op.as_str()));
+        }
+        fn renamed(&self, from: &str, to: &str) {
+            self.0.lock().unwrap().push(format!("rename {from} {to}"));
+        }
+        fn xattrs(&self, _: &str, _: &Metadata) -> Vec<(&'static str, String)> {
+            vec![("user.cloudsync.status", "pending".into())]
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Arc<Rec>, Fs) {
+        let d = tempfile::tempdir().unwrap();
+        let rec = Arc::new(Rec::default());
+        let fs = Fs::new(d.path(), rec.clone(), false).unwrap();
+        (d, rec, fs)
+    }
+
+    #[test]
+    fn create_write_rename_reports_changes() {
+        let (d, rec, fs) = setup();
+        let ctx = Ctx::default();
+        let dir = fs.mkdir(&ctx, ROOT, OsStr::new("docs"), 0o755).unwrap();
+        let (a, o) = fs
+            .create(&ctx, dir.ino, OsStr::new("a.txt"), 0o644, libc::O_WRONLY)
+            .unwrap();
+        assert_eq!(fs.write(o.fh, 0, b"hello").unwrap(), 5);
+        assert!(
+            fs.writers()
+                .is_open(fs::metadata(d.path().join("docs/a.txt")).unwrap().ino())
+        );
+        fs.release(o.fh);
+        assert_eq!(fs.getattr(a.ino, None).unwrap().size, 5);
+        fs.rename(dir.ino, OsStr::new("a.txt"), ROOT, OsStr::new("b.txt"), 0)
+            .unwrap();
+        assert_eq!(fs::read(d.path().join("b.txt")).unwrap(), b"hello");
+        let o = fs.open(a.ino, libc::O_RDONLY).unwrap();
+        assert_eq!(fs.read(o.fh, 1, 10).unwrap(), b"ello");
+        fs.release(o.fh);
+        fs.unlink(ROOT, OsStr::new("b.txt")).unwrap();
+        fs.rmdir(ROOT, OsStr::new("docs")).unwrap();
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec![
+                "mkdir docs",
+                "create docs/a.txt",
+                "modify docs/a.txt",
+                "rename docs/a.txt b.txt",
+                "delete b.txt",
+                "delete docs"
+            ]
+        );
+    }
+
+    #[test]
+    fn rename_flags() {
+        let (d, _rec, fs) = setup();
+        fs::write(d.path().join("x"), b"x").unwrap();
+        fs::write(d.path().join("y"), b"y").unwrap();
+        let e = fs.rename(
+            ROOT,
+            OsStr::new("x"),
+            ROOT,
+            OsStr::new("y"),
+            RENAME_NOREPLACE,
+        );
+        assert_eq!(e, Err(FsError(libc::EEXIST)));
+        fs.rename(
+            ROOT,
+            OsStr::new("x"),
+            ROOT,
+            OsStr::new("y"),
+            RENAME_EXCHANGE,
+        )
+        .unwrap();
+        assert_eq!(fs::read(d.path().join("x")).unwrap(), b"y");
+        assert_eq!(
+            fs.rename(ROOT, OsStr::new("x"), ROOT, OsStr::new("y"), 99),
+            Err(FsError(libc::EINVAL))
+        );
+    }
+
+    #[test]
+    fn reserved_xattrs() {
+        let (d, _rec, fs) = setup();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let a = fs.lookup(ROOT, OsStr::new("f")).unwrap();
+        assert_eq!(
+            fs.getxattr(a.ino, OsStr::new("user.cloudsync.status"))
+                .unwrap(),
+            b"pending"
+        );
+        assert_eq!(
+            fs.setxattr(a.ino, OsStr::new("user.cloudsync.status"), b"synced", 0),
+            Err(FsError(libc::EPERM))
+        );
+        fs.setxattr(a.ino, OsStr::new("user.color"), b"red", 0)
+            .unwrap();
+        assert_eq!(
+            fs.getxattr(a.ino, OsStr::new("user.color")).unwrap(),
+            b"red"
+        );
+        let l = fs.listxattr(a.ino).unwrap();
+        assert_eq!(l, b"user.color\0user.cloudsync.status\0");
+        assert_eq!(
+            fs.lookup(ROOT, OsStr::new("..")).unwrap_err(),
+            FsError(libc::EINVAL)
+        );
+    }
+
+    #[test]
+    fn read_only_refuses_writes() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let fs = Fs::new(d.path(), Arc::new(NoHooks), true).unwrap();
+        let a = fs.lookup(ROOT, OsStr::new("f")).unwrap();
+        assert_eq!(
+            fs.open(a.ino, libc::O_RDWR).unwrap_err(),
+            FsError(libc::EROFS)
+        );
+        assert_eq!(
+            fs.mkdir(&Ctx::default(), ROOT, OsStr::new("d"), 0o755)
+                .unwrap_err(),
+            FsError(libc::EROFS)
+        );
+        assert!(fs.open(a.ino, libc::O_RDONLY).is_ok());
+    }
+}

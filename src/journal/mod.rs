@@ -1,0 +1,770 @@
+//! The journal: ALL of cloudsync's SQL. Node records, the durable change queue, and metadata.
+//!
+//! One [`Journal`] owns two SQLite connections in WAL mode: one for writes, one for the status
+//! reads that FUSE `getxattr` makes, so a status read never waits behind a batch of writes.
+//! Migrations run on open. With `synchronous = NORMAL` a committed change survives a kill -9 of
+//! the daemon; what had not been committed yet is found again by the start-up scan.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::status::FailureCode;
+
+/// Errors of the journal layer.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite failed.
+    #[error("journal database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer cloudsync.
+    #[error(
+        "the journal has schema version {0}, newer than this cloudsync understands ({1}); upgrade cloudsync"
+    )]
+    TooNew(i64, i64),
+    /// A row held something this version cannot read.
+    #[error("journal row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, JournalError>;
+
+/// The schema, one step per version. Step N brings the database from version N to N+1.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE nodes(
+        path TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        mtime_ns INTEGER NOT NULL DEFAULT 0,
+        ctime_ns INTEGER NOT NULL DEFAULT 0,
+        ino INTEGER NOT NULL DEFAULT 0,
+        hash TEXT,
+        etag TEXT,
+        state TEXT NOT NULL,
+        error TEXT,
+        synced_at INTEGER
+     ) WITHOUT ROWID;
+     CREATE TABLE queue(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        op TEXT NOT NULL,
+        path TEXT NOT NULL,
+        dest TEXT,
+        not_before INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_retry_at INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending',
+        failure TEXT,
+        last_error TEXT,
+        gen INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX queue_path ON queue(path);
+     CREATE INDEX queue_dest ON queue(dest) WHERE dest IS NOT NULL;",
+];
+
+/// Milliseconds since the epoch, the journal's clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+}
+
+impl NodeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "dir",
+        }
+    }
+}
+
+/// The sync state of a node record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// The cloud holds what the record describes.
+    Synced,
+    /// The item failed for good; see `error`.
+    Failed,
+    /// A conflict copy, or an item waiting for the reconciler.
+    Conflict,
+}
+
+impl NodeState {
+    fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Synced => "synced",
+            NodeState::Failed => "failed",
+            NodeState::Conflict => "conflict",
+        }
+    }
+}
+
+/// What the journal knows of one item: its on-premise stat at the last sync, and its cloud tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Path relative to the on-premise root.
+    pub path: String,
+    /// File or folder.
+    pub kind: NodeKind,
+    /// Size at the last sync.
+    pub size: u64,
+    /// Modification time (ns) at the last sync.
+    pub mtime_ns: i64,
+    /// Change time (ns) at the last sync.
+    pub ctime_ns: i64,
+    /// Inode number at the last sync.
+    pub ino: u64,
+    /// Content fingerprint (BLAKE3, hex).
+    pub hash: Option<String>,
+    /// Cloud ETag at the last sync.
+    pub etag: Option<String>,
+    /// Sync state.
+    pub state: NodeState,
+    /// `CODE: detail` when failed.
+    pub error: Option<String>,
+    /// When it was last synced (ms since the epoch).
+    pub synced_at: Option<i64>,
+}
+
+impl TryFrom<&Row<'_>> for NodeRecord {
+    type Error = rusqlite::Error;
+    fn try_from(r: &Row<'_>) -> rusqlite::Result<Self> {
+        let kind: String = r.get("kind")?;
+        let state: String = r.get("state")?;
+        let bad = |what: &str, v: &str| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("unknown {what} {v:?}").into(),
+            )
+        };
+        Ok(NodeRecord {
+            path: r.get("path")?,
+            kind: match kind.as_str() {
+                "file" => NodeKind::File,
+                "dir" => NodeKind::Dir,
+                k => return Err(bad("kind", k)),
+            },
+            size: r.get::<_, i64>("size")? as u64,
+            mtime_ns: r.get("mtime_ns")?,
+            ctime_ns: r.get("ctime_ns")?,
+            ino: r.get::<_, i64>("ino")? as u64,
+            hash: r.get("hash")?,
+            etag: r.get("etag")?,
+            state: match state.as_str() {
+                "synced" => NodeState::Synced,
+                "failed" => NodeState::Failed,
+                "conflict" => NodeState::Conflict,
+                s => return Err(bad("state", s)),
+            },
+            error: r.get("error")?,
+            synced_at: r.get("synced_at")?,
+        })
+    }
+}
+
+/// The kind of change a queue entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A new file.
+    Create,
+    /// New content.
+    Modify,
+    /// Gone on-premise.
+    Delete,
+    /// A new folder.
+    Mkdir,
+    /// `path` moved to `dest`.
+    Rename,
+    /// Found by the start-up scan or asked for by a user: compare and do what is needed.
+    Check,
+}
+
+impl Op {
+    /// The name stored in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Modify => "modify",
+            Op::Delete => "delete",
+            Op::Mkdir => "mkdir",
+            Op::Rename => "rename",
+            Op::Check => "check",
+        }
+    }
+    fn parse(s: &str) -> Option<Op> {
+        [
+            Op::Create,
+            Op::Modify,
+            Op::Delete,
+            Op::Mkdir,
+            Op::Rename,
+            Op::Check,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// The state of a queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueState {
+    /// Waiting for its time.
+    Pending,
+    /// Failed for good until the user asks again or the file changes.
+    Failed,
+    /// The cloud changed too (412): kept for the reconciler, never overwritten.
+    Conflict,
+}
+
+impl QueueState {
+    fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Pending => "pending",
+            QueueState::Failed => "failed",
+            QueueState::Conflict => "conflict",
+        }
+    }
+}
+
+/// One durable change waiting for the cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// Order of arrival.
+    pub id: i64,
+    /// What happened.
+    pub op: Op,
+    /// The path (the source, for a rename).
+    pub path: String,
+    /// The target of a rename.
+    pub dest: Option<String>,
+    /// Not before this time (ms): the quiet period.
+    pub not_before: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Next retry time after a transient error (ms).
+    pub next_retry_at: i64,
+    /// Pending, failed or conflict.
+    pub state: QueueState,
+    /// Failure code when failed.
+    pub failure: Option<FailureCode>,
+    /// Last error message.
+    pub last_error: Option<String>,
+    /// Bumped each time a new change folds into this entry.
+    pub generation: i64,
+}
+
+impl TryFrom<&Row<'_>> for QueueEntry {
+    type Error = rusqlite::Error;
+    fn try_from(r: &Row<'_>) -> rusqlite::Result<Self> {
+        let op: String = r.get("op")?;
+        let state: String = r.get("state")?;
+        let failure: Option<String> = r.get("failure")?;
+        Ok(QueueEntry {
+            id: r.get("id")?,
+            op: Op::parse(&op).unwrap_or(Op::Check),
+            path: r.get("path")?,
+            dest: r.get("dest")?,
+            not_before: r.get("not_before")?,
+            attempts: r.get::<_, i64>("attempts")? as u32,
+            next_retry_at: r.get("next_retry_at")?,
+            state: match state.as_str() {
+                "failed" => QueueState::Failed,
+                "conflict" => QueueState::Conflict,
+                _ => QueueState::Pending,
+            },
+            failure: failure.as_deref().and_then(FailureCode::parse),
+            last_error: r.get("last_error")?,
+            generation: r.get("gen")?,
+        })
+    }
+}
+
+/// A change reported by the filesystem, before it is written to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Something happened to `path`.
+    Path(Op, String),
+    /// `from` was renamed to `to`.
+    Rename(String, String),
+}
+
+/// The journal.
+pub struct Journal {
+    write: Mutex<Connection>,
+    read: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Journal")
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(Duration::from_secs(30))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(c)
+}
+
+/// The range `[lo, hi)` of paths strictly below `dir` (`dir/…`), for index scans.
+fn below(dir: &str) -> (String, String) {
+    (format!("{dir}/"), format!("{dir}0"))
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Journal> {
+        let mut w = open_conn(path)?;
+        Self::migrate(&mut w)?;
+        let r = open_conn(path)?;
+        Ok(Journal {
+            write: Mutex::new(w),
+            read: Mutex::new(r),
+        })
+    }
+
+    /// The schema version this build writes.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    fn migrate(c: &mut Connection) -> Result<()> {
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if v > Self::SCHEMA_VERSION {
+            return Err(JournalError::TooNew(v, Self::SCHEMA_VERSION));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+            let tx = c.transaction()?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+            tracing::info!(version = i + 1, "journal schema migrated");
+        }
+        Ok(())
+    }
+
+    fn w(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn r(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .w()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets a metadata value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.w().execute(
+            "INSERT INTO meta(key, value) VALUES(?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    /// The record of `path`, if any.
+    pub fn node(&self, path: &str) -> Result<Option<NodeRecord>> {
+        Ok(self
+            .w()
+            .query_row("SELECT * FROM nodes WHERE path = ?1", [path], |r| {
+                NodeRecord::try_from(r)
+            })
+            .optional()?)
+    }
+
+    /// Like [`Journal::node`], on the read connection (for status reads).
+    pub fn node_for_status(&self, path: &str) -> Result<Option<NodeRecord>> {
+        Ok(self
+            .r()
+            .query_row("SELECT * FROM nodes WHERE path = ?1", [path], |r| {
+                NodeRecord::try_from(r)
+            })
+            .optional()?)
+    }
+
+    /// Every node record, for the start-up scan.
+    pub fn all_nodes(&self) -> Result<Vec<NodeRecord>> {
+        let c = self.r();
+        let mut st = c.prepare("SELECT * FROM nodes")?;
+        let rows = st.query_map([], |r| NodeRecord::try_from(r))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Number of node records.
+    pub fn node_count(&self) -> Result<u64> {
+        Ok(self
+            .r()
+            .query_row("SELECT count(*) FROM nodes", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Writes a node record.
+    pub fn put_node(&self, n: &NodeRecord) -> Result<()> {
+        self.w().execute(
+            "INSERT OR REPLACE INTO nodes(path, kind, size, mtime_ns, ctime_ns, ino, hash, etag,
+                state, error, synced_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            params![
+                n.path,
+                n.kind.as_str(),
+                n.size as i64,
+                n.mtime_ns,
+                n.ctime_ns,
+                n.ino as i64,
+                n.hash,
+                n.etag,
+                n.state.as_str(),
+                n.error,
+                n.synced_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Removes the record of `path` and of everything below it.
+    pub fn delete_subtree(&self, path: &str) -> Result<()> {
+        let (lo, hi) = below(path);
+        self.w().execute(
+            "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+            params![path, lo, hi],
+        )?;
+        Ok(())
+    }
+
+    /// Moves the records of `from` and everything below it to `to`.
+    pub fn move_subtree(&self, from: &str, to: &str) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        let (lo, hi) = below(from);
+        let (tlo, thi) = below(to);
+        tx.execute(
+            "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+            params![to, tlo, thi],
+        )?;
+        tx.execute(
+            "UPDATE nodes SET path = ?2 || substr(path, ?3)
+             WHERE path = ?1 OR (path >= ?4 AND path < ?5)",
+            params![from, to, from.len() as i64 + 1, lo, hi],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- queue
+
+    /// Writes a batch of changes to the queue in one transaction, folding repeated changes to
+    /// one path into one entry and restarting its quiet period.
+    pub fn enqueue(&self, changes: &[Change], not_before: i64) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        for ch in changes {
+            match ch {
+                Change::Path(op, path) => enqueue_path(&tx, *op, path, not_before)?,
+                Change::Rename(from, to) => {
+                    // Pending changes below the source follow the files: they are re-queued
+                    // under the new name, after the rename.
+                    let (lo, hi) = below(from);
+                    let moved: Vec<(i64, String, String)> = {
+                        let mut st = tx.prepare(
+                            "SELECT id, op, path FROM queue WHERE op != 'rename'
+                             AND (path = ?1 OR (path >= ?2 AND path < ?3))",
+                        )?;
+                        st.query_map(params![from, lo, hi], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })?
+                        .collect::<rusqlite::Result<_>>()?
+                    };
+                    tx.execute(
+                        "INSERT INTO queue(op, path, dest, not_before) VALUES('rename', ?1, ?2, ?3)",
+                        params![from, to, now_ms()],
+                    )?;
+                    for (id, op, p) in moved {
+                        tx.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+                        let newp = format!("{to}{}", &p[from.len()..]);
+                        enqueue_path(&tx, Op::parse(&op).unwrap_or(Op::Check), &newp, not_before)?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Pending entries, oldest first, at most `limit`.
+    pub fn pending(&self, limit: usize) -> Result<Vec<QueueEntry>> {
+        let c = self.w();
+        let mut st =
+            c.prepare("SELECT * FROM queue WHERE state = 'pending' ORDER BY id LIMIT ?1")?;
+        let rows = st.query_map([limit as i64], |r| QueueEntry::try_from(r))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// All entries in any state, oldest first (for reports).
+    pub fn queue(&self) -> Result<Vec<QueueEntry>> {
+        let c = self.r();
+        let mut st = c.prepare("SELECT * FROM queue ORDER BY id")?;
+        let rows = st.query_map([], |r| QueueEntry::try_from(r))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Queue entries that concern `path` or anything below it, for status reads.
+    pub fn queue_for_status(&self, path: &str, subtree: bool) -> Result<Vec<QueueEntry>> {
+        let c = self.r();
+        let (lo, hi) = below(path);
+        let sql = if subtree && !path.is_empty() {
+            "SELECT * FROM queue WHERE path = ?1 OR dest = ?1 OR (path >= ?2 AND path < ?3)
+             OR (dest >= ?2 AND dest < ?3) LIMIT 64"
+        } else if subtree {
+            "SELECT * FROM queue WHERE ?1 = ?1 OR ?2 = ?3 LIMIT 64"
+        } else {
+            "SELECT * FROM queue WHERE (path = ?1 OR dest = ?1) AND ?2 != ?3"
+        };
+        let mut st = c.prepare_cached(sql)?;
+        let rows = st.query_map(params![path, lo, hi], |r| QueueEntry::try_from(r))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Number of entries in the queue, and of those failed.
+    pub fn queue_counts(&self) -> Result<(u64, u64)> {
+        Ok(self.r().query_row(
+            "SELECT count(*), coalesce(sum(state != 'pending'), 0) FROM queue",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// Drops a finished entry, unless a newer change folded into it meanwhile.
+    pub fn finish(&self, id: i64, generation: i64) -> Result<bool> {
+        Ok(self.w().execute(
+            "DELETE FROM queue WHERE id = ?1 AND gen = ?2",
+            params![id, generation],
+        )? > 0)
+    }
+
+    /// Drops an entry whatever its generation.
+    pub fn remove(&self, id: i64) -> Result<()> {
+        self.w().execute("DELETE FROM queue WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Records a transient failure and when to try again.
+    pub fn retry_later(&self, id: i64, next_retry_at: i64, error: &str) -> Result<()> {
+        self.w().execute(
+            "UPDATE queue SET attempts = attempts + 1, next_retry_at = ?2, last_error = ?3
+             WHERE id = ?1",
+            params![id, next_retry_at, error],
+        )?;
+        Ok(())
+    }
+
+    /// Pushes an entry's time back without counting a failure (the file is still open).
+    pub fn postpone(&self, id: i64, not_before: i64) -> Result<()> {
+        self.w().execute(
+            "UPDATE queue SET not_before = max(not_before, ?2) WHERE id = ?1",
+            params![id, not_before],
+        )?;
+        Ok(())
+    }
+
+    /// Marks an entry failed for good, or conflicting, with a code.
+    pub fn fail(&self, id: i64, state: QueueState, code: FailureCode, error: &str) -> Result<()> {
+        self.w().execute(
+            "UPDATE queue SET state = ?2, failure = ?3, last_error = ?4, attempts = attempts + 1
+             WHERE id = ?1",
+            params![id, state.as_str(), code.as_str(), error],
+        )?;
+        Ok(())
+    }
+
+    /// Puts failed entries (all, or those below `path`) back in the queue, for a sync request
+    /// or after the credentials changed.
+    pub fn retry_failed(&self, path: Option<&str>) -> Result<usize> {
+        let c = self.w();
+        let n = match path {
+            None => c.execute(
+                "UPDATE queue SET state = 'pending', attempts = 0, next_retry_at = 0
+                 WHERE state != 'pending'",
+                [],
+            )?,
+            Some(p) => {
+                let (lo, hi) = below(p);
+                c.execute(
+                    "UPDATE queue SET state = 'pending', attempts = 0, next_retry_at = 0
+                     WHERE state != 'pending' AND (path = ?1 OR (path >= ?2 AND path < ?3))",
+                    params![p, lo, hi],
+                )?
+            }
+        };
+        Ok(n)
+    }
+
+    /// Makes every pending entry due now (for `sync --now`) and clears retry waits.
+    pub fn expedite(&self) -> Result<()> {
+        self.w().execute(
+            "UPDATE queue SET not_before = 0, next_retry_at = 0 WHERE state = 'pending'",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// The earliest time any pending entry becomes due, if any.
+    pub fn next_due(&self) -> Result<Option<i64>> {
+        Ok(self.w().query_row(
+            "SELECT min(max(not_before, next_retry_at)) FROM queue WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: i64) -> Result<()> {
+    // Fold into an existing non-rename entry for the same path, keeping the first kind of
+    // change when it says more (a create followed by modifies is still a create).
+    let existing: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, op FROM queue WHERE path = ?1 AND op != 'rename' ORDER BY id DESC LIMIT 1",
+            [path],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    // A later rename touching this path must stay ordered after it; only fold when no rename
+    // was queued since.
+    if let Some((id, old)) = existing {
+        let later_rename: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM queue WHERE id > ?1 AND op = 'rename')",
+            [id],
+            |r| r.get(0),
+        )?;
+        if !later_rename {
+            let keep = match (Op::parse(&old), op) {
+                (Some(Op::Create), Op::Modify) | (Some(Op::Mkdir), Op::Modify) => old,
+                _ => op.as_str().to_string(),
+            };
+            tx.execute(
+                "UPDATE queue SET op = ?2, not_before = max(not_before, ?3), state = 'pending',
+                 attempts = 0, next_retry_at = 0, failure = NULL, gen = gen + 1 WHERE id = ?1",
+                params![id, keep, not_before],
+            )?;
+            return Ok(());
+        }
+    }
+    tx.execute(
+        "INSERT INTO queue(op, path, not_before) VALUES(?1, ?2, ?3)",
+        params![op.as_str(), path, not_before],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal() -> (tempfile::TempDir, Journal) {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(&d.path().join("j.db")).unwrap();
+        (d, j)
+    }
+
+    fn rec(path: &str) -> NodeRecord {
+        NodeRecord {
+            path: path.into(),
+            kind: NodeKind::File,
+            size: 1,
+            mtime_ns: 2,
+            ctime_ns: 3,
+            ino: 4,
+            hash: Some("h".into()),
+            etag: Some("\"e\"".into()),
+            state: NodeState::Synced,
+            error: None,
+            synced_at: Some(5),
+        }
+    }
+
+    #[test]
+    fn writes_coalesce() {
+        let (_d, j) = journal();
+        let c = |op, p: &str| Change::Path(op, p.into());
+        j.enqueue(&[c(Op::Create, "a"), c(Op::Modify, "a")], 10)
+            .unwrap();
+        j.enqueue(&[c(Op::Modify, "a")], 20).unwrap();
+        let q = j.pending(10).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].op, Op::Create);
+        assert_eq!(q[0].not_before, 20);
+        assert_eq!(q[0].generation, 2);
+        assert!(
+            !j.finish(q[0].id, 1).unwrap(),
+            "a stale generation must not finish"
+        );
+        assert!(j.finish(q[0].id, 2).unwrap());
+    }
+
+    #[test]
+    fn rename_carries_pending_changes() {
+        let (_d, j) = journal();
+        j.enqueue(
+            &[
+                Change::Path(Op::Modify, "d/x".into()),
+                Change::Path(Op::Modify, "dd".into()),
+                Change::Rename("d".into(), "e".into()),
+            ],
+            10,
+        )
+        .unwrap();
+        let q = j.pending(10).unwrap();
+        let v: Vec<_> = q.iter().map(|e| (e.op, e.path.as_str())).collect();
+        assert_eq!(
+            v,
+            vec![(Op::Modify, "dd"), (Op::Rename, "d"), (Op::Modify, "e/x")]
+        );
+    }
+
+    #[test]
+    fn subtree_moves() {
+        let (_d, j) = journal();
+        for p in ["a", "a/b", "a/b/c", "ab", "x"] {
+            j.put_node(&rec(p)).unwrap();
+        }
+        j.move_subtree("a", "x").unwrap();
+        let mut paths: Vec<_> = j.all_nodes().unwrap().into_iter().map(|n| n.path).collect();
+        paths.sort();
+        assert_eq!(paths, vec!["ab", "x", "x/b", "x/b/c"]);
+        j.delete_subtree("x").unwrap();
+        assert_eq!(j.node_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn reopen_keeps_queue_and_migrates_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j.db");
+        {
+            let j = Journal::open(&p).unwrap();
+            j.enqueue(&[Change::Path(Op::Create, "a".into())], 1)
+                .unwrap();
+        }
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.pending(10).unwrap().len(), 1);
+    }
+}

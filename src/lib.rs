@@ -1,0 +1,19 @@
+//! cloudsync: an on-premise folder shown through FUSE and synced to a cloud.
+//!
+//! The crate is a library with a thin binary on top, so that the filesystem core, the journal
+//! and the sync engine can be tested without mounting anything. See `doc/SEMANTICS.md` for what
+//! each operation promises.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod cloud;
+pub mod config;
+pub mod fs;
+pub mod fuse;
+pub mod ignore;
+pub mod journal;
+pub mod mount;
+pub mod status;
+pub mod sync;

@@ -1,0 +1,202 @@
+//! The `cloudsync` binary: parse flags, run the subcommand, map errors to exit codes.
+//!
+//! Exit codes: 0 success, 1 an error with a one-line reason on stderr, 2 bad usage.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use cloudsync::cli::{Cli, Command as Cmd, MountArgs, StatusArgs, UnmountArgs};
+use cloudsync::config::Config;
+use cloudsync::status::{XATTR_ERROR, XATTR_STATUS};
+
+fn init_logging(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn mount(args: MountArgs) -> Result<()> {
+    let cfg = Config::load(&args)?;
+    if args.daemon {
+        return spawn_daemon(&cfg);
+    }
+    init_logging(&cfg.log_level);
+    // With --ready-fd (set by --daemon) readiness goes to the parent over stdout.
+    let to_parent = args.ready_fd.is_some();
+    cloudsync::mount::run(cfg, |r| {
+        if to_parent {
+            let mut out = std::io::stdout();
+            let _ = match &r {
+                Ok(()) => writeln!(out, "READY"),
+                Err(e) => writeln!(out, "ERROR {e}"),
+            };
+            let _ = out.flush();
+            // Detach stdout so the parent's read ends.
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                use std::os::fd::AsRawFd;
+                // SAFETY: both fds are valid; dup2 atomically replaces fd 1.
+                unsafe { libc::dup2(null.as_raw_fd(), 1) };
+            }
+        }
+    })
+}
+
+/// Starts the daemon in the background and waits until its mount is ready.
+fn spawn_daemon(cfg: &Config) -> Result<()> {
+    cloudsync::mount::preflight(cfg)?;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot create the state dir {}", cfg.state_dir.display()))?;
+    let log_path = cfg.state_dir.join("cloudsync.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open the log {}", log_path.display()))?;
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--daemon")
+        .collect();
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(&args)
+        .arg("--ready-fd=1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the daemon")?;
+    let out = child.stdout.take().context("no pipe to the daemon")?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    match line.trim_end() {
+        "READY" => {
+            println!(
+                "cloudsync: mounted {} (pid {}, log {})",
+                cfg.mountpoint.display(),
+                child.id(),
+                log_path.display()
+            );
+            Ok(())
+        }
+        l if l.starts_with("ERROR ") => bail!("{}", &l[6..]),
+        _ => {
+            let _ = child.wait();
+            bail!(
+                "the daemon exited before the mount was ready; see {}",
+                log_path.display()
+            )
+        }
+    }
+}
+
+fn unmount(args: UnmountArgs) -> Result<()> {
+    let mp = std::fs::canonicalize(&args.mountpoint)
+        .with_context(|| format!("cannot unmount {}", args.mountpoint.display()))?;
+    if !cloudsync::mount::is_mount_point(&mp) {
+        bail!("{} is not mounted", mp.display());
+    }
+    let mut cmd = Command::new("fusermount3");
+    cmd.arg("-u");
+    if args.lazy {
+        cmd.arg("-z");
+    }
+    let out = cmd
+        .arg(&mp)
+        .output()
+        .context("cannot run fusermount3 (install the fuse3 package)")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("busy") {
+            bail!(
+                "cannot unmount {}: files are still open in it (close them, or use cloudsync unmount --lazy)",
+                mp.display()
+            );
+        }
+        bail!("cannot unmount {}: {}", mp.display(), err.trim());
+    }
+    Ok(())
+}
+
+fn getxattr(path: &Path, name: &str) -> std::io::Result<Option<String>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let n = std::ffi::CString::new(name)?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of buf.len() bytes.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENODATA) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    buf.truncate(r as usize);
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+fn status(args: StatusArgs) -> Result<()> {
+    let mut bad = false;
+    for p in &args.paths {
+        let st = match getxattr(p, XATTR_STATUS) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                eprintln!("cloudsync: {}: not inside a cloudsync mount", p.display());
+                bad = true;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("cloudsync: {}: {e}", p.display());
+                bad = true;
+                continue;
+            }
+        };
+        let err = getxattr(p, XATTR_ERROR).ok().flatten();
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"path": p, "status": st, "error": err})
+            );
+        } else {
+            println!(
+                "{:<12} {}{}",
+                st,
+                p.display(),
+                err.map(|e| format!("  ({e})")).unwrap_or_default()
+            );
+        }
+    }
+    if bad {
+        bail!("some paths have no status");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Cmd::Mount(a) => mount(*a),
+        Cmd::Unmount(a) => unmount(a),
+        Cmd::Status(a) => status(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cloudsync: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Wires the parts together: checks, state dir and its guards, journal, cloud, engine, FUSE
+//! session, signals and a clean shutdown.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::fs::Fs;
+use crate::fuse::FuseFs;
+use crate::ignore::Ignore;
+use crate::journal::Journal;
+use crate::sync::push::Pusher;
+use crate::sync::{Engine, scan};
+
+/// Finds an executable on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+}
+
+/// True when `path` is a mount point.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    text.lines().any(|l| {
+        l.split(' ').nth(4).is_some_and(|mp| {
+            // mountinfo escapes spaces and the like as octal.
+            mp.replace("\\040", " ")
+                .replace("\\011", "\t")
+                .replace("\\012", "\n")
+                .replace("\\134", "\\")
+                == want
+        })
+    })
+}
+
+/// Checks what the kernel side needs before anything is created.
+pub fn preflight(cfg: &Config) -> Result<()> {
+    if !Path::new("/dev/fuse").exists() {
+        bail!("cannot mount: /dev/fuse is missing (load the fuse module: modprobe fuse)");
+    }
+    if which("fusermount3").is_none() {
+        bail!("cannot mount: fusermount3 is not installed (install the fuse3 package)");
+    }
+    let mp = &cfg.mountpoint;
+    let meta = fs::metadata(mp).with_context(|| format!("cannot mount on {}", mp.display()))?;
+    if !meta.is_dir() {
+        bail!("cannot mount on {}: not a directory", mp.display());
+    }
+    if is_mount_point(mp) {
+        bail!(
+            "cannot mount on {}: something is already mounted there (cloudsync unmount {} first)",
+            mp.display(),
+            mp.display()
+        );
+    }
+    if fs::read_dir(mp)?.next().is_some() {
+        bail!(
+            "cannot mount on {}: the directory is not empty",
+            mp.display()
+        );
+    }
+    Ok(())
+}
+
+/// The state directory, locked for this daemon alone. Dropping it releases the lock.
+pub struct StateDir {
+    _lock: fs::File,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+fn host_id() -> String {
+    let mid = fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}/{}", mid.trim(), host.trim())
+}
+
+/// Creates and locks the state dir, refusing a second daemon.
+pub fn lock_state_dir(dir: &Path) -> Result<StateDir> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
+    let _ = fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let lock_path = dir.join("lock");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    // SAFETY: the fd is valid for the life of `f`.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = fs::read_to_string(&lock_path).unwrap_or_default();
+        bail!(
+            "another cloudsync daemon (pid {}) is using the state dir {}; two daemons would corrupt its journal (unmount the other mount, or give this one its own --state-dir)",
+            pid.trim(),
+            dir.display()
+        );
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(StateDir {
+        _lock: f,
+        path: dir.to_path_buf(),
+    })
+}
+
+/// Refuses a journal that belongs to another folder or was copied from another host.
+pub fn guard_clone(j: &Journal, onprem: &Path) -> Result<()> {
+    let here = host_id();
+    let dir = onprem.to_string_lossy().to_string();
+    match (j.meta("onprem")?, j.meta("host")?) {
+        (None, _) => {
+            j.set_meta("onprem", &dir)?;
+            j.set_meta("host", &here)?;
+        }
+        (Some(o), _) if o != dir => bail!(
+            "the state dir belongs to the on-premise folder {o}, not {dir}: it was copied or mixed up (give this mount its own --state-dir)"
+        ),
+        (Some(_), Some(h)) if h != here => bail!(
+            "the state dir was created on another host ({h}); a copied journal would corrupt sync (give this host its own --state-dir)"
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs a mount until it is unmounted or the process gets SIGINT or SIGTERM. `ready` is called
+/// once the mount is live.
+pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
+    let setup = (|| -> Result<_> {
+        preflight(&cfg)?;
+        let state = lock_state_dir(&cfg.state_dir)?;
+        let journal = Arc::new(
+            Journal::open(&state.path.join("journal.db"))
+                .with_context(|| format!("cannot open the journal in {}", state.path.display()))?,
+        );
+        guard_clone(&journal, &cfg.onprem)?;
+        let ignore = Ignore::new(&cfg.ignore)?;
+        let cloud = crate::cloud::open(&cfg.cloud, &cfg.cloud_opts)?;
+        Ok((state, journal, ignore, cloud))
+    })();
+    let (state, journal, ignore, cloud) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            ready(Err(format!("{e:#}")));
+            return Err(e);
+        }
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("cloudsync-sync")
+        .build()?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let w = wake.clone();
+    let (engine, writer) = Engine::start(
+        journal.clone(),
+        ignore.clone(),
+        cfg.push_delay,
+        Arc::new(move || w.notify_one()),
+    );
+    let fs_core = Arc::new(Fs::new(&cfg.onprem, engine.clone(), cfg.mount.read_only)?);
+    let pusher = Arc::new(Pusher {
+        journal: journal.clone(),
+        cloud: cloud.clone(),
+        onprem: cfg.onprem.clone(),
+        ignore: ignore.clone(),
+        writers: fs_core.writers(),
+        shared: engine.shared.clone(),
+        wake: wake.clone(),
+        transfers: cfg.transfers,
+        push_delay: cfg.push_delay,
+        cloud_delete: true,
+    });
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let pusher_task = rt.spawn(pusher.clone().run(stop.clone()));
+
+    let mut options = vec![
+        fuser::MountOption::FSName(format!("cloudsync:{}", cfg.onprem.display())),
+        fuser::MountOption::Subtype("cloudsync".into()),
+    ];
+    let mut acl = fuser::SessionACL::Owner;
+    if cfg.mount.allow_other {
+        acl = fuser::SessionACL::All;
+        // Other users must not get the daemon's own rights: the kernel checks mode bits.
+        options.push(fuser::MountOption::DefaultPermissions);
+    } else if cfg.mount.default_permissions {
+        options.push(fuser::MountOption::DefaultPermissions);
+    }
+    if cfg.mount.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut fcfg = fuser::Config::default();
+    fcfg.mount_options = options;
+    fcfg.acl = acl;
+    fcfg.n_threads = Some(4);
+    fcfg.clone_fd = true;
+    // SAFETY: umask has no preconditions; modes the caller asked for are applied exactly
+    // (the kernel has already applied the caller's umask).
+    unsafe { libc::umask(0) };
+    let fuse_fs = FuseFs::new(fs_core.clone(), &cfg.onprem, cfg.passthrough);
+    let mut session = match fuser::Session::new(fuse_fs, &cfg.mountpoint, &fcfg) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot mount on {}: {e}", cfg.mountpoint.display());
+            ready(Err(msg.clone()));
+            bail!(msg);
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+
+    // Signals end the session by unmounting.
+    let mp = cfg.mountpoint.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        info!(mountpoint = %mp.display(), "signal received; unmounting");
+        if let Err(e) = unmounter.unmount() {
+            warn!(error = %e, "unmount failed; trying a lazy unmount");
+            let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()).unwrap_or_default();
+            // SAFETY: c is a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    });
+
+    // The start-up scan runs beside the mount, never holding it up.
+    {
+        let (onprem, j, ig, w) = (
+            cfg.onprem.clone(),
+            journal.clone(),
+            ignore.clone(),
+            wake.clone(),
+        );
+        std::thread::Builder::new()
+            .name("scan".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                match scan::scan(&onprem, &j, &ig) {
+                    Ok(r) => info!(
+                        seen = r.seen,
+                        queued = r.queued,
+                        ms = t.elapsed().as_millis() as u64,
+                        "start-up scan done"
+                    ),
+                    Err(e) => warn!(error = %e, "start-up scan failed"),
+                }
+                w.notify_one();
+            })?;
+    }
+
+    info!(
+        onprem = %cfg.onprem.display(),
+        mountpoint = %cfg.mountpoint.display(),
+        cloud = %cloud.describe(),
+        state_dir = %state.path.display(),
+        "mounted"
+    );
+    ready(Ok(()));
+    let result = session.run();
+    info!("unmounted; stopping");
+
+    stop.notify_one();
+    engine.close();
+    let _ = writer.join();
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pusher_task).await;
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let (queued, failed) = journal.queue_counts().unwrap_or((0, 0));
+    info!(
+        queued,
+        failed, "stopped; queued changes resume at the next mount"
+    );
+    drop(state);
+    result.context("the FUSE session ended with an error")
+}

@@ -1,0 +1,237 @@
+//! The sync engine: hears changes from the filesystem, queues them durably, answers status,
+//! and drives the pusher.
+//!
+//! Changes travel from FUSE handlers over a channel to one journal-writer thread that commits
+//! them in batches, so a FUSE request never waits for SQLite. A change still in the channel
+//! when the daemon is killed is found again by the start-up scan.
+
+pub mod push;
+pub mod scan;
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::fs::SyncHooks;
+use crate::ignore::Ignore;
+use crate::journal::{Change, Journal, NodeKind, NodeState, Op, QueueState, now_ms};
+use crate::status::{self, Status};
+
+/// State shared by the engine, the pusher and status reads.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Entries being transferred now: queue id to (path, dest).
+    pub in_flight: Mutex<HashMap<i64, (String, Option<String>)>>,
+    /// Since when the cloud has been unreachable (ms), if it is.
+    pub offline_since: Mutex<Option<i64>>,
+    /// Pushing stopped after a 401, until a sync is requested.
+    pub auth_paused: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn in_flight_under(&self, path: &str, subtree: bool) -> bool {
+        let m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().any(|(p, d)| {
+            let hit = |x: &str| {
+                if subtree {
+                    crate::cloud::is_within(x, path)
+                } else {
+                    x == path
+                }
+            };
+            hit(p) || d.as_deref().is_some_and(hit)
+        })
+    }
+
+    /// True while the cloud is unreachable.
+    pub fn is_offline(&self) -> bool {
+        self.offline_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+}
+
+/// The engine's face towards the filesystem.
+pub struct Engine {
+    journal: Arc<Journal>,
+    ignore: Ignore,
+    tx: Mutex<Option<mpsc::Sender<Change>>>,
+    /// Shared with the pusher.
+    pub shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+/// Nanoseconds of a metadata time pair.
+pub fn mtime_ns(m: &Metadata) -> i64 {
+    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+}
+
+/// Nanoseconds of a metadata change-time pair.
+pub fn ctime_ns(m: &Metadata) -> i64 {
+    m.ctime() * 1_000_000_000 + m.ctime_nsec()
+}
+
+impl Engine {
+    /// Starts the journal-writer thread. `wake` is called after each committed batch.
+    pub fn start(
+        journal: Arc<Journal>,
+        ignore: Ignore,
+        push_delay: Duration,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> (Arc<Engine>, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel::<Change>();
+        let j = journal.clone();
+        let writer = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    let deadline = std::time::Instant::now() + Duration::from_millis(20);
+                    while batch.len() < 4096 {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        match rx.recv_timeout(left) {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    let not_before = now_ms() + push_delay.as_millis() as i64;
+                    if let Err(e) = j.enqueue(&batch, not_before) {
+                        tracing::error!(error = %e, changes = batch.len(), "cannot write changes to the journal; the start-up scan will find them again");
+                    }
+                    wake();
+                }
+            })
+            .expect("spawn journal writer");
+        let engine = Arc::new(Engine {
+            journal,
+            ignore,
+            tx: Mutex::new(Some(tx)),
+            shared: Arc::new(Shared::default()),
+        });
+        (engine, writer)
+    }
+
+    /// Stops accepting changes; the writer thread ends after committing what it has.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn send(&self, c: Change) {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send(c);
+        }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The status of `path` and the details scripts read, from the journal and the local
+    /// metadata.
+    pub fn status(&self, path: &str, meta: &Metadata) -> (Status, Option<String>) {
+        if self.ignore.path_excluded(path) || !(meta.is_file() || meta.is_dir()) {
+            return (Status::Excluded, None);
+        }
+        let dir = meta.is_dir();
+        let entries = match self.journal.queue_for_status(path, dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "status read failed");
+                return (Status::Pending, None);
+            }
+        };
+        if let Some(f) = entries.iter().find(|e| e.state == QueueState::Failed) {
+            let code = f.failure.unwrap_or(status::FailureCode::Unknown);
+            let detail = f.last_error.clone().unwrap_or_default();
+            return (Status::Failed, Some(format!("{code}: {detail}")));
+        }
+        if entries.iter().any(|e| e.state == QueueState::Conflict) {
+            return (Status::Conflict, None);
+        }
+        if !entries.is_empty() {
+            if self.shared.in_flight_under(path, dir) {
+                return (Status::Uploading, None);
+            }
+            if self.shared.is_offline() {
+                return (Status::Offline, None);
+            }
+            return (Status::Pending, None);
+        }
+        if path.is_empty() {
+            return (Status::Synced, None);
+        }
+        match self.journal.node_for_status(path) {
+            Ok(Some(r)) => match r.state {
+                NodeState::Failed => (Status::Failed, r.error),
+                NodeState::Conflict => (Status::Conflict, None),
+                NodeState::Synced => {
+                    let same = match r.kind {
+                        NodeKind::Dir => dir,
+                        NodeKind::File => {
+                            !dir && r.size == meta.size() && r.mtime_ns == mtime_ns(meta)
+                        }
+                    };
+                    if same {
+                        (Status::Synced, None)
+                    } else {
+                        (Status::Pending, None)
+                    }
+                }
+            },
+            _ => (Status::Pending, None),
+        }
+    }
+}
+
+impl SyncHooks for Engine {
+    fn changed(&self, op: Op, path: &str) {
+        if !self.ignore.path_excluded(path) {
+            self.send(Change::Path(op, path.to_string()));
+        }
+    }
+
+    fn renamed(&self, from: &str, to: &str) {
+        match (
+            self.ignore.path_excluded(from),
+            self.ignore.path_excluded(to),
+        ) {
+            (true, true) => {}
+            // A temporary file renamed into place (LibreOffice, rsync): an update of `to`.
+            (true, false) => self.send(Change::Path(Op::Create, to.to_string())),
+            // Renamed to a backup name (vim): `from` is deleted, unless it comes back.
+            (false, true) => self.send(Change::Path(Op::Delete, from.to_string())),
+            (false, false) => self.send(Change::Rename(from.to_string(), to.to_string())),
+        }
+    }
+
+    fn xattrs(&self, path: &str, meta: &Metadata) -> Vec<(&'static str, String)> {
+        let (st, err) = self.status(path, meta);
+        let mut v = vec![(status::XATTR_STATUS, st.as_str().to_string())];
+        if let Some(e) = err.filter(|_| st == Status::Failed) {
+            v.push((status::XATTR_ERROR, e));
+        }
+        if st == Status::Synced
+            && !path.is_empty()
+            && let Ok(Some(r)) = self.journal.node_for_status(path)
+        {
+            if let Some(t) = r.synced_at {
+                let t = UNIX_EPOCH + Duration::from_millis(t as u64);
+                v.push((status::XATTR_SYNCED_AT, status::rfc3339(t)));
+            }
+            if let Some(e) = r.etag {
+                v.push((status::XATTR_ETAG, e));
+            }
+        }
+        v
+    }
+}

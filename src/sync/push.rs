@@ -1,0 +1,556 @@
+//! The pusher: carries queued on-premise changes to the cloud, on tokio.
+//!
+//! It takes entries in queue order. An entry waits while an earlier entry touches the same path,
+//! an ancestor or a descendant (so a folder's creation precedes its children, and a move waits
+//! for earlier changes of its source), and at most `transfers` run at once. Each push decides
+//! from the on-premise state and the journal record, not from the queued operation alone, so
+//! editor save patterns collapse to one update. The journal is written only after the cloud
+//! call succeeded.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tracing::{Instrument, debug, info, warn};
+
+use super::{Shared, ctime_ns, mtime_ns};
+use crate::cloud::{self, Cloud, CloudError, Precondition};
+use crate::fs::handles::OpenWriters;
+use crate::ignore::Ignore;
+use crate::journal::{
+    Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueEntry, QueueState, now_ms,
+};
+
+/// Longest wait between two retries of a transient failure.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What a push came to, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Done; drop the entry.
+    Done,
+    /// Not now (the file is open for writing, or changed during the upload).
+    Later,
+    /// Replace the entry by these changes.
+    Replace(Vec<Change>),
+}
+
+/// Everything the pusher needs.
+pub struct Pusher {
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The cloud.
+    pub cloud: Arc<dyn Cloud>,
+    /// The on-premise root.
+    pub onprem: PathBuf,
+    /// Excluded names.
+    pub ignore: Ignore,
+    /// Files open for writing through the mount.
+    pub writers: Arc<OpenWriters>,
+    /// Shared with status reads.
+    pub shared: Arc<Shared>,
+    /// Woken when new changes are queued.
+    pub wake: Arc<Notify>,
+    /// Parallel transfers.
+    pub transfers: usize,
+    /// Quiet time before a push.
+    pub push_delay: Duration,
+    /// Delete in the cloud what is deleted on-premise.
+    pub cloud_delete: bool,
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    cloud::is_within(a, b) || cloud::is_within(b, a)
+}
+
+fn entry_overlaps(a: &(String, Option<String>), b: &(String, Option<String>)) -> bool {
+    let av = std::iter::once(a.0.as_str()).chain(a.1.as_deref());
+    av.into_iter().any(|x| {
+        std::iter::once(b.0.as_str())
+            .chain(b.1.as_deref())
+            .any(|y| overlaps(x, y))
+    })
+}
+
+/// Capped exponential backoff with jitter, in ms.
+pub fn backoff_ms(attempts: u32) -> i64 {
+    let base = 1000u64.saturating_mul(1u64 << attempts.min(16));
+    let capped = base.min(MAX_BACKOFF.as_millis() as u64);
+    let jitter = 0.5 + fastrand::f64();
+    (capped as f64 * jitter) as i64
+}
+
+/// Hashes a file's content (BLAKE3, hex).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+fn record_of(
+    path: &str,
+    m: &std::fs::Metadata,
+    hash: Option<String>,
+    etag: Option<String>,
+) -> NodeRecord {
+    NodeRecord {
+        path: path.to_string(),
+        kind: if m.is_dir() {
+            NodeKind::Dir
+        } else {
+            NodeKind::File
+        },
+        size: if m.is_dir() { 0 } else { m.size() },
+        mtime_ns: mtime_ns(m),
+        ctime_ns: ctime_ns(m),
+        ino: m.ino(),
+        hash,
+        etag,
+        state: NodeState::Synced,
+        error: None,
+        synced_at: Some(now_ms()),
+    }
+}
+
+fn same_stat(r: &NodeRecord, m: &std::fs::Metadata) -> bool {
+    r.kind == NodeKind::File && r.size == m.size() && r.mtime_ns == mtime_ns(m) && r.ino == m.ino()
+}
+
+impl Pusher {
+    fn full(&self, path: &str) -> PathBuf {
+        if path.is_empty() {
+            self.onprem.clone()
+        } else {
+            self.onprem.join(path)
+        }
+    }
+
+    fn jr<T>(r: Result<T, crate::journal::JournalError>) -> Result<T, CloudError> {
+        r.map_err(|e| CloudError::Io(std::io::Error::other(e.to_string())))
+    }
+
+    /// Runs until `stop` is notified. In-flight transfers are abandoned at stop; their entries
+    /// stay queued and run again at the next start.
+    pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
+        let sem = Arc::new(Semaphore::new(self.transfers));
+        let stopped = stop.notified();
+        tokio::pin!(stopped);
+        loop {
+            let next = self.schedule(&sem);
+            let wait = match next {
+                Some(t) => Duration::from_millis((t - now_ms()).clamp(5, 1000) as u64),
+                None => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        debug!("pusher stopped");
+    }
+
+    /// Starts every entry that may start now; returns the earliest time a waiting entry is due.
+    fn schedule(self: &Arc<Self>, sem: &Arc<Semaphore>) -> Option<i64> {
+        if self.shared.auth_paused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let entries = match self.journal.pending(2048) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(error = %e, "cannot read the queue");
+                return None;
+            }
+        };
+        let now = now_ms();
+        let offline = self.shared.is_offline();
+        let mut busy: Vec<(String, Option<String>)> = {
+            let m = self
+                .shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if offline && !m.is_empty() {
+                return Some(now + 200); // while offline, probe with one transfer at a time
+            }
+            m.values().cloned().collect()
+        };
+        let running: Vec<i64> = self
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let mut next: Option<i64> = None;
+        for e in entries {
+            let key = (e.path.clone(), e.dest.clone());
+            if running.contains(&e.id) {
+                continue;
+            }
+            let blocked = busy.iter().any(|b| entry_overlaps(b, &key));
+            busy.push(key.clone());
+            if blocked {
+                continue;
+            }
+            let due = e.not_before.max(e.next_retry_at);
+            if due > now {
+                next = Some(next.map_or(due, |n: i64| n.min(due)));
+                continue;
+            }
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                break;
+            };
+            self.shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(e.id, key);
+            let me = self.clone();
+            let span = tracing::info_span!("push", path = %e.path, op = e.op.as_str());
+            tokio::spawn(
+                async move {
+                    me.run_one(e).await;
+                    drop(permit);
+                    me.wake.notify_one();
+                }
+                .instrument(span),
+            );
+            if offline {
+                break;
+            }
+        }
+        next
+    }
+
+    async fn run_one(&self, e: QueueEntry) {
+        let started = std::time::Instant::now();
+        let result = match e.op {
+            Op::Rename => {
+                self.push_rename(&e.path, e.dest.as_deref().unwrap_or_default())
+                    .await
+            }
+            _ => self.push_path(&e.path).await,
+        };
+        self.shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&e.id);
+        let j = &self.journal;
+        let r = match result {
+            Ok(outcome) => {
+                *self
+                    .shared
+                    .offline_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                match outcome {
+                    Outcome::Done => {
+                        debug!(ms = started.elapsed().as_millis() as u64, "pushed");
+                        j.finish(e.id, e.generation).map(|_| ())
+                    }
+                    Outcome::Later => {
+                        j.postpone(e.id, now_ms() + self.push_delay.as_millis() as i64)
+                    }
+                    Outcome::Replace(changes) => {
+                        j.enqueue(&changes, 0).and_then(|_| j.remove(e.id))
+                    }
+                }
+            }
+            Err(err) if err.is_transient() => {
+                let mut off = self
+                    .shared
+                    .offline_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if off.is_none() {
+                    warn!(error = %err, "the cloud is unreachable; changes stay queued and sync resumes by itself");
+                    *off = Some(now_ms());
+                }
+                drop(off);
+                j.retry_later(e.id, now_ms() + backoff_ms(e.attempts), &err.to_string())
+            }
+            Err(CloudError::PreconditionFailed) if e.op != Op::Rename => {
+                warn!(
+                    "the cloud copy changed since the last sync; kept for the reconciler, not overwritten"
+                );
+                j.fail(
+                    e.id,
+                    QueueState::Conflict,
+                    crate::status::FailureCode::NameClash,
+                    "the cloud copy changed since the last sync",
+                )
+            }
+            Err(err) => {
+                let code = err.failure_code();
+                if matches!(err, CloudError::Unauthorized) {
+                    self.shared.auth_paused.store(true, Ordering::Relaxed);
+                    warn!(
+                        "the cloud refused the credentials: pushing stops until a sync is requested"
+                    );
+                } else {
+                    warn!(code = code.as_str(), error = %err, "push failed");
+                }
+                j.fail(e.id, QueueState::Failed, code, &err.to_string())
+            }
+        };
+        if let Err(err) = r {
+            warn!(error = %err, "cannot record the push result in the journal");
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, CloudError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+            .map_err(CloudError::Io)
+    }
+
+    /// Makes the cloud match the on-premise state of `path`.
+    async fn push_path(&self, path: &str) -> Result<Outcome, CloudError> {
+        if self.ignore.path_excluded(path) || path.is_empty() {
+            return Ok(Outcome::Done);
+        }
+        let full = self.full(path);
+        let local = match std::fs::symlink_metadata(&full) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => None,
+            Err(e) => return Err(CloudError::Io(e)),
+        };
+        let rec = Self::jr(self.journal.node(path))?;
+        match local {
+            None => {
+                let Some(r) = rec else {
+                    return Ok(Outcome::Done);
+                };
+                if self.cloud_delete {
+                    let cond = match (&r.kind, &r.etag) {
+                        (NodeKind::File, Some(t)) => Precondition::IfMatch(t.clone()),
+                        _ => Precondition::None,
+                    };
+                    match self.cloud.delete(path, &cond).await {
+                        Ok(()) | Err(CloudError::NotFound) => info!("deleted in the cloud"),
+                        Err(CloudError::PreconditionFailed) => {
+                            // Delete against edit: the edit wins. The cloud copy stays, and the
+                            // reconciler brings it back.
+                            info!("not deleted in the cloud: it changed there since the last sync");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Self::jr(self.journal.delete_subtree(path))?;
+                Ok(Outcome::Done)
+            }
+            Some(m) if m.is_dir() => {
+                if let Some(r) = &rec {
+                    if r.kind == NodeKind::Dir {
+                        return Ok(Outcome::Done);
+                    }
+                    // A file became a folder.
+                    match self.cloud.delete(path, &Precondition::None).await {
+                        Ok(()) | Err(CloudError::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.cloud.mkdir(path).await?;
+                Self::jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
+                // Whatever is already inside (a folder moved in, or found by a scan) follows.
+                let children = Self::list_children(&full, path, &self.ignore).await?;
+                if children.is_empty() {
+                    Ok(Outcome::Done)
+                } else {
+                    Ok(Outcome::Replace(children))
+                }
+            }
+            Some(m) if m.is_file() => self.push_file(path, &full, m, rec).await,
+            Some(_) => Ok(Outcome::Done), // symlinks and special files stay on-premise
+        }
+    }
+
+    async fn list_children(
+        full: &Path,
+        path: &str,
+        ignore: &Ignore,
+    ) -> Result<Vec<Change>, CloudError> {
+        let full = full.to_path_buf();
+        let path = path.to_string();
+        let ignore = ignore.clone();
+        Self::blocking(move || {
+            let mut v = Vec::new();
+            for de in std::fs::read_dir(&full)? {
+                let de = de?;
+                if let Some(name) = de.file_name().to_str()
+                    && !ignore.name_excluded(name)
+                {
+                    v.push(Change::Path(Op::Check, cloud::join(&path, name)));
+                }
+            }
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn push_file(
+        &self,
+        path: &str,
+        full: &Path,
+        m: std::fs::Metadata,
+        rec: Option<NodeRecord>,
+    ) -> Result<Outcome, CloudError> {
+        if self.writers.is_open(m.ino()) {
+            return Ok(Outcome::Later);
+        }
+        if let Some(r) = &rec
+            && r.state == NodeState::Synced
+            && same_stat(r, &m)
+        {
+            return Ok(Outcome::Done);
+        }
+        let p = full.to_path_buf();
+        let hash = Self::blocking(move || hash_file(&p)).await?;
+        let cond = match &rec {
+            Some(r) if r.kind == NodeKind::File => {
+                if r.hash.as_deref() == Some(hash.as_str()) && r.state == NodeState::Synced {
+                    // Same content (touch, rename, or a restart): only the stat changed.
+                    Self::jr(self.journal.put_node(&NodeRecord {
+                        synced_at: r.synced_at,
+                        ..record_of(path, &m, Some(hash), r.etag.clone())
+                    }))?;
+                    return Ok(Outcome::Done);
+                }
+                match &r.etag {
+                    Some(t) => Precondition::IfMatch(t.clone()),
+                    None => Precondition::None,
+                }
+            }
+            Some(_) => {
+                // A folder became a file.
+                match self.cloud.delete(path, &Precondition::None).await {
+                    Ok(()) | Err(CloudError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+                Self::jr(self.journal.delete_subtree(path))?;
+                Precondition::IfNoneMatch
+            }
+            None => Precondition::IfNoneMatch,
+        };
+        let etag = match self.cloud.put_file(path, full, &cond).await {
+            Err(CloudError::MissingParent) => {
+                self.cloud.mkdir(cloud::parent(path)).await?;
+                self.cloud.put_file(path, full, &cond).await?
+            }
+            r => r?,
+        };
+        let after = std::fs::symlink_metadata(full).map_err(CloudError::Io)?;
+        if !(after.size() == m.size() && mtime_ns(&after) == mtime_ns(&m) && after.ino() == m.ino())
+            || self.writers.is_open(m.ino())
+        {
+            // Changed during the upload: record the new cloud tag, but not as synced content.
+            Self::jr(self.journal.put_node(&NodeRecord {
+                hash: None,
+                ..record_of(path, &m, None, etag)
+            }))?;
+            info!("changed during upload; will upload again");
+            return Ok(Outcome::Later);
+        }
+        info!(bytes = m.size(), "uploaded");
+        Self::jr(
+            self.journal
+                .put_node(&record_of(path, &m, Some(hash), etag)),
+        )?;
+        Ok(Outcome::Done)
+    }
+
+    /// Carries a rename to the cloud as one move, when the source is there.
+    async fn push_rename(&self, from: &str, to: &str) -> Result<Outcome, CloudError> {
+        let check = |p: &str| Change::Path(Op::Check, p.to_string());
+        let Some(rec_from) = Self::jr(self.journal.node(from))? else {
+            // Never reached the cloud: the target is simply new.
+            return Ok(Outcome::Replace(vec![check(to)]));
+        };
+        if let Some(rec_to) = Self::jr(self.journal.node(to))? {
+            if rec_to.kind == NodeKind::File || rec_from.kind == NodeKind::File {
+                // Replaced an existing cloud file: update it in place, then drop the source.
+                return Ok(Outcome::Replace(vec![check(to), check(from)]));
+            }
+            // An empty folder was replaced by a folder.
+            match self.cloud.delete(to, &Precondition::None).await {
+                Ok(()) | Err(CloudError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            Self::jr(self.journal.delete_subtree(to))?;
+        }
+        let r = match self.cloud.rename(from, to).await {
+            Err(CloudError::MissingParent) => {
+                self.cloud.mkdir(cloud::parent(to)).await?;
+                self.cloud.rename(from, to).await
+            }
+            r => r,
+        };
+        match r {
+            Ok(()) => {
+                info!(to, "moved in the cloud");
+                Self::jr(self.journal.move_subtree(from, to))?;
+                Ok(Outcome::Done)
+            }
+            Err(CloudError::NotFound) => {
+                // The source is gone from the cloud: upload the target as new.
+                Self::jr(self.journal.delete_subtree(from))?;
+                Ok(Outcome::Replace(vec![check(to)]))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Counts entries per state, for reports.
+pub fn queue_summary(j: &Journal) -> HashMap<&'static str, u64> {
+    let mut m = HashMap::new();
+    if let Ok((all, failed)) = j.queue_counts() {
+        m.insert("queued", all);
+        m.insert("failed", failed);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped() {
+        for a in 0..40 {
+            let b = backoff_ms(a);
+            assert!(
+                b >= 500 && b <= (MAX_BACKOFF.as_millis() as i64) * 3 / 2,
+                "{a}: {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn overlap_rules() {
+        let e = |p: &str, d: Option<&str>| (p.to_string(), d.map(str::to_string));
+        assert!(entry_overlaps(&e("a", None), &e("a/b", None)));
+        assert!(entry_overlaps(&e("x", Some("a")), &e("a/b", None)));
+        assert!(!entry_overlaps(&e("ab", None), &e("a", None)));
+    }
+}
