@@ -29,6 +29,9 @@ pub struct Shared {
     pub offline_since: Mutex<Option<i64>>,
     /// Pushing stopped after a 401, until a sync is requested.
     pub auth_paused: std::sync::atomic::AtomicBool,
+    /// Paths with changes still on their way to the journal, so status never says `synced`
+    /// for a change the queue has not recorded yet.
+    pub unflushed: Mutex<HashMap<String, u32>>,
 }
 
 impl Shared {
@@ -44,6 +47,36 @@ impl Shared {
             };
             hit(p) || d.as_deref().is_some_and(hit)
         })
+    }
+
+    fn unflushed_under(&self, path: &str, subtree: bool) -> bool {
+        let m = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_empty() {
+            return false;
+        }
+        if subtree {
+            m.keys().any(|p| crate::cloud::is_within(p, path))
+        } else {
+            m.contains_key(path)
+        }
+    }
+
+    fn track(&self, c: &Change, delta: i32) {
+        let mut m = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
+        let paths: [Option<&String>; 2] = match c {
+            Change::Path(_, p) => [Some(p), None],
+            Change::Rename(a, b) => [Some(a), Some(b)],
+        };
+        for p in paths.into_iter().flatten() {
+            if delta > 0 {
+                *m.entry(p.clone()).or_default() += 1;
+            } else if let Some(n) = m.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(p);
+                }
+            }
+        }
     }
 
     /// True while the cloud is unreachable.
@@ -90,6 +123,8 @@ impl Engine {
     ) -> (Arc<Engine>, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Change>();
         let j = journal.clone();
+        let shared = Arc::new(Shared::default());
+        let sh = shared.clone();
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
@@ -107,6 +142,9 @@ impl Engine {
                     if let Err(e) = j.enqueue(&batch, not_before) {
                         tracing::error!(error = %e, changes = batch.len(), "cannot write changes to the journal; the start-up scan will find them again");
                     }
+                    for c in &batch {
+                        sh.track(c, -1);
+                    }
                     wake();
                 }
             })
@@ -115,7 +153,7 @@ impl Engine {
             journal,
             ignore,
             tx: Mutex::new(Some(tx)),
-            shared: Arc::new(Shared::default()),
+            shared,
         });
         (engine, writer)
     }
@@ -127,7 +165,10 @@ impl Engine {
 
     fn send(&self, c: Change) {
         if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let _ = tx.send(c);
+            self.shared.track(&c, 1);
+            if let Err(mpsc::SendError(c)) = tx.send(c) {
+                self.shared.track(&c, -1);
+            }
         }
     }
 
@@ -143,6 +184,9 @@ impl Engine {
             return (Status::Excluded, None);
         }
         let dir = meta.is_dir();
+        if self.shared.unflushed_under(path, dir) {
+            return (Status::Pending, None);
+        }
         let entries = match self.journal.queue_for_status(path, dir) {
             Ok(e) => e,
             Err(e) => {

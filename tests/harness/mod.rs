@@ -1,0 +1,284 @@
+//! Test harness for real mounts: starts the `cloudsync` binary on temp folders, waits for the
+//! mount, and always unmounts and kills the daemon on drop, even when a test panics.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cloudsync"))
+}
+
+/// True when `path` is a mount point.
+pub fn is_mounted(path: &Path) -> bool {
+    let want = path.to_string_lossy().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Reads an xattr, `None` when absent.
+pub fn xattr(path: &Path, name: &str) -> Option<String> {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "--absolute-names", "-n", name])
+        .arg(path)
+        .output()
+        .expect("getfattr (package attr)");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        if t.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A mounted cloudsync with a `file://` cloud, all in one temp dir.
+pub struct Mount {
+    /// Keeps the folders alive.
+    pub tmp: tempfile::TempDir,
+    /// The on-premise folder.
+    pub onprem: PathBuf,
+    /// The mount point.
+    pub mnt: PathBuf,
+    /// The cloud folder.
+    pub cloud: PathBuf,
+    /// The state dir.
+    pub state: PathBuf,
+    /// The daemon's stderr.
+    pub log: PathBuf,
+    /// Extra flags.
+    pub extra: Vec<String>,
+    /// The cloud URL.
+    pub cloud_url: String,
+    child: Option<Child>,
+}
+
+impl Mount {
+    /// Mounts with a 300 ms push delay and `extra` flags.
+    pub fn start(extra: &[&str]) -> Mount {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        for d in ["onprem", "mnt", "cloud"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let cloud = root.join("cloud");
+        let mut m = Mount {
+            onprem: root.join("onprem"),
+            mnt: root.join("mnt"),
+            cloud_url: format!("file://{}", cloud.display()),
+            cloud,
+            state: root.join("state"),
+            log: root.join("daemon.log"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            tmp,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    /// Starts the daemon (foreground child) and waits for the mount.
+    pub fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount")
+            .arg(&self.onprem)
+            .arg(&self.mnt)
+            .arg("--cloud")
+            .arg(&self.cloud_url)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(&self.extra)
+            .env("RUST_LOG", "cloudsync=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if !self.extra.iter().any(|a| a == "--push-delay") {
+            cmd.args(["--push-delay", "300ms"]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let t = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "daemon exited with {st} before mounting:\n{}",
+                    self.log_text()
+                );
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("mount did not appear:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Unmounts cleanly and waits for the daemon to exit.
+    pub fn unmount(&mut self) {
+        let st = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "fusermount3 -u failed");
+        if let Some(mut c) = self.child.take() {
+            let t = Instant::now();
+            loop {
+                if let Ok(Some(st)) = c.try_wait() {
+                    assert!(
+                        st.success(),
+                        "daemon exited with {st}:\n{}",
+                        self.log_text()
+                    );
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(15) {
+                    let _ = c.kill();
+                    panic!("daemon did not exit after unmount:\n{}", self.log_text());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// kill -9 the daemon and clear the dead mount.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.mnt)
+            .status();
+        wait_until(Duration::from_secs(10), "dead mount to go", || {
+            !is_mounted(&self.mnt)
+        });
+    }
+
+    /// Path inside the mount.
+    pub fn m(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Path inside the on-premise folder.
+    pub fn o(&self, rel: &str) -> PathBuf {
+        self.onprem.join(rel)
+    }
+
+    /// Path inside the cloud folder.
+    pub fn c(&self, rel: &str) -> PathBuf {
+        self.cloud.join(rel)
+    }
+
+    /// Waits until the status xattr of `rel` in the mount says `want`.
+    pub fn wait_status(&self, rel: &str, want: &str) {
+        let p = self.m(rel);
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{rel} to be {want}"),
+            || xattr(&p, "user.cloudsync.status").as_deref() == Some(want),
+        );
+    }
+
+    /// Waits until the whole mount is synced.
+    pub fn wait_all_synced(&self) {
+        self.wait_status("", "synced");
+    }
+
+    /// How many times the log says `rel` was uploaded.
+    pub fn uploads_of(&self, rel: &str) -> usize {
+        let needle = format!("push{{path={rel} ");
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(&needle) && l.contains("uploaded"))
+            .count()
+    }
+
+    /// Log lines for `rel` that change the cloud other than by upload.
+    pub fn other_cloud_ops_of(&self, rel: &str) -> Vec<String> {
+        let needle = format!("push{{path={rel} ");
+        self.log_text()
+            .lines()
+            .filter(|l| {
+                l.contains(&needle)
+                    && (l.contains("deleted in the cloud") || l.contains("moved in the cloud"))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// A sorted listing of a tree: (relative path, content or "<dir>"), skipping `skip(name)`.
+pub fn tree(root: &Path, skip: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for de in fs::read_dir(root.join(&rel)).unwrap() {
+            let de = de.unwrap();
+            let name = de.file_name().to_string_lossy().to_string();
+            if skip(&name) {
+                continue;
+            }
+            let r = rel.join(&name);
+            let ft = de.file_type().unwrap();
+            if ft.is_dir() {
+                out.push((r.to_string_lossy().to_string(), b"<dir>".to_vec()));
+                stack.push(r);
+            } else if ft.is_file() {
+                out.push((
+                    r.to_string_lossy().to_string(),
+                    fs::read(de.path()).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
