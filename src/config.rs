@@ -192,8 +192,17 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read config file {}", p.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("config file {} is invalid", p.display()))?
+                toml::from_str::<FileConfig>(&text).map_err(|e| {
+                    let line = e
+                        .span()
+                        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                    anyhow::anyhow!(
+                        "config file {} is invalid{}: {}",
+                        p.display(),
+                        line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                        e.message().trim()
+                    )
+                })?
             }
             None => FileConfig::default(),
         };

@@ -405,3 +405,43 @@ fn cli_unmount_stops_the_daemon() {
     });
     m.kill9();
 }
+
+#[test]
+fn real_vim_save_is_one_update() {
+    let vim = ["vim.tiny", "vim.basic", "vim"]
+        .into_iter()
+        .find(|v| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {v}"))
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("vim is installed by scripts/test (vim-tiny)");
+    let m = Mount::start(&[]);
+    fs::write(m.m("notes.txt"), b"first line\n").unwrap();
+    m.wait_status("notes.txt", "synced");
+    run(Command::new(vim)
+        .args([
+            "-N",
+            "-u",
+            "NONE",
+            "-i",
+            "NONE",
+            "-n",
+            "-es",
+            "-c",
+            "normal! Gosecond line",
+            "-c",
+            "wq",
+        ])
+        .arg(m.m("notes.txt")));
+    m.wait_all_synced();
+    assert_eq!(
+        fs::read(m.c("notes.txt")).unwrap(),
+        b"first line\nsecond line\n"
+    );
+    assert_eq!(m.uploads_of("notes.txt"), 2, "{}", m.log_text());
+    assert!(m.other_cloud_ops_of("notes.txt").is_empty());
+    assert_converged(&m);
+}
