@@ -22,8 +22,9 @@ pub const DEFAULT_PATTERNS: &[&str] = &[
     // desktop clutter
     ".DS_Store",
     "Thumbs.db",
-    // our own scratch files
+    // our own scratch files, and conflict copies (they stay on-premise)
     ".cloudsync-*",
+    "* (conflict ????-??-?? ??????)*",
 ];
 
 /// A compiled set of ignore patterns.

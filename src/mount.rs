@@ -17,6 +17,7 @@ use crate::fs::Fs;
 use crate::fuse::FuseFs;
 use crate::ignore::Ignore;
 use crate::journal::Journal;
+use crate::sync::pull::{Invalidate, Puller};
 use crate::sync::push::Pusher;
 use crate::sync::{Engine, scan};
 
@@ -228,6 +229,27 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     };
     let mut unmounter = session.unmount_callable();
 
+    // The puller merges cloud changes and tells the kernel what it replaced.
+    let invalidate = Arc::new(KernelInvalidator {
+        notifier: session.notifier(),
+        onprem: cfg.onprem.clone(),
+        ids: crate::fs::inode::InodeTable::new(fs::metadata(&cfg.onprem)?.ino()),
+    });
+    let puller = Arc::new(Puller {
+        journal: journal.clone(),
+        cloud: cloud.clone(),
+        onprem: cfg.onprem.clone(),
+        ignore: ignore.clone(),
+        writers: fs_core.writers(),
+        shared: engine.shared.clone(),
+        invalidate,
+        onprem_delete: false,
+        winner: crate::sync::reconcile::Winner::Cloud,
+        wake_pusher: wake.clone(),
+    });
+    let pull_now = Arc::new(tokio::sync::Notify::new());
+    let puller_task = rt.spawn(puller.run(cfg.pull_interval, pull_now.clone(), stop.clone()));
+
     // Signals end the session by unmounting.
     let mp = cfg.mountpoint.clone();
     rt.spawn(async move {
@@ -284,11 +306,13 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let result = session.run();
     info!("unmounted; stopping");
 
+    stop.notify_waiters();
     stop.notify_one();
     engine.close();
     let _ = writer.join();
     rt.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(5), pusher_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), puller_task).await;
     });
     rt.shutdown_timeout(Duration::from_secs(2));
     let (queued, failed) = journal.queue_counts().unwrap_or((0, 0));
@@ -298,4 +322,29 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     );
     drop(state);
     result.context("the FUSE session ended with an error")
+}
+
+/// Tells the kernel about on-premise changes the puller made behind its back.
+struct KernelInvalidator {
+    notifier: fuser::Notifier,
+    onprem: PathBuf,
+    ids: crate::fs::inode::InodeTable,
+}
+
+impl Invalidate for KernelInvalidator {
+    fn changed(&self, path: &str) {
+        let parent = crate::cloud::parent(path);
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let pdir = if parent.is_empty() {
+            self.onprem.clone()
+        } else {
+            self.onprem.join(parent)
+        };
+        if let Ok(pm) = fs::symlink_metadata(&pdir) {
+            let pid = fuser::INodeNo(self.ids.id_of(pm.ino()));
+            // Errors only mean the kernel had nothing cached.
+            let _ = self.notifier.inval_entry(pid, std::ffi::OsStr::new(name));
+            let _ = self.notifier.inval_inode(pid, 0, 0);
+        }
+    }
 }

@@ -88,9 +88,10 @@ impl InodeTable {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         let n = nodes.entry(id).or_default();
         n.lookups += 1;
-        if !n.names.iter().any(|(p, nm)| *p == parent && nm == name) {
-            n.names.push((parent, name.to_os_string()));
-        }
+        // A lookup proves this name is current, so it becomes the node's path: the file may
+        // have been renamed in the on-premise folder behind the kernel's back.
+        n.names.retain(|(p, nm)| !(*p == parent && nm == name));
+        n.names.insert(0, (parent, name.to_os_string()));
     }
 
     /// The kernel dropped `count` lookups of `id`.

@@ -5,7 +5,9 @@
 //! them in batches, so a FUSE request never waits for SQLite. A change still in the channel
 //! when the daemon is killed is found again by the start-up scan.
 
+pub mod pull;
 pub mod push;
+pub mod reconcile;
 pub mod scan;
 
 use std::collections::HashMap;
@@ -180,6 +182,10 @@ impl Engine {
     /// The status of `path` and the details scripts read, from the journal and the local
     /// metadata.
     pub fn status(&self, path: &str, meta: &Metadata) -> (Status, Option<String>) {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if reconcile::is_conflict_name(name) {
+            return (Status::Conflict, None);
+        }
         if self.ignore.path_excluded(path) || !(meta.is_file() || meta.is_dir()) {
             return (Status::Excluded, None);
         }

@@ -285,7 +285,8 @@ impl Pusher {
                 drop(off);
                 j.retry_later(e.id, now_ms() + backoff_ms(e.attempts), &err.to_string())
             }
-            Err(CloudError::PreconditionFailed) if e.op != Op::Rename => {
+            // The cloud copy changed or vanished since the last sync: never overwrite.
+            Err(CloudError::PreconditionFailed | CloudError::NotFound) if e.op != Op::Rename => {
                 warn!(
                     "the cloud copy changed since the last sync; kept for the reconciler, not overwritten"
                 );

@@ -260,22 +260,26 @@ pub fn tree(root: &Path, skip: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> 
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        for de in fs::read_dir(root.join(&rel)).unwrap() {
-            let de = de.unwrap();
+        // The daemon may change the tree while we look: skip what vanishes.
+        let Ok(rd) = fs::read_dir(root.join(&rel)) else {
+            continue;
+        };
+        for de in rd {
+            let Ok(de) = de else { continue };
             let name = de.file_name().to_string_lossy().to_string();
             if skip(&name) {
                 continue;
             }
             let r = rel.join(&name);
-            let ft = de.file_type().unwrap();
+            let Ok(ft) = de.file_type() else { continue };
             if ft.is_dir() {
                 out.push((r.to_string_lossy().to_string(), b"<dir>".to_vec()));
                 stack.push(r);
             } else if ft.is_file() {
-                out.push((
-                    r.to_string_lossy().to_string(),
-                    fs::read(de.path()).unwrap(),
-                ));
+                let Ok(data) = fs::read(de.path()) else {
+                    continue;
+                };
+                out.push((r.to_string_lossy().to_string(), data));
             }
         }
     }

@@ -1,0 +1,756 @@
+//! The puller: discovers cloud changes and merges them into the on-premise folder.
+//!
+//! Every `pull_interval`, or at once when asked, it walks the cloud (skipping folders whose ETag
+//! has not changed, where the server gives folder ETags), decides each path with the pure
+//! [`reconcile`] function, and applies the action. Downloads go to a temporary file beside the
+//! target and are renamed over it, so a reader never sees half a file, and the journal record is
+//! written at once, so what the puller writes is never pushed back. A file open for writing
+//! through the mount is never replaced under its writer; it waits for the next pull.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use super::push::hash_file;
+use super::reconcile::{Action, Side, Winner, conflict_name, reconcile};
+use super::{Shared, mtime_ns};
+use crate::cloud::{self, Cloud, CloudEntry, CloudError};
+use crate::fs::handles::OpenWriters;
+use crate::ignore::Ignore;
+use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState, now_ms};
+
+/// Tells the kernel that an on-premise path changed behind its back.
+pub trait Invalidate: Send + Sync {
+    /// `path` (relative) was replaced, created or removed.
+    fn changed(&self, path: &str);
+}
+
+/// An invalidator for tests without a mount.
+#[derive(Debug, Default)]
+pub struct NoInvalidate;
+
+impl Invalidate for NoInvalidate {
+    fn changed(&self, _: &str) {}
+}
+
+/// What one pull did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullReport {
+    /// Cloud listing requests sent.
+    pub requests: u64,
+    /// Files downloaded.
+    pub downloaded: u64,
+    /// Conflicts resolved with a conflict copy.
+    pub conflicts: u64,
+    /// Other actions applied (folders, deletes, moves, marks).
+    pub other: u64,
+}
+
+/// Everything the puller needs.
+pub struct Puller {
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The cloud.
+    pub cloud: Arc<dyn Cloud>,
+    /// The on-premise root.
+    pub onprem: PathBuf,
+    /// Excluded names.
+    pub ignore: Ignore,
+    /// Files open for writing through the mount.
+    pub writers: Arc<OpenWriters>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Kernel cache invalidation.
+    pub invalidate: Arc<dyn Invalidate>,
+    /// Delete on-premise what the cloud deleted.
+    pub onprem_delete: bool,
+    /// Who wins a conflict.
+    pub winner: Winner,
+    /// Wakes the pusher after the puller queued work for it.
+    pub wake_pusher: Arc<Notify>,
+}
+
+/// Strips the weak marker, so `W/"x"` and `"x"` compare equal.
+fn tag(t: &Option<String>) -> Option<&str> {
+    t.as_deref().map(|t| t.strip_prefix("W/").unwrap_or(t))
+}
+
+fn map_io(e: std::io::Error) -> CloudError {
+    CloudError::Io(e)
+}
+
+impl Puller {
+    fn full(&self, path: &str) -> PathBuf {
+        if path.is_empty() {
+            self.onprem.clone()
+        } else {
+            self.onprem.join(path)
+        }
+    }
+
+    fn jr<T>(r: Result<T, crate::journal::JournalError>) -> Result<T, CloudError> {
+        r.map_err(|e| CloudError::Io(std::io::Error::other(e.to_string())))
+    }
+
+    /// Pulls every `interval` and whenever `now` is notified, until `stop` is notified.
+    pub async fn run(self: Arc<Self>, interval: Duration, now: Arc<Notify>, stop: Arc<Notify>) {
+        let stopped = stop.notified();
+        tokio::pin!(stopped);
+        loop {
+            match self.pull_once().await {
+                Ok(r) => debug!(?r, "pull done"),
+                Err(e) if e.is_transient() => {
+                    debug!(error = %e, "pull: the cloud is unreachable; will retry")
+                }
+                Err(e) => warn!(error = %e, "pull failed"),
+            }
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = now.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Lists the cloud tree, skipping folders whose ETag matches the journal. Returns the
+    /// entries found, the folders skipped as unchanged, and the number of requests.
+    async fn walk(
+        &self,
+        records: &HashMap<String, NodeRecord>,
+    ) -> Result<(BTreeMap<String, CloudEntry>, Vec<String>, u64), CloudError> {
+        let mut found = BTreeMap::new();
+        let mut skipped = Vec::new();
+        let mut requests = 0u64;
+        let root = self.cloud.stat("").await?;
+        requests += 1;
+        let root_tag = root.as_ref().and_then(|r| r.etag.clone());
+        if root_tag.is_some() && Self::jr(self.journal.meta("root_etag"))? == root_tag {
+            skipped.push(String::new());
+            return Ok((found, skipped, requests));
+        }
+        let mut pending = vec![String::new()];
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.len() < 8 {
+                let Some(dir) = pending.pop() else { break };
+                let c = self.cloud.clone();
+                tasks.spawn(async move {
+                    let r = c.list(&dir).await;
+                    (dir, r)
+                });
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            let (dir, r) = done.map_err(|e| CloudError::Io(std::io::Error::other(e)))?;
+            requests += 1;
+            let entries = r?;
+            for e in entries {
+                if cloud::check_rel_path(&e.path).is_err() || cloud::parent(&e.path) != dir {
+                    warn!(path = %e.path, "refusing a cloud entry outside the listed folder");
+                    continue;
+                }
+                let name = e.path.rsplit('/').next().unwrap_or_default();
+                if self.ignore.name_excluded(name) || super::reconcile::is_conflict_name(name) {
+                    continue;
+                }
+                if e.is_dir {
+                    let unchanged = e.etag.is_some()
+                        && records.get(&e.path).is_some_and(|r| {
+                            r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag)
+                        });
+                    if unchanged {
+                        skipped.push(e.path.clone());
+                    } else {
+                        pending.push(e.path.clone());
+                    }
+                }
+                found.insert(e.path.clone(), e);
+            }
+        }
+        Ok((found, skipped, requests))
+    }
+
+    /// One pull: discover, decide, apply.
+    pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
+        let records: HashMap<String, NodeRecord> = Self::jr(self.journal.all_nodes())?
+            .into_iter()
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        let (found, skipped, requests) = self.walk(&records).await?;
+        let mut report = PullReport {
+            requests,
+            ..Default::default()
+        };
+        let in_skipped = |p: &str| skipped.iter().any(|s| cloud::is_within(p, s));
+
+        // Paths the pusher is working on are left alone, except those its conditional upload
+        // found changed in the cloud (412): those are ours to merge.
+        let queue = Self::jr(self.journal.queue())?;
+        let busy: Vec<String> = queue
+            .iter()
+            .filter(|e| e.state != QueueState::Conflict)
+            .flat_map(|e| std::iter::once(e.path.clone()).chain(e.dest.clone()))
+            .collect();
+        let conflicted: HashSet<String> = queue
+            .iter()
+            .filter(|e| e.state == QueueState::Conflict)
+            .map(|e| e.path.clone())
+            .collect();
+        let is_busy = |p: &str| {
+            busy.iter()
+                .any(|b| cloud::is_within(p, b) || cloud::is_within(b, p))
+                || self
+                    .shared
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .any(|(a, b)| {
+                        cloud::is_within(p, a)
+                            || b.as_deref().is_some_and(|b| cloud::is_within(p, b))
+                    })
+        };
+
+        let mut paths: Vec<String> = found.keys().cloned().collect();
+        paths.extend(
+            records
+                .keys()
+                .filter(|p| !in_skipped(p) && !found.contains_key(*p))
+                .cloned(),
+        );
+        paths.sort();
+        paths.dedup();
+
+        // Cloud-side moves: a record gone and a new path with the same file ETag.
+        let mut moved: HashMap<String, String> = HashMap::new();
+        {
+            let gone: Vec<&NodeRecord> = paths
+                .iter()
+                .filter(|p| !found.contains_key(*p))
+                .filter_map(|p| records.get(p))
+                .filter(|r| r.kind == NodeKind::File && r.etag.is_some())
+                .collect();
+            for r in gone {
+                if let Some((newp, _)) = found.iter().find(|(p, e)| {
+                    !e.is_dir
+                        && !records.contains_key(*p)
+                        && tag(&e.etag) == tag(&r.etag)
+                        && !self.full(p).exists()
+                }) {
+                    moved.insert(r.path.clone(), newp.clone());
+                }
+            }
+        }
+        let move_targets: HashSet<String> = moved.values().cloned().collect();
+
+        let mut removed_dirs: Vec<String> = Vec::new();
+        for path in &paths {
+            if self.ignore.path_excluded(path) || is_busy(path) && !conflicted.contains(path) {
+                continue;
+            }
+            if removed_dirs.iter().any(|d| cloud::is_within(path, d)) || move_targets.contains(path)
+            {
+                continue;
+            }
+            if let Some(to) = moved.get(path) {
+                match self.apply_move(path, to, &found[to]).await {
+                    Ok(true) => {
+                        report.other += 1;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(from = %path, to = %to, error = %e, "cannot apply a cloud move");
+                        continue;
+                    }
+                }
+            }
+            if conflicted.contains(path) {
+                // The merge below settles what the pusher could not.
+                for e in queue
+                    .iter()
+                    .filter(|e| &e.path == path && e.state == QueueState::Conflict)
+                {
+                    Self::jr(self.journal.remove(e.id))?;
+                }
+            }
+            match self
+                .merge_path(path, found.get(path), records.get(path), &mut report)
+                .await
+            {
+                Ok(Some(d)) => removed_dirs.push(d),
+                Ok(None) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => warn!(path = %path, error = %e, "cannot merge a cloud change"),
+            }
+        }
+        // Remember folder tags only after the whole walk was merged.
+        for (p, e) in &found {
+            if e.is_dir
+                && e.etag.is_some()
+                && let Ok(Some(mut r)) = self.journal.node(p)
+                && r.kind == NodeKind::Dir
+                && r.etag != e.etag
+            {
+                r.etag = e.etag.clone();
+                Self::jr(self.journal.put_node(&r))?;
+            }
+        }
+        if let Some(root) = self.cloud.stat("").await?.and_then(|r| r.etag) {
+            report.requests += 1;
+            Self::jr(self.journal.set_meta("root_etag", &root))?;
+        }
+        if report.downloaded + report.conflicts + report.other > 0 {
+            info!(
+                downloaded = report.downloaded,
+                conflicts = report.conflicts,
+                other = report.other,
+                "merged cloud changes"
+            );
+            self.wake_pusher.notify_one();
+        }
+        Ok(report)
+    }
+
+    async fn local_side(
+        &self,
+        path: &str,
+        rec: Option<&NodeRecord>,
+    ) -> Result<Option<(Side, std::fs::Metadata)>, CloudError> {
+        let m = match std::fs::symlink_metadata(self.full(path)) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(map_io(e)),
+        };
+        if !(m.is_file() || m.is_dir()) {
+            return Ok(None);
+        }
+        let kind = if m.is_dir() {
+            NodeKind::Dir
+        } else {
+            NodeKind::File
+        };
+        let changed = match rec {
+            None => true,
+            Some(r) if r.kind != kind => true,
+            Some(_) if kind == NodeKind::Dir => false,
+            Some(r) => {
+                if r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino() {
+                    false
+                } else {
+                    let p = self.full(path);
+                    let h = tokio::task::spawn_blocking(move || hash_file(&p))
+                        .await
+                        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+                        .map_err(map_io)?;
+                    r.hash.as_deref() != Some(h.as_str())
+                }
+            }
+        };
+        Ok(Some((Side { kind, changed }, m)))
+    }
+
+    /// Merges one path; returns a folder path whose whole subtree was handled.
+    async fn merge_path(
+        &self,
+        path: &str,
+        entry: Option<&CloudEntry>,
+        rec: Option<&NodeRecord>,
+        report: &mut PullReport,
+    ) -> Result<Option<String>, CloudError> {
+        let local = self.local_side(path, rec).await?;
+        let cloud_side = entry.map(|e| Side {
+            kind: if e.is_dir {
+                NodeKind::Dir
+            } else {
+                NodeKind::File
+            },
+            changed: match rec {
+                None => true,
+                Some(r) if r.kind != NodeKind::Dir && e.is_dir => true,
+                Some(r) if r.kind != NodeKind::File && !e.is_dir => true,
+                Some(_) if e.is_dir => false,
+                Some(r) => tag(&r.etag) != tag(&e.etag) || r.state == NodeState::Failed,
+            },
+        });
+        // A DELETED_ON_CLOUD mark stays until the user asks for a sync.
+        if entry.is_none() && rec.is_some_and(|r| r.state == NodeState::Failed) {
+            return Ok(None);
+        }
+        let action = reconcile(
+            local.as_ref().map(|(s, _)| *s),
+            cloud_side,
+            rec.is_some(),
+            self.onprem_delete,
+            self.winner,
+        );
+        if action != Action::Nothing {
+            debug!(path, ?action, "merge");
+        }
+        match action {
+            Action::Nothing => Ok(None),
+            Action::Record => {
+                match (entry, &local) {
+                    (Some(e), Some((_, m))) => {
+                        Self::jr(
+                            self.journal
+                                .put_node(&record(path, m, None, e.etag.clone())),
+                        )?
+                    }
+                    _ => Self::jr(self.journal.delete_subtree(path))?,
+                }
+                Ok(None)
+            }
+            Action::CreateDir => {
+                std::fs::create_dir_all(self.full(path)).map_err(map_io)?;
+                let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
+                Self::jr(self.journal.put_node(&record(path, &m, None, None)))?;
+                self.invalidate.changed(path);
+                report.other += 1;
+                Ok(None)
+            }
+            Action::Download => {
+                let e = entry.expect("download has a cloud entry");
+                if self
+                    .download(path, e, local.as_ref().map(|(_, m)| m))
+                    .await?
+                {
+                    report.downloaded += 1;
+                }
+                Ok(None)
+            }
+            Action::DeleteLocal => {
+                let full = self.full(path);
+                let m = local.map(|(_, m)| m);
+                if m.as_ref().is_some_and(|m| m.is_dir()) {
+                    self.delete_local_tree(path)?;
+                    report.other += 1;
+                    self.invalidate.changed(path);
+                    return Ok(Some(path.to_string()));
+                }
+                if m.as_ref().is_some_and(|m| self.writers.is_open(m.ino())) {
+                    return Ok(None);
+                }
+                match std::fs::remove_file(&full) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(map_io(e)),
+                }
+                Self::jr(self.journal.delete_subtree(path))?;
+                self.invalidate.changed(path);
+                report.other += 1;
+                info!(path, "deleted on-premise: deleted in the cloud");
+                Ok(None)
+            }
+            Action::MarkDeletedOnCloud => {
+                let mut r = rec.cloned().expect("mark has a record");
+                r.state = NodeState::Failed;
+                r.error = Some(format!(
+                    "{}: deleted in the cloud; the on-premise copy is kept (request a sync to push it again)",
+                    crate::status::FailureCode::DeletedOnCloud
+                ));
+                r.etag = None;
+                Self::jr(self.journal.put_node(&r))?;
+                if r.kind == NodeKind::Dir {
+                    // Everything below shares the fate of the folder.
+                    for child in Self::jr(self.journal.all_nodes())? {
+                        if cloud::is_within(&child.path, path) && child.path != path {
+                            Self::jr(self.journal.put_node(&NodeRecord {
+                                state: NodeState::Failed,
+                                error: r.error.clone(),
+                                etag: None,
+                                ..child
+                            }))?;
+                        }
+                    }
+                }
+                report.other += 1;
+                info!(
+                    path,
+                    "deleted in the cloud; kept on-premise as DELETED_ON_CLOUD"
+                );
+                Ok(if r.kind == NodeKind::Dir {
+                    Some(path.to_string())
+                } else {
+                    None
+                })
+            }
+            Action::Reupload => {
+                Self::jr(self.journal.delete_subtree(path))?;
+                Self::jr(
+                    self.journal
+                        .enqueue(&[Change::Path(Op::Check, path.to_string())], 0),
+                )?;
+                report.other += 1;
+                info!(
+                    path,
+                    "deleted in the cloud but edited on-premise: the edit wins and is pushed again"
+                );
+                Ok(None)
+            }
+            Action::Conflict(winner) => {
+                let e = entry.expect("conflict has a cloud entry");
+                let (_, m) = local.as_ref().expect("conflict has a local side");
+                if self.writers.is_open(m.ino()) {
+                    return Ok(None); // wait for the writer to close
+                }
+                let copy = self.copy_path(path);
+                match winner {
+                    Winner::Cloud => {
+                        std::fs::rename(self.full(path), self.full(&copy)).map_err(map_io)?;
+                        self.invalidate.changed(&copy);
+                        self.download(path, e, None).await?;
+                        info!(path, copy = %copy, "conflict: the cloud version won; the on-premise edit is kept as a conflict copy");
+                    }
+                    Winner::Onprem => {
+                        let tmp = self.temp_beside(&copy);
+                        self.cloud.get_file(path, &tmp).await?;
+                        std::fs::rename(&tmp, self.full(&copy)).map_err(map_io)?;
+                        self.invalidate.changed(&copy);
+                        // Push the on-premise version over the cloud version just saved.
+                        let r = NodeRecord {
+                            hash: None,
+                            etag: e.etag.clone(),
+                            ..record(path, m, None, e.etag.clone())
+                        };
+                        Self::jr(self.journal.put_node(&r))?;
+                        Self::jr(
+                            self.journal
+                                .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0),
+                        )?;
+                        info!(path, copy = %copy, "conflict: the on-premise version won; the cloud version is kept as a conflict copy");
+                    }
+                }
+                report.conflicts += 1;
+                Ok(None)
+            }
+            Action::TypeConflict => {
+                let (_, m) = local.as_ref().expect("type conflict has a local side");
+                if m.is_file() && self.writers.is_open(m.ino()) {
+                    return Ok(None);
+                }
+                let copy = self.copy_path(path);
+                std::fs::rename(self.full(path), self.full(&copy)).map_err(map_io)?;
+                Self::jr(self.journal.delete_subtree(path))?;
+                self.invalidate.changed(&copy);
+                let e = entry.expect("type conflict has a cloud entry");
+                if e.is_dir {
+                    std::fs::create_dir_all(self.full(path)).map_err(map_io)?;
+                    let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
+                    Self::jr(self.journal.put_node(&record(path, &m, None, None)))?;
+                    self.invalidate.changed(path);
+                } else {
+                    self.download(path, e, None).await?;
+                }
+                report.conflicts += 1;
+                info!(path, copy = %copy, "a file and a folder met; both are kept");
+                Ok(None)
+            }
+        }
+    }
+
+    fn copy_path(&self, path: &str) -> String {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let mut n = conflict_name(name, SystemTime::now());
+        let mut k = 2;
+        while self.full(&cloud::join(cloud::parent(path), &n)).exists() {
+            let base = conflict_name(name, SystemTime::now());
+            n = format!("{base} {k}");
+            k += 1;
+        }
+        cloud::join(cloud::parent(path), &n)
+    }
+
+    fn temp_beside(&self, path: &str) -> PathBuf {
+        let dir = self.full(cloud::parent(path));
+        dir.join(format!(
+            ".cloudsync-dl-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ))
+    }
+
+    /// Downloads `path` over the on-premise file, unless it changed meanwhile or is open for
+    /// writing. Returns whether it did.
+    async fn download(
+        &self,
+        path: &str,
+        e: &CloudEntry,
+        seen: Option<&std::fs::Metadata>,
+    ) -> Result<bool, CloudError> {
+        let full = self.full(path);
+        if let Some(m) = seen
+            && self.writers.is_open(m.ino())
+        {
+            debug!(path, "open for writing; the download waits for close");
+            return Ok(false);
+        }
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).map_err(map_io)?;
+        }
+        let tmp = self.temp_beside(path);
+        let got = match self.cloud.get_file(path, &tmp).await {
+            Ok(g) => g,
+            Err(err) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(err);
+            }
+        };
+        let mtime = got.mtime.or(e.mtime);
+        let t = tmp.clone();
+        let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            let f = std::fs::OpenOptions::new().write(true).open(&t)?;
+            if let Some(mt) = mtime {
+                f.set_modified(mt)?;
+            }
+            f.sync_all()?;
+            hash_file(&t)
+        })
+        .await
+        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+        .map_err(map_io)?;
+        // Never replace a file that changed while we downloaded.
+        let now = std::fs::symlink_metadata(&full).ok();
+        let unchanged = match (seen, &now) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.ino() == b.ino() && a.size() == b.size() && mtime_ns(a) == mtime_ns(b)
+            }
+            (None, Some(_)) => false,
+            (Some(_), None) => false,
+        };
+        if !unchanged || now.as_ref().is_some_and(|m| self.writers.is_open(m.ino())) {
+            let _ = std::fs::remove_file(&tmp);
+            debug!(
+                path,
+                "changed on-premise during the download; merged at the next pull"
+            );
+            return Ok(false);
+        }
+        std::fs::rename(&tmp, &full).map_err(map_io)?;
+        let m = std::fs::symlink_metadata(&full).map_err(map_io)?;
+        let etag = got.etag.or_else(|| e.etag.clone());
+        Self::jr(self.journal.put_node(&record(path, &m, Some(hash), etag)))?;
+        self.invalidate.changed(path);
+        info!(path, bytes = m.size(), "downloaded");
+        Ok(true)
+    }
+
+    async fn apply_move(&self, from: &str, to: &str, e: &CloudEntry) -> Result<bool, CloudError> {
+        let (src, dst) = (self.full(from), self.full(to));
+        let Ok(m) = std::fs::symlink_metadata(&src) else {
+            return Ok(false);
+        };
+        let rec = Self::jr(self.journal.node(from))?;
+        if rec
+            .as_ref()
+            .is_none_or(|r| !(r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino()))
+            || self.writers.is_open(m.ino())
+            || dst.exists()
+        {
+            return Ok(false);
+        }
+        if let Some(p) = dst.parent() {
+            std::fs::create_dir_all(p).map_err(map_io)?;
+        }
+        std::fs::rename(&src, &dst).map_err(map_io)?;
+        Self::jr(self.journal.move_subtree(from, to))?;
+        if let Some(mut r) = Self::jr(self.journal.node(to))? {
+            r.etag = e.etag.clone();
+            Self::jr(self.journal.put_node(&r))?;
+        }
+        self.invalidate.changed(from);
+        self.invalidate.changed(to);
+        info!(from, to, "moved on-premise: moved in the cloud");
+        Ok(true)
+    }
+
+    /// Deletes a folder the cloud deleted, keeping anything changed or unknown on-premise.
+    fn delete_local_tree(&self, path: &str) -> Result<(), CloudError> {
+        let full = self.full(path);
+        let mut kept = false;
+        let records: HashMap<String, NodeRecord> = Self::jr(self.journal.all_nodes())?
+            .into_iter()
+            .filter(|r| cloud::is_within(&r.path, path))
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        fn walk(
+            me: &Puller,
+            dir: &Path,
+            rel: &str,
+            records: &HashMap<String, NodeRecord>,
+            kept: &mut bool,
+        ) -> std::io::Result<()> {
+            for de in std::fs::read_dir(dir)? {
+                let de = de?;
+                let name = de.file_name().to_string_lossy().to_string();
+                let r = cloud::join(rel, &name);
+                let m = de.metadata()?;
+                if m.is_dir() {
+                    walk(me, &de.path(), &r, records, kept)?;
+                    if std::fs::remove_dir(de.path()).is_err() {
+                        *kept = true;
+                    }
+                } else if records.get(&r).is_some_and(|x| {
+                    x.size == m.size() && x.mtime_ns == mtime_ns(&m) && x.ino == m.ino()
+                }) && !me.writers.is_open(m.ino())
+                {
+                    std::fs::remove_file(de.path())?;
+                } else {
+                    *kept = true;
+                }
+            }
+            Ok(())
+        }
+        walk(self, &full, path, &records, &mut kept).map_err(map_io)?;
+        if std::fs::remove_dir(&full).is_err() {
+            kept = true;
+        }
+        Self::jr(self.journal.delete_subtree(path))?;
+        if kept {
+            info!(
+                path,
+                "deleted in the cloud; changed items are kept on-premise and pushed again"
+            );
+            Self::jr(
+                self.journal
+                    .enqueue(&[Change::Path(Op::Check, path.to_string())], 0),
+            )?;
+        } else {
+            info!(path, "deleted on-premise: deleted in the cloud");
+        }
+        Ok(())
+    }
+}
+
+fn record(
+    path: &str,
+    m: &std::fs::Metadata,
+    hash: Option<String>,
+    etag: Option<String>,
+) -> NodeRecord {
+    NodeRecord {
+        path: path.to_string(),
+        kind: if m.is_dir() {
+            NodeKind::Dir
+        } else {
+            NodeKind::File
+        },
+        size: if m.is_dir() { 0 } else { m.size() },
+        mtime_ns: mtime_ns(m),
+        ctime_ns: super::ctime_ns(m),
+        ino: m.ino(),
+        hash,
+        etag,
+        state: NodeState::Synced,
+        error: None,
+        synced_at: Some(now_ms()),
+    }
+}
