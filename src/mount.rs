@@ -192,7 +192,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         push_delay: cfg.push_delay,
         cloud_delete: true,
     });
-    let stop = Arc::new(tokio::sync::Notify::new());
+    let stop = tokio_util::sync::CancellationToken::new();
     let pusher_task = rt.spawn(pusher.clone().run(stop.clone()));
 
     let mut options = vec![
@@ -306,8 +306,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let result = session.run();
     info!("unmounted; stopping");
 
-    stop.notify_waiters();
-    stop.notify_one();
+    stop.cancel();
     engine.close();
     let _ = writer.join();
     rt.block_on(async {

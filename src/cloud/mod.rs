@@ -5,6 +5,7 @@
 //! that every path coming *from* a server passes before the engine acts on it.
 
 pub mod dir;
+pub mod webdav;
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -230,7 +231,7 @@ pub fn open(
         return Ok(std::sync::Arc::new(dir::DirCloud::new(root)?));
     }
     if url.starts_with("http://") || url.starts_with("https://") {
-        anyhow::bail!("WebDAV clouds are not supported by this build yet: {url}");
+        return Ok(std::sync::Arc::new(webdav::WebDav::new(url, opts)?));
     }
     anyhow::bail!(
         "unknown cloud URL {url:?}: use file:///path for a directory or https://host/path/ for WebDAV"

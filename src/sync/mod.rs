@@ -13,6 +13,7 @@ pub mod scan;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -31,9 +32,96 @@ pub struct Shared {
     pub offline_since: Mutex<Option<i64>>,
     /// Pushing stopped after a 401, until a sync is requested.
     pub auth_paused: std::sync::atomic::AtomicBool,
+    /// Pushing paused by the user.
+    pub push_paused: std::sync::atomic::AtomicBool,
+    /// Pulling paused by the user.
+    pub pull_paused: std::sync::atomic::AtomicBool,
+    /// Push and pull counters.
+    pub counters: Counters,
     /// Paths with changes still on their way to the journal, so status never says `synced`
     /// for a change the queue has not recorded yet.
     pub unflushed: Mutex<HashMap<String, u32>>,
+}
+
+/// Push and pull counters, for `cloudsync status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pushes_ok: AtomicU64,
+    pushes_failed: AtomicU64,
+    push_ms: AtomicU64,
+    pulls_ok: AtomicU64,
+    pulls_failed: AtomicU64,
+    pull_ms: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CounterSnapshot {
+    /// Successful pushes.
+    pub pushes_ok: u64,
+    /// Failed pushes (transient or not).
+    pub pushes_failed: u64,
+    /// Average push duration in ms.
+    pub push_avg_ms: f64,
+    /// Successful pulls.
+    pub pulls_ok: u64,
+    /// Failed pulls.
+    pub pulls_failed: u64,
+    /// Average pull duration in ms.
+    pub pull_avg_ms: f64,
+}
+
+impl Counters {
+    /// Counts one push.
+    pub fn push(&self, ok: bool, took: Duration) {
+        let c = if ok {
+            &self.pushes_ok
+        } else {
+            &self.pushes_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.push_ms
+            .fetch_add(took.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one pull.
+    pub fn pull(&self, ok: bool, took: Duration) {
+        let c = if ok {
+            &self.pulls_ok
+        } else {
+            &self.pulls_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.pull_ms
+            .fetch_add(took.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let (po, pf) = (
+            self.pushes_ok.load(Ordering::Relaxed),
+            self.pushes_failed.load(Ordering::Relaxed),
+        );
+        let (lo, lf) = (
+            self.pulls_ok.load(Ordering::Relaxed),
+            self.pulls_failed.load(Ordering::Relaxed),
+        );
+        let avg = |ms: &AtomicU64, n: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                ms.load(Ordering::Relaxed) as f64 / n as f64
+            }
+        };
+        CounterSnapshot {
+            pushes_ok: po,
+            pushes_failed: pf,
+            push_avg_ms: avg(&self.push_ms, po + pf),
+            pulls_ok: lo,
+            pulls_failed: lf,
+            pull_avg_ms: avg(&self.pull_ms, lo + lf),
+        }
+    }
 }
 
 impl Shared {

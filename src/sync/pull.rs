@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::push::hash_file;
@@ -97,22 +98,45 @@ impl Puller {
         r.map_err(|e| CloudError::Io(std::io::Error::other(e.to_string())))
     }
 
-    /// Pulls every `interval` and whenever `now` is notified, until `stop` is notified.
-    pub async fn run(self: Arc<Self>, interval: Duration, now: Arc<Notify>, stop: Arc<Notify>) {
-        let stopped = stop.notified();
-        tokio::pin!(stopped);
+    /// Pulls every `interval` and whenever `now` is notified, until `stop` is cancelled.
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        now: Arc<Notify>,
+        stop: CancellationToken,
+    ) {
         loop {
-            match self.pull_once().await {
+            if self
+                .shared
+                .pull_paused
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                debug!("pulling is paused");
+            } else {
+                let started = std::time::Instant::now();
+                let r = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = self.pull_once() => r,
+                };
+                self.shared.counters.pull(r.is_ok(), started.elapsed());
+                self.report(r);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = now.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    fn report(&self, r: Result<PullReport, CloudError>) {
+        {
+            match r {
                 Ok(r) => debug!(?r, "pull done"),
                 Err(e) if e.is_transient() => {
                     debug!(error = %e, "pull: the cloud is unreachable; will retry")
                 }
                 Err(e) => warn!(error = %e, "pull failed"),
-            }
-            tokio::select! {
-                _ = &mut stopped => break,
-                _ = now.notified() => {}
-                _ = tokio::time::sleep(interval) => {}
             }
         }
     }

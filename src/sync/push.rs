@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::{Shared, ctime_ns, mtime_ns};
@@ -142,12 +143,10 @@ impl Pusher {
         r.map_err(|e| CloudError::Io(std::io::Error::other(e.to_string())))
     }
 
-    /// Runs until `stop` is notified. In-flight transfers are abandoned at stop; their entries
+    /// Runs until `stop` is cancelled. In-flight transfers are abandoned at stop; their entries
     /// stay queued and run again at the next start.
-    pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let sem = Arc::new(Semaphore::new(self.transfers));
-        let stopped = stop.notified();
-        tokio::pin!(stopped);
         loop {
             let next = self.schedule(&sem);
             let wait = match next {
@@ -155,7 +154,7 @@ impl Pusher {
                 None => Duration::from_secs(1),
             };
             tokio::select! {
-                _ = &mut stopped => break,
+                _ = stop.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -165,7 +164,9 @@ impl Pusher {
 
     /// Starts every entry that may start now; returns the earliest time a waiting entry is due.
     fn schedule(self: &Arc<Self>, sem: &Arc<Semaphore>) -> Option<i64> {
-        if self.shared.auth_paused.load(Ordering::Relaxed) {
+        if self.shared.auth_paused.load(Ordering::Relaxed)
+            || self.shared.push_paused.load(Ordering::Relaxed)
+        {
             return None;
         }
         let entries = match self.journal.pending(2048) {
@@ -251,6 +252,10 @@ impl Pusher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&e.id);
+        let ok = matches!(result, Ok(Outcome::Done) | Ok(Outcome::Replace(_)));
+        if !matches!(result, Ok(Outcome::Later)) {
+            self.shared.counters.push(ok, started.elapsed());
+        }
         let j = &self.journal;
         let r = match result {
             Ok(outcome) => {
