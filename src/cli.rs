@@ -21,8 +21,18 @@ pub enum Command {
     Mount(Box<MountArgs>),
     /// Unmount a cloudsync mount; the daemon then stops cleanly.
     Unmount(UnmountArgs),
-    /// Show the sync status of files in a mount.
+    /// Show the sync status of files in a mount, and a summary of the mount.
     Status(StatusArgs),
+    /// Ask for a sync now, and optionally wait until it is done.
+    Sync(SyncArgs),
+    /// List the conflict copies with their originals.
+    Conflicts(ConflictsArgs),
+    /// Take a folder or file out of sync.
+    Unsync(UnsyncArgs),
+    /// Pause pushing and/or pulling.
+    Pause(PauseArgs),
+    /// Resume pushing and/or pulling.
+    Resume(PauseArgs),
 }
 
 /// Flags of `cloudsync mount`. Every flag has a config-file key of the same name.
@@ -90,10 +100,67 @@ pub struct UnmountArgs {
 /// Flags of `cloudsync status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Files or folders inside a cloudsync mount.
-    #[arg(required = true)]
+    /// Files or folders inside a cloudsync mount (default: everything in the mount holding
+    /// the current directory).
     pub paths: Vec<PathBuf>,
-    /// Print JSON lines instead of a table.
+    /// Only failed items and conflicts.
+    #[arg(long)]
+    pub failed: bool,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// Flags of `cloudsync sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Files or folders inside a cloudsync mount (default: the mount holding the current
+    /// directory).
+    pub paths: Vec<PathBuf>,
+    /// Wait until every path is synced: exit 0 when synced, 1 on failure or conflict, 124 on
+    /// timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, like 30s or 5m.
+    #[arg(long, value_name = "DUR", default_value = "5m", requires = "wait")]
+    pub timeout: String,
+    /// Pull cloud changes at once too (a sync request always does; kept for scripts).
+    #[arg(long)]
+    pub now: bool,
+}
+
+/// Flags of `cloudsync conflicts`.
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// A cloudsync mount (default: the one holding the current directory).
+    pub mountpoint: Option<PathBuf>,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `cloudsync unsync`.
+#[derive(Debug, Args)]
+pub struct UnsyncArgs {
+    /// The folder or file to take out of sync.
+    pub path: PathBuf,
+    /// Also delete the cloud copy (otherwise it stays).
+    #[arg(long)]
+    pub delete_cloud: bool,
+}
+
+/// Flags of `cloudsync pause` and `cloudsync resume`.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// A cloudsync mount (default: the one holding the current directory).
+    pub mountpoint: Option<PathBuf>,
+    /// Only pushing (on-premise changes to the cloud).
+    #[arg(long)]
+    pub push: bool,
+    /// Only pulling (cloud changes to on-premise).
+    #[arg(long)]
+    pub pull: bool,
 }

@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub ca_file: Option<PathBuf>,
     /// Log filter.
     pub log_level: Option<String>,
+    /// Sync sets; none means the whole mount is one set.
+    pub sync_set: Option<Vec<crate::sync::sets::SetConfig>>,
 }
 
 /// How to reach the cloud, apart from its URL.
@@ -111,6 +113,8 @@ pub struct Config {
     pub cloud_opts: CloudOptions,
     /// Log filter.
     pub log_level: String,
+    /// Which folders sync where.
+    pub sets: crate::sync::sets::SyncSets,
 }
 
 /// Parses a duration like `2s`, `500ms` or `5m`.
@@ -289,7 +293,12 @@ impl Config {
             password: read_password(password_file.as_deref())?,
             ca_file: args.ca_file.clone().or(file.ca_file),
         };
+        let sets = crate::sync::sets::SyncSets::from_config(
+            file.sync_set.as_deref().unwrap_or_default(),
+            &onprem,
+        )?;
         Ok(Config {
+            sets,
             onprem,
             mountpoint,
             cloud,

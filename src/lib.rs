@@ -17,3 +17,5 @@ pub mod journal;
 pub mod mount;
 pub mod status;
 pub mod sync;
+pub mod control;
+pub mod client;

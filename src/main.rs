@@ -1,17 +1,17 @@
 //! The `cloudsync` binary: parse flags, run the subcommand, map errors to exit codes.
 //!
-//! Exit codes: 0 success, 1 an error with a one-line reason on stderr, 2 bad usage.
+//! Exit codes: 0 success, 1 an error with a one-line reason on stderr (or, for `status` and
+//! `sync --wait`, a failed item), 2 bad usage, 124 when `sync --wait` times out.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use cloudsync::cli::{Cli, Command as Cmd, MountArgs, StatusArgs, UnmountArgs};
+use cloudsync::cli::{Cli, Command as Cmd, MountArgs, UnmountArgs};
+use cloudsync::client;
 use cloudsync::config::Config;
-use cloudsync::status::{XATTR_ERROR, XATTR_STATUS};
 
 fn init_logging(filter: &str) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
@@ -130,70 +130,20 @@ fn unmount(args: UnmountArgs) -> Result<()> {
     Ok(())
 }
 
-fn getxattr(path: &Path, name: &str) -> std::io::Result<Option<String>> {
-    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
-    let n = std::ffi::CString::new(name)?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid C strings and a buffer of buf.len() bytes.
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENODATA) {
-            Ok(None)
-        } else {
-            Err(e)
-        };
-    }
-    buf.truncate(r as usize);
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
-}
-
-fn status(args: StatusArgs) -> Result<()> {
-    let mut bad = false;
-    for p in &args.paths {
-        let st = match getxattr(p, XATTR_STATUS) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                eprintln!("cloudsync: {}: not inside a cloudsync mount", p.display());
-                bad = true;
-                continue;
-            }
-            Err(e) => {
-                eprintln!("cloudsync: {}: {e}", p.display());
-                bad = true;
-                continue;
-            }
-        };
-        let err = getxattr(p, XATTR_ERROR).ok().flatten();
-        if args.json {
-            println!(
-                "{}",
-                serde_json::json!({"path": p, "status": st, "error": err})
-            );
-        } else {
-            println!(
-                "{:<12} {}{}",
-                st,
-                p.display(),
-                err.map(|e| format!("  ({e})")).unwrap_or_default()
-            );
-        }
-    }
-    if bad {
-        bail!("some paths have no status");
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Cmd::Mount(a) => mount(*a),
-        Cmd::Unmount(a) => unmount(a),
-        Cmd::Status(a) => status(a),
+        Cmd::Mount(a) => mount(*a).map(|_| 0),
+        Cmd::Unmount(a) => unmount(a).map(|_| 0),
+        Cmd::Status(a) => client::status(a),
+        Cmd::Sync(a) => client::sync(a),
+        Cmd::Conflicts(a) => client::conflicts(a),
+        Cmd::Unsync(a) => client::unsync(a),
+        Cmd::Pause(a) => client::pause(a, true),
+        Cmd::Resume(a) => client::pause(a, false),
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("cloudsync: {e:#}");
             ExitCode::FAILURE

@@ -176,6 +176,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let (engine, writer) = Engine::start(
         journal.clone(),
         ignore.clone(),
+        cfg.sets.clone(),
         cfg.push_delay,
         Arc::new(move || w.notify_one()),
     );
@@ -190,7 +191,8 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         wake: wake.clone(),
         transfers: cfg.transfers,
         push_delay: cfg.push_delay,
-        cloud_delete: true,
+        sets: cfg.sets.clone(),
+        unsynced: engine.unsynced.clone(),
     });
     let stop = tokio_util::sync::CancellationToken::new();
     let pusher_task = rt.spawn(pusher.clone().run(stop.clone()));
@@ -243,8 +245,8 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         writers: fs_core.writers(),
         shared: engine.shared.clone(),
         invalidate,
-        onprem_delete: false,
-        winner: crate::sync::reconcile::Winner::Cloud,
+        sets: cfg.sets.clone(),
+        unsynced: engine.unsynced.clone(),
         wake_pusher: wake.clone(),
     });
     let pull_now = Arc::new(tokio::sync::Notify::new());
@@ -270,19 +272,39 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         }
     });
 
+    // The control socket for the CLI.
+    let socket = state.path.join("control.sock");
+    let _ = engine
+        .control_socket
+        .set(socket.to_string_lossy().into_owned());
+    let control = Arc::new(crate::control::Control {
+        engine: engine.clone(),
+        journal: journal.clone(),
+        cloud: cloud.clone(),
+        onprem: cfg.onprem.clone(),
+        wake_pusher: wake.clone(),
+        pull_now: pull_now.clone(),
+    });
+    rt.spawn(async move {
+        if let Err(e) = control.serve(socket).await {
+            warn!(error = %e, "the control socket failed; cloudsync status/sync cannot reach this daemon");
+        }
+    });
+
     // The start-up scan runs beside the mount, never holding it up.
     {
-        let (onprem, j, ig, w) = (
+        let (onprem, j, ig, w, eng) = (
             cfg.onprem.clone(),
             journal.clone(),
             ignore.clone(),
             wake.clone(),
+            engine.clone(),
         );
         std::thread::Builder::new()
             .name("scan".into())
             .spawn(move || {
                 let t = std::time::Instant::now();
-                match scan::scan(&onprem, &j, &ig) {
+                match scan::scan(&onprem, &j, &ig, &|p| eng.syncable(p)) {
                     Ok(r) => info!(
                         seen = r.seen,
                         queued = r.queued,

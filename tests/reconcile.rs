@@ -38,7 +38,9 @@ fn wait_converged(m: &Mount) {
     let t = Instant::now();
     loop {
         let (l, c) = comparable(m);
-        let synced = xattr(&m.mnt, "user.cloudsync.status").as_deref() == Some("synced");
+        // Settled: nothing pending. The root may say failed for a DELETED_ON_CLOUD item.
+        let root = xattr(&m.mnt, "user.cloudsync.status");
+        let synced = matches!(root.as_deref(), Some("synced") | Some("failed"));
         if l == c && synced {
             return;
         }

@@ -545,6 +545,47 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// The first failure at `path` (or below it): a failed queue entry, or a failed record
+    /// such as DELETED_ON_CLOUD. Returns the code and the detail.
+    pub fn failure_under(&self, path: &str, subtree: bool) -> Result<Option<(String, String)>> {
+        let c = self.r();
+        let (lo, hi) = below(path);
+        let all = subtree && path.is_empty();
+        let sub = subtree && !path.is_empty();
+        let q: Option<(Option<String>, Option<String>)> = c
+            .prepare_cached(
+                "SELECT failure, last_error FROM queue WHERE state = 'failed'
+                 AND (?4 OR path = ?1 OR dest = ?1 OR (?5 AND path >= ?2 AND path < ?3)) LIMIT 1",
+            )?
+            .query_row(params![path, lo, hi, all, sub], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((code, detail)) = q {
+            return Ok(Some((
+                code.unwrap_or_else(|| "UNKNOWN".into()),
+                detail.unwrap_or_default(),
+            )));
+        }
+        if !subtree {
+            return Ok(None);
+        }
+        let n: Option<Option<String>> = c
+            .prepare_cached(
+                "SELECT error FROM nodes WHERE state = 'failed'
+                 AND (?4 OR path = ?1 OR (path >= ?2 AND path < ?3)) LIMIT 1",
+            )?
+            .query_row(params![path, lo, hi, all], |r| r.get(0))
+            .optional()?;
+        Ok(n.map(|e| {
+            let e = e.unwrap_or_default();
+            match e.split_once(": ") {
+                Some((c, d)) => (c.to_string(), d.to_string()),
+                None => ("UNKNOWN".to_string(), e),
+            }
+        }))
+    }
+
     /// Number of entries in the queue, and of those failed.
     pub fn queue_counts(&self) -> Result<(u64, u64)> {
         Ok(self.r().query_row(

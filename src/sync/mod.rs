@@ -9,6 +9,7 @@ pub mod pull;
 pub mod push;
 pub mod reconcile;
 pub mod scan;
+pub mod sets;
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -178,10 +179,24 @@ impl Shared {
     }
 }
 
+/// True when `path` lies in a folder unsynced at run time.
+pub fn is_unsynced(list: &Mutex<Vec<String>>, path: &str) -> bool {
+    list.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|u| crate::cloud::is_within(path, u))
+}
+
 /// The engine's face towards the filesystem.
 pub struct Engine {
     journal: Arc<Journal>,
     ignore: Ignore,
+    /// Which folders sync where.
+    pub sets: sets::SyncSets,
+    /// Paths unsynced at run time, kept in the journal.
+    pub unsynced: Arc<Mutex<Vec<String>>>,
+    /// The control socket, shown on the mount root as `user.cloudsync.control`.
+    pub control_socket: std::sync::OnceLock<String>,
     tx: Mutex<Option<mpsc::Sender<Change>>>,
     /// Shared with the pusher.
     pub shared: Arc<Shared>,
@@ -208,6 +223,7 @@ impl Engine {
     pub fn start(
         journal: Arc<Journal>,
         ignore: Ignore,
+        sets: sets::SyncSets,
         push_delay: Duration,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> (Arc<Engine>, std::thread::JoinHandle<()>) {
@@ -239,9 +255,18 @@ impl Engine {
                 }
             })
             .expect("spawn journal writer");
+        let unsynced: Vec<String> = journal
+            .meta("unsynced")
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
         let engine = Arc::new(Engine {
             journal,
             ignore,
+            sets,
+            unsynced: Arc::new(Mutex::new(unsynced)),
+            control_socket: std::sync::OnceLock::new(),
             tx: Mutex::new(Some(tx)),
             shared,
         });
@@ -262,6 +287,13 @@ impl Engine {
         }
     }
 
+    /// True when `path` reaches the cloud: not excluded, in a set, not unsynced.
+    pub fn syncable(&self, path: &str) -> bool {
+        !self.ignore.path_excluded(path)
+            && !is_unsynced(&self.unsynced, path)
+            && self.sets.set_for(path).is_some()
+    }
+
     /// The journal.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
@@ -278,36 +310,35 @@ impl Engine {
             return (Status::Excluded, None);
         }
         let dir = meta.is_dir();
-        if self.shared.unflushed_under(path, dir) {
-            return (Status::Pending, None);
-        }
-        let entries = match self.journal.queue_for_status(path, dir) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "status read failed");
-                return (Status::Pending, None);
+        let set = self
+            .sets
+            .set_for(path)
+            .filter(|_| !is_unsynced(&self.unsynced, path));
+        let Some(set) = set else {
+            // A folder that holds a set is not synced itself, but sums up what is below it.
+            let holds_set = dir
+                && self
+                    .sets
+                    .iter()
+                    .any(|s| s.local != path && crate::cloud::is_within(&s.local, path));
+            if holds_set {
+                return self
+                    .subtree_status(path, true)
+                    .unwrap_or((Status::Synced, None));
             }
+            return (Status::Unsynced, None);
         };
-        if let Some(f) = entries.iter().find(|e| e.state == QueueState::Failed) {
-            let code = f.failure.unwrap_or(status::FailureCode::Unknown);
-            let detail = f.last_error.clone().unwrap_or_default();
-            return (Status::Failed, Some(format!("{code}: {detail}")));
+        if let Some(st) = self.subtree_status(path, dir) {
+            return st;
         }
-        if entries.iter().any(|e| e.state == QueueState::Conflict) {
-            return (Status::Conflict, None);
-        }
-        if !entries.is_empty() {
-            if self.shared.in_flight_under(path, dir) {
-                return (Status::Uploading, None);
-            }
-            if self.shared.is_offline() {
-                return (Status::Offline, None);
-            }
-            return (Status::Pending, None);
-        }
-        if path.is_empty() {
+        if path.is_empty() || (path == set.local && !set.is_file) {
             return (Status::Synced, None);
         }
+        let synced = if set.lock_onprem {
+            Status::Locked
+        } else {
+            Status::Synced
+        };
         match self.journal.node_for_status(path) {
             Ok(Some(r)) => match r.state {
                 NodeState::Failed => (Status::Failed, r.error),
@@ -320,7 +351,7 @@ impl Engine {
                         }
                     };
                     if same {
-                        (Status::Synced, None)
+                        (synced, None)
                     } else {
                         (Status::Pending, None)
                     }
@@ -329,32 +360,71 @@ impl Engine {
             _ => (Status::Pending, None),
         }
     }
+
+    /// What the queue says of `path` (and of its subtree, for a folder), if anything.
+    fn subtree_status(&self, path: &str, subtree: bool) -> Option<(Status, Option<String>)> {
+        if self.shared.unflushed_under(path, subtree) {
+            return Some((Status::Pending, None));
+        }
+        let j = &self.journal;
+        match j.failure_under(path, subtree) {
+            Ok(Some((code, detail))) => {
+                return Some((Status::Failed, Some(format!("{code}: {detail}"))));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "status read failed"),
+        }
+        let entries = match j.queue_for_status(path, subtree) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "status read failed");
+                return Some((Status::Pending, None));
+            }
+        };
+        if entries.iter().any(|e| e.state == QueueState::Conflict) {
+            return Some((Status::Conflict, None));
+        }
+        if entries.iter().any(|e| e.state == QueueState::Pending) {
+            if self.shared.in_flight_under(path, subtree) {
+                return Some((Status::Uploading, None));
+            }
+            if self.shared.is_offline() {
+                return Some((Status::Offline, None));
+            }
+            return Some((Status::Pending, None));
+        }
+        None
+    }
 }
 
 impl SyncHooks for Engine {
     fn changed(&self, op: Op, path: &str) {
-        if !self.ignore.path_excluded(path) {
+        if self.syncable(path) {
             self.send(Change::Path(op, path.to_string()));
         }
     }
 
     fn renamed(&self, from: &str, to: &str) {
-        match (
-            self.ignore.path_excluded(from),
-            self.ignore.path_excluded(to),
-        ) {
-            (true, true) => {}
-            // A temporary file renamed into place (LibreOffice, rsync): an update of `to`.
-            (true, false) => self.send(Change::Path(Op::Create, to.to_string())),
-            // Renamed to a backup name (vim): `from` is deleted, unless it comes back.
-            (false, true) => self.send(Change::Path(Op::Delete, from.to_string())),
-            (false, false) => self.send(Change::Rename(from.to_string(), to.to_string())),
+        match (self.syncable(from), self.syncable(to)) {
+            (false, false) => {}
+            // Moved into a set, or a temporary file renamed into place (LibreOffice, rsync):
+            // `to` is new or updated.
+            (false, true) => self.send(Change::Path(Op::Create, to.to_string())),
+            // Moved out of every set, or renamed to a backup name (vim): `from` is deleted in
+            // the cloud, unless it comes back before the push.
+            (true, false) => self.send(Change::Path(Op::Delete, from.to_string())),
+            (true, true) => self.send(Change::Rename(from.to_string(), to.to_string())),
         }
     }
 
     fn xattrs(&self, path: &str, meta: &Metadata) -> Vec<(&'static str, String)> {
         let (st, err) = self.status(path, meta);
         let mut v = vec![(status::XATTR_STATUS, st.as_str().to_string())];
+        if path.is_empty()
+            && let Some(s) = self.control_socket.get()
+        {
+            v.push((crate::control::XATTR_CONTROL, s.clone()));
+        }
         if let Some(e) = err.filter(|_| st == Status::Failed) {
             v.push((status::XATTR_ERROR, e));
         }

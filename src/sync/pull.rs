@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::push::hash_file;
 use super::reconcile::{Action, Side, Winner, conflict_name, reconcile};
+use super::sets::{SyncSet, SyncSets};
 use super::{Shared, mtime_ns};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
@@ -37,6 +38,18 @@ pub struct NoInvalidate;
 
 impl Invalidate for NoInvalidate {
     fn changed(&self, _: &str) {}
+}
+
+/// What a walk of one set's cloud folder found.
+struct Walk {
+    /// Entries by on-premise path.
+    found: BTreeMap<String, CloudEntry>,
+    /// On-premise folders skipped because their cloud ETag did not change.
+    skipped: Vec<String>,
+    /// Requests sent.
+    requests: u64,
+    /// The set folder's ETag when the walk began.
+    root_tag: Option<String>,
 }
 
 /// What one pull did.
@@ -68,10 +81,10 @@ pub struct Puller {
     pub shared: Arc<Shared>,
     /// Kernel cache invalidation.
     pub invalidate: Arc<dyn Invalidate>,
-    /// Delete on-premise what the cloud deleted.
-    pub onprem_delete: bool,
-    /// Who wins a conflict.
-    pub winner: Winner,
+    /// The sync sets.
+    pub sets: SyncSets,
+    /// Paths unsynced at run time (shared with the engine).
+    pub unsynced: Arc<std::sync::Mutex<Vec<String>>>,
     /// Wakes the pusher after the puller queued work for it.
     pub wake_pusher: Arc<Notify>,
 }
@@ -145,19 +158,47 @@ impl Puller {
     /// entries found, the folders skipped as unchanged, and the number of requests.
     async fn walk(
         &self,
+        set: &SyncSet,
         records: &HashMap<String, NodeRecord>,
-    ) -> Result<(BTreeMap<String, CloudEntry>, Vec<String>, u64), CloudError> {
+    ) -> Result<Walk, CloudError> {
         let mut found = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut requests = 0u64;
-        let root = self.cloud.stat("").await?;
+        let root = self.cloud.stat(&set.cloud).await?;
         requests += 1;
         let root_tag = root.as_ref().and_then(|r| r.etag.clone());
-        if root_tag.is_some() && Self::jr(self.journal.meta("root_etag"))? == root_tag {
-            skipped.push(String::new());
-            return Ok((found, skipped, requests));
+        if set.is_file {
+            if let Some(mut e) = root.filter(|e| !e.is_dir) {
+                e.path = set.local.clone();
+                found.insert(set.local.clone(), e);
+            }
+            return Ok(Walk {
+                found,
+                skipped,
+                requests,
+                root_tag: None,
+            });
         }
-        let mut pending = vec![String::new()];
+        let meta_key = format!("root_etag:{}", set.local);
+        if root_tag.is_some() && Self::jr(self.journal.meta(&meta_key))? == root_tag {
+            skipped.push(set.local.clone());
+            return Ok(Walk {
+                found,
+                skipped,
+                requests,
+                root_tag,
+            });
+        }
+        if root.is_none() {
+            // The set's cloud folder is gone (or not made yet): nothing to list.
+            return Ok(Walk {
+                found,
+                skipped,
+                requests,
+                root_tag,
+            });
+        }
+        let mut pending = vec![set.cloud.clone()];
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             while tasks.len() < 8 {
@@ -183,34 +224,82 @@ impl Puller {
                 if self.ignore.name_excluded(name) || super::reconcile::is_conflict_name(name) {
                     continue;
                 }
+                let local = set.to_local(&e.path);
+                if !set.covers(&local) {
+                    continue;
+                }
                 if e.is_dir {
                     let unchanged = e.etag.is_some()
-                        && records.get(&e.path).is_some_and(|r| {
+                        && records.get(&local).is_some_and(|r| {
                             r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag)
                         });
                     if unchanged {
-                        skipped.push(e.path.clone());
+                        skipped.push(local.clone());
                     } else {
                         pending.push(e.path.clone());
                     }
                 }
-                found.insert(e.path.clone(), e);
+                let mut e = e;
+                e.path = local.clone();
+                found.insert(local, e);
             }
         }
-        Ok((found, skipped, requests))
+        Ok(Walk {
+            found,
+            skipped,
+            requests,
+            root_tag,
+        })
     }
 
-    /// One pull: discover, decide, apply.
+    /// One pull over every sync set: discover, decide, apply.
     pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
-        let records: HashMap<String, NodeRecord> = Self::jr(self.journal.all_nodes())?
-            .into_iter()
-            .map(|r| (r.path.clone(), r))
-            .collect();
-        let (found, skipped, requests) = self.walk(&records).await?;
-        let mut report = PullReport {
+        let all: Vec<NodeRecord> = Self::jr(self.journal.all_nodes())?;
+        let mut report = PullReport::default();
+        for set in self.sets.iter() {
+            if self.is_unsynced(&set.local) {
+                continue;
+            }
+            let records: HashMap<String, NodeRecord> = all
+                .iter()
+                .filter(|r| set.covers(&r.path) && !self.is_unsynced(&r.path))
+                .map(|r| (r.path.clone(), r.clone()))
+                .collect();
+            self.pull_set(set, records, &mut report).await?;
+        }
+        if report.downloaded + report.conflicts + report.other > 0 {
+            info!(
+                downloaded = report.downloaded,
+                conflicts = report.conflicts,
+                other = report.other,
+                "merged cloud changes"
+            );
+            self.wake_pusher.notify_one();
+        }
+        Ok(report)
+    }
+
+    fn is_unsynced(&self, path: &str) -> bool {
+        self.unsynced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|u| cloud::is_within(path, u))
+    }
+
+    async fn pull_set(
+        &self,
+        set: &SyncSet,
+        records: HashMap<String, NodeRecord>,
+        report: &mut PullReport,
+    ) -> Result<(), CloudError> {
+        let Walk {
+            found,
+            skipped,
             requests,
-            ..Default::default()
-        };
+            root_tag,
+        } = self.walk(set, &records).await?;
+        report.requests += requests;
         let in_skipped = |p: &str| skipped.iter().any(|s| cloud::is_within(p, s));
 
         // Paths the pusher is working on are left alone, except those its conditional upload
@@ -282,6 +371,9 @@ impl Puller {
             {
                 continue;
             }
+            if self.is_unsynced(path) {
+                continue;
+            }
             if let Some(to) = moved.get(path) {
                 match self.apply_move(path, to, &found[to]).await {
                     Ok(true) => {
@@ -305,7 +397,7 @@ impl Puller {
                 }
             }
             match self
-                .merge_path(path, found.get(path), records.get(path), &mut report)
+                .merge_path(set, path, found.get(path), records.get(path), report)
                 .await
             {
                 Ok(Some(d)) => removed_dirs.push(d),
@@ -326,20 +418,14 @@ impl Puller {
                 Self::jr(self.journal.put_node(&r))?;
             }
         }
-        if let Some(root) = self.cloud.stat("").await?.and_then(|r| r.etag) {
-            report.requests += 1;
-            Self::jr(self.journal.set_meta("root_etag", &root))?;
+        // The folder tag seen when the walk began: a change made after it is seen next time.
+        if let Some(root) = root_tag {
+            Self::jr(
+                self.journal
+                    .set_meta(&format!("root_etag:{}", set.local), &root),
+            )?;
         }
-        if report.downloaded + report.conflicts + report.other > 0 {
-            info!(
-                downloaded = report.downloaded,
-                conflicts = report.conflicts,
-                other = report.other,
-                "merged cloud changes"
-            );
-            self.wake_pusher.notify_one();
-        }
-        Ok(report)
+        Ok(())
     }
 
     async fn local_side(
@@ -384,6 +470,7 @@ impl Puller {
     /// Merges one path; returns a folder path whose whole subtree was handled.
     async fn merge_path(
         &self,
+        set: &SyncSet,
         path: &str,
         entry: Option<&CloudEntry>,
         rec: Option<&NodeRecord>,
@@ -412,8 +499,8 @@ impl Puller {
             local.as_ref().map(|(s, _)| *s),
             cloud_side,
             rec.is_some(),
-            self.onprem_delete,
-            self.winner,
+            set.onprem_delete,
+            set.conflict,
         );
         if action != Action::Nothing {
             debug!(path, ?action, "merge");
@@ -443,7 +530,7 @@ impl Puller {
             Action::Download => {
                 let e = entry.expect("download has a cloud entry");
                 if self
-                    .download(path, e, local.as_ref().map(|(_, m)| m))
+                    .download(set, path, e, local.as_ref().map(|(_, m)| m))
                     .await?
                 {
                     report.downloaded += 1;
@@ -530,12 +617,12 @@ impl Puller {
                     Winner::Cloud => {
                         std::fs::rename(self.full(path), self.full(&copy)).map_err(map_io)?;
                         self.invalidate.changed(&copy);
-                        self.download(path, e, None).await?;
+                        self.download(set, path, e, None).await?;
                         info!(path, copy = %copy, "conflict: the cloud version won; the on-premise edit is kept as a conflict copy");
                     }
                     Winner::Onprem => {
                         let tmp = self.temp_beside(&copy);
-                        self.cloud.get_file(path, &tmp).await?;
+                        self.cloud.get_file(&set.to_cloud(path), &tmp).await?;
                         std::fs::rename(&tmp, self.full(&copy)).map_err(map_io)?;
                         self.invalidate.changed(&copy);
                         // Push the on-premise version over the cloud version just saved.
@@ -571,7 +658,7 @@ impl Puller {
                     Self::jr(self.journal.put_node(&record(path, &m, None, None)))?;
                     self.invalidate.changed(path);
                 } else {
-                    self.download(path, e, None).await?;
+                    self.download(set, path, e, None).await?;
                 }
                 report.conflicts += 1;
                 info!(path, copy = %copy, "a file and a folder met; both are kept");
@@ -605,6 +692,7 @@ impl Puller {
     /// writing. Returns whether it did.
     async fn download(
         &self,
+        set: &SyncSet,
         path: &str,
         e: &CloudEntry,
         seen: Option<&std::fs::Metadata>,
@@ -620,7 +708,7 @@ impl Puller {
             std::fs::create_dir_all(parent).map_err(map_io)?;
         }
         let tmp = self.temp_beside(path);
-        let got = match self.cloud.get_file(path, &tmp).await {
+        let got = match self.cloud.get_file(&set.to_cloud(path), &tmp).await {
             Ok(g) => g,
             Err(err) => {
                 let _ = std::fs::remove_file(&tmp);

@@ -61,8 +61,10 @@ pub struct Pusher {
     pub transfers: usize,
     /// Quiet time before a push.
     pub push_delay: Duration,
-    /// Delete in the cloud what is deleted on-premise.
-    pub cloud_delete: bool,
+    /// Which folders sync where.
+    pub sets: super::sets::SyncSets,
+    /// Paths unsynced at run time.
+    pub unsynced: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn overlaps(a: &str, b: &str) -> bool {
@@ -330,8 +332,24 @@ impl Pusher {
     }
 
     /// Makes the cloud match the on-premise state of `path`.
+    /// The cloud path of a synced on-premise path, and its set.
+    fn target(&self, path: &str) -> Option<(String, &super::sets::SyncSet)> {
+        if self.ignore.path_excluded(path) || super::is_unsynced(&self.unsynced, path) {
+            return None;
+        }
+        let set = self.sets.set_for(path)?;
+        Some((set.to_cloud(path), set))
+    }
+
     async fn push_path(&self, path: &str) -> Result<Outcome, CloudError> {
-        if self.ignore.path_excluded(path) || path.is_empty() {
+        let Some((cpath, set)) = self.target(path) else {
+            return Ok(Outcome::Done);
+        };
+        if path.is_empty() || path == set.local && !set.is_file {
+            // A set's own folder: make sure it exists in the cloud.
+            if !path.is_empty() {
+                self.cloud.mkdir(&cpath).await?;
+            }
             return Ok(Outcome::Done);
         }
         let full = self.full(path);
@@ -347,12 +365,12 @@ impl Pusher {
                 let Some(r) = rec else {
                     return Ok(Outcome::Done);
                 };
-                if self.cloud_delete {
+                if set.cloud_delete {
                     let cond = match (&r.kind, &r.etag) {
                         (NodeKind::File, Some(t)) => Precondition::IfMatch(t.clone()),
                         _ => Precondition::None,
                     };
-                    match self.cloud.delete(path, &cond).await {
+                    match self.cloud.delete(&cpath, &cond).await {
                         Ok(()) | Err(CloudError::NotFound) => info!("deleted in the cloud"),
                         Err(CloudError::PreconditionFailed) => {
                             // Delete against edit: the edit wins. The cloud copy stays, and the
@@ -371,12 +389,12 @@ impl Pusher {
                         return Ok(Outcome::Done);
                     }
                     // A file became a folder.
-                    match self.cloud.delete(path, &Precondition::None).await {
+                    match self.cloud.delete(&cpath, &Precondition::None).await {
                         Ok(()) | Err(CloudError::NotFound) => {}
                         Err(e) => return Err(e),
                     }
                 }
-                self.cloud.mkdir(path).await?;
+                self.cloud.mkdir(&cpath).await?;
                 Self::jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                 // Whatever is already inside (a folder moved in, or found by a scan) follows.
                 let children = Self::list_children(&full, path, &self.ignore).await?;
@@ -386,7 +404,7 @@ impl Pusher {
                     Ok(Outcome::Replace(children))
                 }
             }
-            Some(m) if m.is_file() => self.push_file(path, &full, m, rec).await,
+            Some(m) if m.is_file() => self.push_file(path, &cpath, &full, m, rec).await,
             Some(_) => Ok(Outcome::Done), // symlinks and special files stay on-premise
         }
     }
@@ -417,6 +435,7 @@ impl Pusher {
     async fn push_file(
         &self,
         path: &str,
+        cpath: &str,
         full: &Path,
         m: std::fs::Metadata,
         rec: Option<NodeRecord>,
@@ -433,6 +452,8 @@ impl Pusher {
         let p = full.to_path_buf();
         let hash = Self::blocking(move || hash_file(&p)).await?;
         let cond = match &rec {
+            // Deleted in the cloud and kept here (DELETED_ON_CLOUD): pushed again as new.
+            Some(r) if r.state == NodeState::Failed => Precondition::IfNoneMatch,
             Some(r) if r.kind == NodeKind::File => {
                 if r.hash.as_deref() == Some(hash.as_str()) && r.state == NodeState::Synced {
                     // Same content (touch, rename, or a restart): only the stat changed.
@@ -449,7 +470,7 @@ impl Pusher {
             }
             Some(_) => {
                 // A folder became a file.
-                match self.cloud.delete(path, &Precondition::None).await {
+                match self.cloud.delete(cpath, &Precondition::None).await {
                     Ok(()) | Err(CloudError::NotFound) => {}
                     Err(e) => return Err(e),
                 }
@@ -458,10 +479,10 @@ impl Pusher {
             }
             None => Precondition::IfNoneMatch,
         };
-        let etag = match self.cloud.put_file(path, full, &cond).await {
+        let etag = match self.cloud.put_file(cpath, full, &cond).await {
             Err(CloudError::MissingParent) => {
-                self.cloud.mkdir(cloud::parent(path)).await?;
-                self.cloud.put_file(path, full, &cond).await?
+                self.cloud.mkdir(cloud::parent(cpath)).await?;
+                self.cloud.put_file(cpath, full, &cond).await?
             }
             r => r?,
         };
@@ -488,6 +509,10 @@ impl Pusher {
     /// Carries a rename to the cloud as one move, when the source is there.
     async fn push_rename(&self, from: &str, to: &str) -> Result<Outcome, CloudError> {
         let check = |p: &str| Change::Path(Op::Check, p.to_string());
+        let (Some((cfrom, _)), Some((cto, _))) = (self.target(from), self.target(to)) else {
+            // Into, out of, or outside the sync sets: a create and a delete.
+            return Ok(Outcome::Replace(vec![check(to), check(from)]));
+        };
         let Some(rec_from) = Self::jr(self.journal.node(from))? else {
             // Never reached the cloud: the target is simply new.
             return Ok(Outcome::Replace(vec![check(to)]));
@@ -498,16 +523,16 @@ impl Pusher {
                 return Ok(Outcome::Replace(vec![check(to), check(from)]));
             }
             // An empty folder was replaced by a folder.
-            match self.cloud.delete(to, &Precondition::None).await {
+            match self.cloud.delete(&cto, &Precondition::None).await {
                 Ok(()) | Err(CloudError::NotFound) => {}
                 Err(e) => return Err(e),
             }
             Self::jr(self.journal.delete_subtree(to))?;
         }
-        let r = match self.cloud.rename(from, to).await {
+        let r = match self.cloud.rename(&cfrom, &cto).await {
             Err(CloudError::MissingParent) => {
-                self.cloud.mkdir(cloud::parent(to)).await?;
-                self.cloud.rename(from, to).await
+                self.cloud.mkdir(cloud::parent(&cto)).await?;
+                self.cloud.rename(&cfrom, &cto).await
             }
             r => r,
         };

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::{ctime_ns, mtime_ns};
 use crate::cloud;
 use crate::ignore::Ignore;
-use crate::journal::{Change, Journal, JournalError, NodeKind, NodeState, Op};
+use crate::journal::{Change, Journal, JournalError, NodeKind, Op};
 
 /// What a scan found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +23,19 @@ pub struct ScanReport {
 }
 
 /// Scans `onprem` against the journal and queues differences, due at once.
-pub fn scan(onprem: &Path, journal: &Journal, ignore: &Ignore) -> Result<ScanReport, JournalError> {
-    let mut known: HashMap<String, (NodeKind, u64, i64, i64, u64, NodeState)> = journal
+///
+/// `syncable` says whether a path reaches the cloud at all (inside a sync set, not unsynced).
+/// A record kept on purpose (DELETED_ON_CLOUD) is queued only when the file changed.
+pub fn scan(
+    onprem: &Path,
+    journal: &Journal,
+    ignore: &Ignore,
+    syncable: &dyn Fn(&str) -> bool,
+) -> Result<ScanReport, JournalError> {
+    let mut known: HashMap<String, (NodeKind, u64, i64, i64, u64)> = journal
         .all_nodes()?
         .into_iter()
-        .map(|n| {
-            (
-                n.path,
-                (n.kind, n.size, n.mtime_ns, n.ctime_ns, n.ino, n.state),
-            )
-        })
+        .map(|n| (n.path, (n.kind, n.size, n.mtime_ns, n.ctime_ns, n.ino)))
         .collect();
     let mut report = ScanReport::default();
     let mut batch: Vec<Change> = Vec::new();
@@ -70,9 +73,8 @@ pub fn scan(onprem: &Path, journal: &Journal, ignore: &Ignore) -> Result<ScanRep
                 !matches!(rec, Some((NodeKind::Dir, ..)))
             } else if m.is_file() {
                 match rec {
-                    Some((NodeKind::File, size, mt, ct, ino, state)) => {
-                        state != NodeState::Synced
-                            || size != m.size()
+                    Some((NodeKind::File, size, mt, ct, ino)) => {
+                        size != m.size()
                             || mt != mtime_ns(&m)
                             || ct != ctime_ns(&m)
                             || ino != m.ino()
@@ -82,7 +84,7 @@ pub fn scan(onprem: &Path, journal: &Journal, ignore: &Ignore) -> Result<ScanRep
             } else {
                 rec.is_some()
             };
-            if changed {
+            if changed && syncable(&path) {
                 batch.push(Change::Path(Op::Check, path));
             }
             if batch.len() >= 1000 {
@@ -94,7 +96,9 @@ pub fn scan(onprem: &Path, journal: &Journal, ignore: &Ignore) -> Result<ScanRep
     }
     // Records with nothing on-premise: deleted while we were away.
     for (path, _) in known {
-        batch.push(Change::Path(Op::Delete, path));
+        if syncable(&path) {
+            batch.push(Change::Path(Op::Delete, path));
+        }
     }
     report.queued += batch.len() as u64;
     journal.enqueue(&batch, 0)?;

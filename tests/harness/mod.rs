@@ -63,6 +63,8 @@ pub struct Mount {
     pub extra: Vec<String>,
     /// The cloud URL.
     pub cloud_url: String,
+    /// Extra environment for the daemon (say, `CLOUDSYNC_PASSWORD`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -83,11 +85,56 @@ impl Mount {
             state: root.join("state"),
             log: root.join("daemon.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             tmp,
             child: None,
         };
         m.spawn();
         m
+    }
+
+    /// Like [`Mount::start`], but against the cloud at `cloud_url` (say, a WebDAV server's
+    /// `http://` URL) and with `env` added to the daemon's environment. Nothing is started:
+    /// the test may fill the on-premise folder first, then calls [`Mount::spawn`]. The
+    /// `cloud` folder exists but is unused.
+    pub fn prepare_with_cloud(cloud_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Mount {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        for d in ["onprem", "mnt", "cloud"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        Mount {
+            onprem: root.join("onprem"),
+            mnt: root.join("mnt"),
+            cloud_url: cloud_url.to_string(),
+            cloud: root.join("cloud"),
+            state: root.join("state"),
+            log: root.join("daemon.log"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            tmp,
+            child: None,
+        }
+    }
+
+    /// [`Mount::prepare_with_cloud`], then [`Mount::spawn`].
+    pub fn start_with_cloud(cloud_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Mount {
+        let mut m = Mount::prepare_with_cloud(cloud_url, extra, env);
+        m.spawn();
+        m
+    }
+
+    /// True while the daemon started by [`Mount::spawn`] has not been killed or unmounted.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The status xattr of `rel` in the mount, `None` when it cannot be read.
+    pub fn status(&self, rel: &str) -> Option<String> {
+        xattr(&self.m(rel), "user.cloudsync.status")
     }
 
     /// Starts the daemon (foreground child) and waits for the mount.
@@ -107,6 +154,7 @@ impl Mount {
             .arg(&self.state)
             .args(&self.extra)
             .env("RUST_LOG", "cloudsync=debug,info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

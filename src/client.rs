@@ -1,0 +1,339 @@
+//! The CLI side of the control socket: finds the mount that holds a path, sends requests, and
+//! prints reports as a table, JSON or CSV.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{ConflictsArgs, PauseArgs, StatusArgs, SyncArgs, UnsyncArgs};
+use crate::control::{self, Item, Request, Response, XATTR_CONTROL};
+
+/// A cloudsync mount found from a path inside it.
+#[derive(Debug)]
+pub struct Located {
+    /// The mount point.
+    pub mountpoint: PathBuf,
+    /// The control socket.
+    pub socket: PathBuf,
+}
+
+/// Mount points of cloudsync mounts, from /proc/self/mountinfo.
+fn cloudsync_mounts() -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut it = post.split(' ');
+            let (fstype, source) = (it.next()?, it.next()?);
+            (fstype.starts_with("fuse") && source.starts_with("cloudsync:")).then(|| {
+                let mp = pre.split(' ').nth(4).unwrap_or_default();
+                PathBuf::from(
+                    mp.replace("\\040", " ")
+                        .replace("\\011", "\t")
+                        .replace("\\012", "\n")
+                        .replace("\\134", "\\"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn lgetxattr(path: &Path, name: &str) -> std::io::Result<Option<String>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let n = std::ffi::CString::new(name)?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of buf.len() bytes.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    buf.truncate(r as usize);
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// Finds the cloudsync mount holding `path`, and `path` relative to it.
+pub fn locate(path: &Path) -> Result<(Located, String)> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    // The path itself may be gone (a deleted file); its folder must exist.
+    let canon = std::fs::canonicalize(&abs)
+        .or_else(|_| {
+            let parent = abs.parent().context("no parent")?;
+            let name = abs.file_name().context("no name")?;
+            Ok::<_, anyhow::Error>(std::fs::canonicalize(parent)?.join(name))
+        })
+        .with_context(|| format!("{}: no such file or folder", path.display()))?;
+    let mut mounts = cloudsync_mounts();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    let Some(mp) = mounts.into_iter().find(|m| canon.starts_with(m)) else {
+        bail!("{}: not inside a cloudsync mount", path.display());
+    };
+    let socket = lgetxattr(&mp, XATTR_CONTROL)
+        .with_context(|| format!("cannot ask {} for its daemon", mp.display()))?
+        .with_context(|| format!("{}: the daemon offers no control socket", mp.display()))?;
+    let rel = canon
+        .strip_prefix(&mp)
+        .unwrap_or(Path::new(""))
+        .to_string_lossy()
+        .into_owned();
+    Ok((
+        Located {
+            mountpoint: mp,
+            socket: PathBuf::from(socket),
+        },
+        rel,
+    ))
+}
+
+fn ask(loc: &Located, req: &Request) -> Result<Response> {
+    let r = control::request(&loc.socket, req)?;
+    if !r.ok {
+        bail!(
+            "{}",
+            r.error
+                .unwrap_or_else(|| "the daemon refused the request".into())
+        );
+    }
+    Ok(r)
+}
+
+/// Groups paths by the mount holding them.
+fn by_mount(paths: &[PathBuf]) -> Result<Vec<(Located, Vec<String>)>> {
+    let paths: Vec<PathBuf> = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    let mut out: Vec<(Located, Vec<String>)> = Vec::new();
+    for p in &paths {
+        let (loc, rel) = locate(p)?;
+        match out.iter_mut().find(|(l, _)| l.mountpoint == loc.mountpoint) {
+            Some((_, v)) => v.push(rel),
+            None => out.push((loc, vec![rel])),
+        }
+    }
+    Ok(out)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn print_items(mp: &Path, items: &[Item], json: bool, csv: bool) {
+    if json {
+        return;
+    }
+    if csv {
+        println!("path,status,error,original");
+        for i in items {
+            println!(
+                "{},{},{},{}",
+                csv_field(&mp.join(&i.path).to_string_lossy()),
+                i.status,
+                csv_field(i.error.as_deref().unwrap_or("")),
+                csv_field(
+                    &i.original
+                        .as_deref()
+                        .map(|o| mp.join(o).to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                )
+            );
+        }
+        return;
+    }
+    for i in items {
+        let extra = match (&i.error, &i.original) {
+            (Some(e), _) => format!("  ({e})"),
+            (None, Some(o)) => format!("  (copy of {})", mp.join(o).display()),
+            _ => String::new(),
+        };
+        println!("{:<12} {}{}", i.status, mp.join(&i.path).display(), extra);
+    }
+}
+
+/// `cloudsync status`: exit 0, or 1 when something failed.
+pub fn status(a: StatusArgs) -> Result<u8> {
+    let mut any_failed = false;
+    let mut json_out = Vec::new();
+    for (loc, rels) in by_mount(&a.paths)? {
+        // A mount root or no path at all means everything.
+        let paths = if a.paths.is_empty() || rels.iter().any(String::is_empty) {
+            Vec::new()
+        } else {
+            rels
+        };
+        let r = ask(
+            &loc,
+            &Request::Status {
+                paths,
+                failed: a.failed,
+            },
+        )?;
+        any_failed |= r.items.iter().any(|i| i.status == "failed");
+        print_items(&loc.mountpoint, &r.items, a.json, a.csv);
+        if let Some(s) = &r.summary {
+            if a.json {
+                json_out.push(serde_json::json!({
+                    "mountpoint": loc.mountpoint, "items": r.items, "summary": s
+                }));
+            } else if !a.csv {
+                let c = &s.counters;
+                println!(
+                    "\n{}: {} queued, {} failed, {} in flight{}{}{}",
+                    loc.mountpoint.display(),
+                    s.queued,
+                    s.failed,
+                    s.in_flight,
+                    s.offline_since
+                        .as_deref()
+                        .map(|t| format!(", offline since {t}"))
+                        .unwrap_or_default(),
+                    if s.push_paused || s.auth_paused {
+                        ", pushing paused"
+                    } else {
+                        ""
+                    },
+                    if s.pull_paused {
+                        ", pulling paused"
+                    } else {
+                        ""
+                    },
+                );
+                println!(
+                    "pushes: {} ok, {} failed, {:.0} ms avg; pulls: {} ok, {} failed, {:.0} ms avg",
+                    c.pushes_ok,
+                    c.pushes_failed,
+                    c.push_avg_ms,
+                    c.pulls_ok,
+                    c.pulls_failed,
+                    c.pull_avg_ms
+                );
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json_out)?);
+    }
+    Ok(u8::from(any_failed))
+}
+
+/// `cloudsync sync`: exit 0 when synced (or requested), 1 on failure or conflict, 124 on
+/// timeout.
+pub fn sync(a: SyncArgs) -> Result<u8> {
+    let timeout = crate::config::parse_duration("--timeout", &a.timeout)?;
+    let groups = by_mount(&a.paths)?;
+    for (loc, rels) in &groups {
+        let paths = if rels.iter().any(String::is_empty) {
+            Vec::new()
+        } else {
+            rels.clone()
+        };
+        ask(loc, &Request::Sync { paths })?;
+    }
+    if !a.wait {
+        return Ok(0);
+    }
+    let start = Instant::now();
+    // Give the daemon a moment to take the request in before trusting a `synced`.
+    std::thread::sleep(Duration::from_millis(100));
+    loop {
+        let mut pending = Vec::new();
+        for (loc, rels) in &groups {
+            let r = ask(
+                loc,
+                &Request::Status {
+                    paths: rels.clone(),
+                    failed: false,
+                },
+            )?;
+            for i in r.items {
+                match i.status.as_str() {
+                    "synced" | "excluded" | "unsynced" | "locked" => {}
+                    "failed" | "conflict" | "missing" => {
+                        eprintln!(
+                            "cloudsync: {}: {}{}",
+                            loc.mountpoint.join(&i.path).display(),
+                            i.status,
+                            i.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                        );
+                        return Ok(1);
+                    }
+                    _ => pending.push(loc.mountpoint.join(&i.path)),
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        if start.elapsed() >= timeout {
+            for p in pending {
+                eprintln!("cloudsync: {}: not synced after {}", p.display(), a.timeout);
+            }
+            return Ok(124);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `cloudsync conflicts`.
+pub fn conflicts(a: ConflictsArgs) -> Result<u8> {
+    let (loc, _) = locate(a.mountpoint.as_deref().unwrap_or(Path::new(".")))?;
+    let r = ask(&loc, &Request::Conflicts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r.items)?);
+    } else {
+        for i in &r.items {
+            println!(
+                "{}\t{}",
+                loc.mountpoint.join(&i.path).display(),
+                loc.mountpoint
+                    .join(i.original.as_deref().unwrap_or_default())
+                    .display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `cloudsync unsync`.
+pub fn unsync(a: UnsyncArgs) -> Result<u8> {
+    let (loc, rel) = locate(&a.path)?;
+    ask(
+        &loc,
+        &Request::Unsync {
+            path: rel,
+            delete_cloud: a.delete_cloud,
+        },
+    )?;
+    Ok(0)
+}
+
+/// `cloudsync pause` and `cloudsync resume`.
+pub fn pause(a: PauseArgs, on: bool) -> Result<u8> {
+    let (loc, _) = locate(a.mountpoint.as_deref().unwrap_or(Path::new(".")))?;
+    let req = if on {
+        Request::Pause {
+            push: a.push,
+            pull: a.pull,
+        }
+    } else {
+        Request::Resume {
+            push: a.push,
+            pull: a.pull,
+        }
+    };
+    ask(&loc, &req)?;
+    Ok(0)
+}

@@ -1,0 +1,469 @@
+//! The control socket: how `cloudsync status|sync|pause|resume|conflicts|unsync` talk to a
+//! running daemon.
+//!
+//! The socket lives in the state dir with mode 0600, so only the daemon's owner may use it. The
+//! CLI finds it through the virtual xattr `user.cloudsync.control` on the mount's root. Each
+//! connection carries one JSON request line and gets one JSON response line. The CLI never
+//! touches the journal itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::cloud::{self, Cloud, Precondition};
+use crate::journal::{Change, Journal, NodeState, Op, now_ms};
+use crate::sync::reconcile::is_conflict_name;
+use crate::sync::{CounterSnapshot, Engine};
+
+/// The xattr on the mount root that names the control socket.
+pub const XATTR_CONTROL: &str = "user.cloudsync.control";
+
+/// A request to the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// The status of items (all when `paths` is empty) and a summary of the mount.
+    Status {
+        /// Paths relative to the on-premise root.
+        paths: Vec<String>,
+        /// Only failed and conflicting items.
+        failed: bool,
+    },
+    /// Push these paths now (re-pushing DELETED_ON_CLOUD items); pull at once.
+    Sync {
+        /// Paths relative to the on-premise root; empty means everything.
+        paths: Vec<String>,
+    },
+    /// Pause pushing and/or pulling.
+    Pause {
+        /// Pause pushing.
+        push: bool,
+        /// Pause pulling.
+        pull: bool,
+    },
+    /// Resume pushing and/or pulling.
+    Resume {
+        /// Resume pushing.
+        push: bool,
+        /// Resume pulling.
+        pull: bool,
+    },
+    /// List conflict copies and their originals.
+    Conflicts,
+    /// Take a folder or file out of sync.
+    Unsync {
+        /// Path relative to the on-premise root.
+        path: String,
+        /// Also delete the cloud copy.
+        delete_cloud: bool,
+    },
+}
+
+/// One item of a status report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Item {
+    /// Path relative to the on-premise root.
+    pub path: String,
+    /// Status word.
+    pub status: String,
+    /// `CODE: detail` when failed.
+    pub error: Option<String>,
+    /// The original, for a conflict copy.
+    pub original: Option<String>,
+}
+
+/// A summary of the mount.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    /// Entries in the queue.
+    pub queued: u64,
+    /// Entries failed or in conflict.
+    pub failed: u64,
+    /// Transfers running now.
+    pub in_flight: u64,
+    /// Since when the cloud is unreachable (RFC 3339), if it is.
+    pub offline_since: Option<String>,
+    /// Pushing paused.
+    pub push_paused: bool,
+    /// Pulling paused.
+    pub pull_paused: bool,
+    /// Pushing stopped after the cloud refused the credentials.
+    pub auth_paused: bool,
+    /// Push and pull counters.
+    pub counters: CounterSnapshot,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    /// False when the request failed; see `error`.
+    pub ok: bool,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// Items, for status and conflicts.
+    pub items: Vec<Item>,
+    /// The mount summary, for status.
+    pub summary: Option<Summary>,
+}
+
+impl Response {
+    fn err(e: impl std::fmt::Display) -> Response {
+        Response {
+            ok: false,
+            error: Some(e.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the control server needs.
+pub struct Control {
+    /// The engine (status, sets, unsynced list).
+    pub engine: Arc<Engine>,
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The cloud, for `unsync --delete-cloud`.
+    pub cloud: Arc<dyn Cloud>,
+    /// The on-premise root.
+    pub onprem: PathBuf,
+    /// Wakes the pusher.
+    pub wake_pusher: Arc<Notify>,
+    /// Triggers a pull.
+    pub pull_now: Arc<Notify>,
+}
+
+fn clean(p: &str) -> Result<String, String> {
+    let p = p.trim_matches('/').to_string();
+    cloud::check_rel_path(&p).map_err(|_| format!("{p:?} is not a path inside the mount"))?;
+    Ok(p)
+}
+
+impl Control {
+    /// Serves requests on `socket` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, socket: PathBuf) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&socket);
+        let listener = tokio::net::UnixListener::bind(&socket)?;
+        std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let me = self.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut line = String::new();
+                if BufReader::new(r).read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let resp = match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => me.handle(req).await,
+                    Err(e) => Response::err(format!("bad request: {e}")),
+                };
+                let mut out = serde_json::to_string(&resp).unwrap_or_default();
+                out.push('\n');
+                let _ = w.write_all(out.as_bytes()).await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::Status { paths, failed } => self.status(paths, failed),
+            Request::Sync { paths } => self.sync(paths),
+            Request::Pause { push, pull } => self.pause(push, pull, true),
+            Request::Resume { push, pull } => self.pause(push, pull, false),
+            Request::Conflicts => self.conflicts(),
+            Request::Unsync { path, delete_cloud } => self.unsync(path, delete_cloud).await,
+        }
+    }
+
+    fn item(&self, path: &str) -> Item {
+        let full = if path.is_empty() {
+            self.onprem.clone()
+        } else {
+            self.onprem.join(path)
+        };
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) => {
+                let (st, err) = self.engine.status(path, &m);
+                let name = path.rsplit('/').next().unwrap_or(path);
+                Item {
+                    path: path.to_string(),
+                    status: st.as_str().to_string(),
+                    error: err,
+                    original: is_conflict_name(name).then(|| original_of(path)),
+                }
+            }
+            Err(e) => Item {
+                path: path.to_string(),
+                status: "missing".into(),
+                error: Some(e.to_string()),
+                original: None,
+            },
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        let sh = &self.engine.shared;
+        let (queued, failed) = self.journal.queue_counts().unwrap_or((0, 0));
+        let offline = *sh.offline_since.lock().unwrap_or_else(|p| p.into_inner());
+        Summary {
+            queued,
+            failed,
+            in_flight: sh.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
+            offline_since: offline.map(|ms| {
+                crate::status::rfc3339(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
+                )
+            }),
+            push_paused: sh.push_paused.load(Ordering::Relaxed),
+            pull_paused: sh.pull_paused.load(Ordering::Relaxed),
+            auth_paused: sh.auth_paused.load(Ordering::Relaxed),
+            counters: sh.counters.snapshot(),
+        }
+    }
+
+    fn status(&self, paths: Vec<String>, failed_only: bool) -> Response {
+        let mut items = Vec::new();
+        if paths.is_empty() {
+            // Everything: walk the on-premise folder.
+            let mut stack = vec![String::new()];
+            while let Some(dir) = stack.pop() {
+                let full = if dir.is_empty() {
+                    self.onprem.clone()
+                } else {
+                    self.onprem.join(&dir)
+                };
+                let Ok(rd) = std::fs::read_dir(&full) else {
+                    continue;
+                };
+                for de in rd.flatten() {
+                    let Some(name) = de.file_name().to_str().map(str::to_string) else {
+                        continue;
+                    };
+                    let p = cloud::join(&dir, &name);
+                    if de.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push(p.clone());
+                    }
+                    items.push(self.item(&p));
+                }
+            }
+            items.sort_by(|a, b| a.path.cmp(&b.path));
+        } else {
+            for p in paths {
+                match clean(&p) {
+                    Ok(p) => items.push(self.item(&p)),
+                    Err(e) => return Response::err(e),
+                }
+            }
+        }
+        if failed_only {
+            items.retain(|i| i.status == "failed" || i.status == "conflict");
+        }
+        Response {
+            ok: true,
+            items,
+            summary: Some(self.summary()),
+            ..Default::default()
+        }
+    }
+
+    fn sync(&self, paths: Vec<String>) -> Response {
+        let paths = if paths.is_empty() {
+            vec![String::new()]
+        } else {
+            paths
+        };
+        let mut changes = Vec::new();
+        for p in paths {
+            let p = match clean(&p) {
+                Ok(p) => p,
+                Err(e) => return Response::err(e),
+            };
+            // Failed entries go back in the queue; DELETED_ON_CLOUD records are pushed again.
+            if let Err(e) = self
+                .journal
+                .retry_failed(if p.is_empty() { None } else { Some(&p) })
+            {
+                return Response::err(e);
+            }
+            match self.journal.all_nodes() {
+                Ok(nodes) => {
+                    for n in nodes {
+                        if n.state == NodeState::Failed && cloud::is_within(&n.path, &p) {
+                            changes.push(Change::Path(Op::Check, n.path));
+                        }
+                    }
+                }
+                Err(e) => return Response::err(e),
+            }
+            if !p.is_empty() {
+                changes.push(Change::Path(Op::Check, p));
+            }
+        }
+        if let Err(e) = self
+            .journal
+            .enqueue(&changes, 0)
+            .and_then(|_| self.journal.expedite())
+        {
+            return Response::err(e);
+        }
+        let sh = &self.engine.shared;
+        if sh.auth_paused.swap(false, Ordering::Relaxed) {
+            info!("a sync was requested: pushing resumes after the authentication failure");
+        }
+        *sh.offline_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.wake_pusher.notify_one();
+        self.pull_now.notify_one();
+        Response {
+            ok: true,
+            ..Default::default()
+        }
+    }
+
+    fn pause(&self, push: bool, pull: bool, on: bool) -> Response {
+        let (push, pull) = if !push && !pull {
+            (true, true)
+        } else {
+            (push, pull)
+        };
+        let sh = &self.engine.shared;
+        if push {
+            sh.push_paused.store(on, Ordering::Relaxed);
+        }
+        if pull {
+            sh.pull_paused.store(on, Ordering::Relaxed);
+        }
+        info!(
+            push,
+            pull,
+            paused = on,
+            "sync {}",
+            if on { "paused" } else { "resumed" }
+        );
+        if !on {
+            self.wake_pusher.notify_one();
+            self.pull_now.notify_one();
+        }
+        Response {
+            ok: true,
+            summary: Some(self.summary()),
+            ..Default::default()
+        }
+    }
+
+    fn conflicts(&self) -> Response {
+        let mut r = self.status(Vec::new(), false);
+        r.items.retain(|i| i.original.is_some());
+        r.summary = None;
+        r
+    }
+
+    async fn unsync(&self, path: String, delete_cloud: bool) -> Response {
+        let path = match clean(&path) {
+            Ok(p) => p,
+            Err(e) => return Response::err(e),
+        };
+        let Some(set) = self.engine.sets.set_for(&path) else {
+            return Response::err(format!("{path} is not synced"));
+        };
+        let cpath = set.to_cloud(&path);
+        {
+            let mut u = self
+                .engine
+                .unsynced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !u.contains(&path) {
+                u.push(path.clone());
+            }
+            let json = serde_json::to_string(&*u).unwrap_or_default();
+            if let Err(e) = self.journal.set_meta("unsynced", &json) {
+                return Response::err(e);
+            }
+        }
+        // Nothing below it is pushed any more.
+        if let Ok(q) = self.journal.queue() {
+            for e in q.iter().filter(|e| cloud::is_within(&e.path, &path)) {
+                let _ = self.journal.remove(e.id);
+            }
+        }
+        if delete_cloud && !cpath.is_empty() {
+            match self.cloud.delete(&cpath, &Precondition::None).await {
+                Ok(()) | Err(cloud::CloudError::NotFound) => {}
+                Err(e) => {
+                    warn!(path, error = %e, "unsync: cannot delete the cloud copy");
+                    return Response::err(format!(
+                        "unsynced, but the cloud copy could not be deleted: {e}"
+                    ));
+                }
+            }
+        }
+        let _ = self.journal.delete_subtree(&path);
+        info!(path, delete_cloud, at = now_ms(), "unsynced");
+        Response {
+            ok: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// The original of a conflict copy: the name without ` (conflict …)`.
+pub fn original_of(copy: &str) -> String {
+    match copy.rfind(" (conflict ") {
+        Some(i) => {
+            let tail = &copy[i..];
+            let after = tail.find(')').map(|j| &tail[j + 1..]).unwrap_or("");
+            format!("{}{}", &copy[..i], after)
+        }
+        None => copy.to_string(),
+    }
+}
+
+/// Sends one request to the daemon behind `socket`.
+pub fn request(socket: &Path, req: &Request) -> anyhow::Result<Response> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the daemon at {}: {e} (is it running, and are you its owner?)",
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut out = String::new();
+    std::io::BufReader::new(s).read_line(&mut out)?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn originals() {
+        assert_eq!(
+            original_of("a/report (conflict 2026-01-02 030405).odt"),
+            "a/report.odt"
+        );
+        assert_eq!(
+            original_of("Makefile (conflict 2026-01-02 030405)"),
+            "Makefile"
+        );
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let r = Request::Unsync {
+            path: "a".into(),
+            delete_cloud: true,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(s.contains("\"cmd\":\"unsync\""), "{s}");
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+}
