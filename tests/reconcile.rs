@@ -239,3 +239,38 @@ fn a_file_open_for_writing_is_not_replaced() {
         .any(|p| fs::read_to_string(&p).unwrap_or_default() == "v1 + local");
     assert!(kept, "the local edit is kept");
 }
+
+#[test]
+fn deleting_a_folder_never_deletes_what_changed_in_the_cloud() {
+    let m = Mount::start(&["--pull-interval", "30s"]);
+    fs::create_dir_all(m.m("proj/sub")).unwrap();
+    fs::write(m.m("proj/a.txt"), "a").unwrap();
+    fs::write(m.m("proj/sub/b.txt"), "b").unwrap();
+    m.wait_all_synced();
+    // Someone adds a file in the cloud; before any pull, the folder is deleted on-premise.
+    fs::write(m.c("proj/sub/new-in-cloud.txt"), "precious").unwrap();
+    fs::remove_dir_all(m.m("proj")).unwrap();
+    harness::wait_until(
+        Duration::from_secs(20),
+        "known files deleted in the cloud",
+        || !m.c("proj/a.txt").exists() && !m.c("proj/sub/b.txt").exists(),
+    );
+    assert_eq!(
+        fs::read_to_string(m.c("proj/sub/new-in-cloud.txt")).unwrap(),
+        "precious"
+    );
+    // The next pull brings it back on-premise.
+    let out = std::process::Command::new(harness::bin())
+        .args(["sync", "--wait"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    harness::wait_until(Duration::from_secs(20), "the cloud file comes back", || {
+        m.o("proj/sub/new-in-cloud.txt").exists()
+    });
+}

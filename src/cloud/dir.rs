@@ -119,6 +119,17 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CloudError::Io(io::Error::other(e)))?
 }
 
+/// Creates (or truncates) a file with mode 0644, whatever the process umask.
+fn new_file(p: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(p)
+}
+
 fn tmp_name(dir: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -192,7 +203,7 @@ impl Cloud for DirCloud {
             let tmp = tmp_name(dir);
             let result = (|| {
                 let mut input = fs::File::open(&src).map_err(CloudError::Io)?;
-                let mut out = fs::File::create(&tmp).map_err(map_io)?;
+                let mut out = new_file(&tmp).map_err(map_io)?;
                 io::copy(&mut input, &mut out).map_err(map_io)?;
                 out.sync_all().map_err(map_io)?;
                 check_cond(&target, &cond)?;
@@ -221,7 +232,7 @@ impl Cloud for DirCloud {
                     detail: format!("{path} is a folder"),
                 });
             }
-            let mut out = fs::File::create(&dest).map_err(CloudError::Io)?;
+            let mut out = new_file(&dest).map_err(CloudError::Io)?;
             io::copy(&mut input, &mut out).map_err(CloudError::Io)?;
             Ok(entry_of(path, &meta))
         })
@@ -236,7 +247,12 @@ impl Cloud for DirCloud {
                 Ok(_) => return Err(CloudError::PreconditionFailed),
                 Err(_) => {}
             }
-            fs::create_dir_all(&full).map_err(map_io)
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&full)
+                .map_err(map_io)
         })
         .await
     }

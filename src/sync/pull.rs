@@ -123,6 +123,10 @@ impl Puller {
                 .shared
                 .pull_paused
                 .load(std::sync::atomic::Ordering::Relaxed)
+                || self
+                    .shared
+                    .auth_paused
+                    .load(std::sync::atomic::Ordering::Relaxed)
             {
                 debug!("pulling is paused");
             } else {
@@ -148,6 +152,14 @@ impl Puller {
                 Ok(r) => debug!(?r, "pull done"),
                 Err(e) if e.is_transient() => {
                     debug!(error = %e, "pull: the cloud is unreachable; will retry")
+                }
+                Err(CloudError::Unauthorized) => {
+                    warn!(
+                        "the cloud refused the credentials: pulling and pushing stop until a sync is requested"
+                    );
+                    self.shared
+                        .auth_paused
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(e) => warn!(error = %e, "pull failed"),
             }
@@ -520,7 +532,7 @@ impl Puller {
                 Ok(None)
             }
             Action::CreateDir => {
-                std::fs::create_dir_all(self.full(path)).map_err(map_io)?;
+                make_dirs(&self.full(path)).map_err(map_io)?;
                 let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
                 Self::jr(self.journal.put_node(&record(path, &m, None, None)))?;
                 self.invalidate.changed(path);
@@ -612,17 +624,43 @@ impl Puller {
                 if self.writers.is_open(m.ino()) {
                     return Ok(None); // wait for the writer to close
                 }
+                // Equal content on both sides (say, a crash between an upload and its journal
+                // write) is no conflict: only the record changes.
+                let tmp = self.temp_beside(path);
+                let got = match self.cloud.get_file(&set.to_cloud(path), &tmp).await {
+                    Ok(g) => g,
+                    Err(err) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(err);
+                    }
+                };
+                let (t, f) = (tmp.clone(), self.full(path));
+                let hashes = tokio::task::spawn_blocking(move || {
+                    Ok::<_, std::io::Error>((hash_file(&t)?, hash_file(&f)?))
+                })
+                .await
+                .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+                .map_err(map_io)?;
+                if hashes.0 == hashes.1 {
+                    let _ = std::fs::remove_file(&tmp);
+                    let etag = got.etag.or_else(|| e.etag.clone());
+                    Self::jr(
+                        self.journal
+                            .put_node(&record(path, m, Some(hashes.1), etag)),
+                    )?;
+                    debug!(path, "both sides hold the same content; no conflict");
+                    return Ok(None);
+                }
                 let copy = self.copy_path(path);
                 match winner {
                     Winner::Cloud => {
+                        let _ = std::fs::remove_file(&tmp);
                         std::fs::rename(self.full(path), self.full(&copy)).map_err(map_io)?;
                         self.invalidate.changed(&copy);
                         self.download(set, path, e, None).await?;
                         info!(path, copy = %copy, "conflict: the cloud version won; the on-premise edit is kept as a conflict copy");
                     }
                     Winner::Onprem => {
-                        let tmp = self.temp_beside(&copy);
-                        self.cloud.get_file(&set.to_cloud(path), &tmp).await?;
                         std::fs::rename(&tmp, self.full(&copy)).map_err(map_io)?;
                         self.invalidate.changed(&copy);
                         // Push the on-premise version over the cloud version just saved.
@@ -653,7 +691,7 @@ impl Puller {
                 self.invalidate.changed(&copy);
                 let e = entry.expect("type conflict has a cloud entry");
                 if e.is_dir {
-                    std::fs::create_dir_all(self.full(path)).map_err(map_io)?;
+                    make_dirs(&self.full(path)).map_err(map_io)?;
                     let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
                     Self::jr(self.journal.put_node(&record(path, &m, None, None)))?;
                     self.invalidate.changed(path);
@@ -669,11 +707,13 @@ impl Puller {
 
     fn copy_path(&self, path: &str) -> String {
         let name = path.rsplit('/').next().unwrap_or(path);
-        let mut n = conflict_name(name, SystemTime::now());
+        let base = conflict_name(name, SystemTime::now());
+        let mut n = base.clone();
         let mut k = 2;
         while self.full(&cloud::join(cloud::parent(path), &n)).exists() {
-            let base = conflict_name(name, SystemTime::now());
-            n = format!("{base} {k}");
+            // report (conflict 2026-11-25 225500) 2.odt
+            let cut = base.find(" (conflict ").map_or(base.len(), |i| i + 29);
+            n = format!("{} {k}{}", &base[..cut], &base[cut..]);
             k += 1;
         }
         cloud::join(cloud::parent(path), &n)
@@ -705,7 +745,7 @@ impl Puller {
             return Ok(false);
         }
         if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).map_err(map_io)?;
+            make_dirs(parent).map_err(map_io)?;
         }
         let tmp = self.temp_beside(path);
         let got = match self.cloud.get_file(&set.to_cloud(path), &tmp).await {
@@ -717,7 +757,20 @@ impl Puller {
         };
         let mtime = got.mtime.or(e.mtime);
         let t = tmp.clone();
+        // Mode and owner stay on-premise: a replaced file keeps its own, a new file gets 0644
+        // and the owner of its folder.
+        let like = seen
+            .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()))
+            .or_else(|| {
+                full.parent()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map(|m| (0o644, m.uid(), m.gid()))
+            });
         let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            if let Some((mode, uid, gid)) = like {
+                std::fs::set_permissions(&t, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                let _ = std::os::unix::fs::chown(&t, Some(uid), Some(gid));
+            }
             let f = std::fs::OpenOptions::new().write(true).open(&t)?;
             if let Some(mt) = mtime {
                 f.set_modified(mt)?;
@@ -770,7 +823,7 @@ impl Puller {
             return Ok(false);
         }
         if let Some(p) = dst.parent() {
-            std::fs::create_dir_all(p).map_err(map_io)?;
+            make_dirs(p).map_err(map_io)?;
         }
         std::fs::rename(&src, &dst).map_err(map_io)?;
         Self::jr(self.journal.move_subtree(from, to))?;
@@ -865,4 +918,13 @@ fn record(
         error: None,
         synced_at: Some(now_ms()),
     }
+}
+
+/// Creates a folder and its parents with mode 0755, whatever the process umask.
+fn make_dirs(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p)
 }

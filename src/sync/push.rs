@@ -365,10 +365,18 @@ impl Pusher {
                 let Some(r) = rec else {
                     return Ok(Outcome::Done);
                 };
-                if set.cloud_delete {
-                    let cond = match (&r.kind, &r.etag) {
-                        (NodeKind::File, Some(t)) => Precondition::IfMatch(t.clone()),
-                        _ => Precondition::None,
+                if set.cloud_delete && r.kind == NodeKind::Dir {
+                    if self.delete_dir_safely(&cpath, set).await? {
+                        info!("deleted in the cloud");
+                    } else {
+                        info!(
+                            "folder kept in the cloud: it holds what changed there since the last sync"
+                        );
+                    }
+                } else if set.cloud_delete {
+                    let cond = match &r.etag {
+                        Some(t) => Precondition::IfMatch(t.clone()),
+                        None => Precondition::None,
                     };
                     match self.cloud.delete(&cpath, &cond).await {
                         Ok(()) | Err(CloudError::NotFound) => info!("deleted in the cloud"),
@@ -388,8 +396,12 @@ impl Pusher {
                     if r.kind == NodeKind::Dir {
                         return Ok(Outcome::Done);
                     }
-                    // A file became a folder.
-                    match self.cloud.delete(&cpath, &Precondition::None).await {
+                    // A file became a folder: the cloud file goes, unless it changed there.
+                    let cond = r
+                        .etag
+                        .clone()
+                        .map_or(Precondition::None, Precondition::IfMatch);
+                    match self.cloud.delete(&cpath, &cond).await {
                         Ok(()) | Err(CloudError::NotFound) => {}
                         Err(e) => return Err(e),
                     }
@@ -407,6 +419,67 @@ impl Pusher {
             Some(m) if m.is_file() => self.push_file(path, &cpath, &full, m, rec).await,
             Some(_) => Ok(Outcome::Done), // symlinks and special files stay on-premise
         }
+    }
+
+    /// Deletes a cloud folder, but never what changed there since the last sync: when every
+    /// file below it is one the journal knows with the same ETag, the folder goes in one
+    /// request; otherwise the known files go one by one and the rest stays (the next pull
+    /// brings it back). Returns true when the folder is gone.
+    async fn delete_dir_safely(
+        &self,
+        cpath: &str,
+        set: &super::sets::SyncSet,
+    ) -> Result<bool, CloudError> {
+        let strip =
+            |t: &Option<String>| t.as_deref().map(|t| t.trim_start_matches("W/").to_string());
+        let mut known = Vec::new();
+        let mut unknown = false;
+        let mut dirs = vec![cpath.to_string()];
+        let mut all_dirs = Vec::new();
+        while let Some(d) = dirs.pop() {
+            let entries = match self.cloud.list(&d).await {
+                Ok(e) => e,
+                Err(CloudError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            all_dirs.push(d);
+            for e in entries {
+                if e.is_dir {
+                    dirs.push(e.path);
+                    continue;
+                }
+                let rec = Self::jr(self.journal.node(&set.to_local(&e.path)))?;
+                match rec {
+                    Some(r)
+                        if r.kind == NodeKind::File
+                            && r.etag.is_some()
+                            && strip(&r.etag) == strip(&e.etag) =>
+                    {
+                        known.push((e.path, r.etag.unwrap_or_default()));
+                    }
+                    _ => unknown = true,
+                }
+            }
+        }
+        if !unknown {
+            return match self.cloud.delete(cpath, &Precondition::None).await {
+                Ok(()) | Err(CloudError::NotFound) => Ok(true),
+                Err(e) => Err(e),
+            };
+        }
+        for (p, tag) in known {
+            match self.cloud.delete(&p, &Precondition::IfMatch(tag)).await {
+                Ok(()) | Err(CloudError::NotFound) | Err(CloudError::PreconditionFailed) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Folders left empty go too, deepest first.
+        for d in all_dirs.iter().rev() {
+            if self.cloud.list(d).await.is_ok_and(|l| l.is_empty()) {
+                let _ = self.cloud.delete(d, &Precondition::None).await;
+            }
+        }
+        Ok(false)
     }
 
     async fn list_children(
@@ -470,9 +543,9 @@ impl Pusher {
             }
             Some(_) => {
                 // A folder became a file.
-                match self.cloud.delete(cpath, &Precondition::None).await {
-                    Ok(()) | Err(CloudError::NotFound) => {}
-                    Err(e) => return Err(e),
+                let set = self.sets.set_for(path).ok_or(CloudError::NotFound)?;
+                if !self.delete_dir_safely(cpath, set).await? {
+                    return Err(CloudError::PreconditionFailed);
                 }
                 Self::jr(self.journal.delete_subtree(path))?;
                 Precondition::IfNoneMatch
@@ -523,9 +596,9 @@ impl Pusher {
                 return Ok(Outcome::Replace(vec![check(to), check(from)]));
             }
             // An empty folder was replaced by a folder.
-            match self.cloud.delete(&cto, &Precondition::None).await {
-                Ok(()) | Err(CloudError::NotFound) => {}
-                Err(e) => return Err(e),
+            let set = self.sets.set_for(to).ok_or(CloudError::NotFound)?;
+            if !self.delete_dir_safely(&cto, set).await? {
+                return Err(CloudError::PreconditionFailed);
             }
             Self::jr(self.journal.delete_subtree(to))?;
         }
