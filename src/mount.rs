@@ -172,6 +172,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         .thread_name("cloudsync-sync")
         .build()?;
     let wake = Arc::new(tokio::sync::Notify::new());
+    let pull_now = Arc::new(tokio::sync::Notify::new());
     let w = wake.clone();
     let (engine, writer) = Engine::start(
         journal.clone(),
@@ -189,6 +190,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         writers: fs_core.writers(),
         shared: engine.shared.clone(),
         wake: wake.clone(),
+        pull_now: pull_now.clone(),
         transfers: cfg.transfers,
         push_delay: cfg.push_delay,
         sets: cfg.sets.clone(),
@@ -249,7 +251,6 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         unsynced: engine.unsynced.clone(),
         wake_pusher: wake.clone(),
     });
-    let pull_now = Arc::new(tokio::sync::Notify::new());
     let puller_task = rt.spawn(puller.run(cfg.pull_interval, pull_now.clone(), stop.clone()));
 
     // Signals end the session by unmounting.

@@ -57,6 +57,8 @@ pub struct Pusher {
     pub shared: Arc<Shared>,
     /// Woken when new changes are queued.
     pub wake: Arc<Notify>,
+    /// Asks the puller to merge at once (after a conflicting upload).
+    pub pull_now: Arc<Notify>,
     /// Parallel transfers.
     pub transfers: usize,
     /// Quiet time before a push.
@@ -297,6 +299,7 @@ impl Pusher {
                 warn!(
                     "the cloud copy changed since the last sync; kept for the reconciler, not overwritten"
                 );
+                self.pull_now.notify_one();
                 j.fail(
                     e.id,
                     QueueState::Conflict,
@@ -523,7 +526,14 @@ impl Pusher {
             return Ok(Outcome::Done);
         }
         let p = full.to_path_buf();
-        let hash = Self::blocking(move || hash_file(&p)).await?;
+        let hash = match Self::blocking(move || hash_file(&p)).await {
+            Ok(h) => h,
+            // Renamed or deleted meanwhile: the queue holds what happened to it.
+            Err(CloudError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Outcome::Later);
+            }
+            Err(e) => return Err(e),
+        };
         let cond = match &rec {
             // Deleted in the cloud and kept here (DELETED_ON_CLOUD): pushed again as new.
             Some(r) if r.state == NodeState::Failed => Precondition::IfNoneMatch,
@@ -559,9 +569,12 @@ impl Pusher {
             }
             r => r?,
         };
-        let after = std::fs::symlink_metadata(full).map_err(CloudError::Io)?;
-        if !(after.size() == m.size() && mtime_ns(&after) == mtime_ns(&m) && after.ino() == m.ino())
-            || self.writers.is_open(m.ino())
+        // A file renamed or deleted during the upload counts as changed: the cloud tag is
+        // recorded, and the queue decides again.
+        let after = std::fs::symlink_metadata(full).ok();
+        if !after.as_ref().is_some_and(|a| {
+            a.size() == m.size() && mtime_ns(a) == mtime_ns(&m) && a.ino() == m.ino()
+        }) || self.writers.is_open(m.ino())
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
             Self::jr(self.journal.put_node(&NodeRecord {
