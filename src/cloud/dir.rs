@@ -119,6 +119,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CloudError::Io(io::Error::other(e)))?
 }
 
+/// True for a temporary file `PREFIX<pid>-…` whose writer process is gone.
+pub fn is_stale_tmp(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let pid = rest.split('-').next().unwrap_or_default();
+    pid.parse::<u32>()
+        .is_ok_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// Creates (or truncates) a file with mode 0644, whatever the process umask.
 fn new_file(p: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -169,6 +179,10 @@ impl Cloud for DirCloud {
                     continue;
                 };
                 if name.starts_with(TMP_PREFIX) {
+                    if is_stale_tmp(&name, TMP_PREFIX) {
+                        // Left by a writer that died mid-upload.
+                        let _ = fs::remove_file(de.path());
+                    }
                     continue;
                 }
                 let meta = match de.metadata() {

@@ -62,6 +62,10 @@ pub fn scan(
                 continue;
             };
             if ignore.name_excluded(&name) {
+                if crate::cloud::dir::is_stale_tmp(&name, ".cloudsync-dl-") {
+                    // A download cut short by a crash.
+                    let _ = std::fs::remove_file(de.path());
+                }
                 continue;
             }
             let Ok(m) = de.metadata() else { continue };
