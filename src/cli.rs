@@ -127,7 +127,7 @@ pub struct SyncArgs {
     /// How long --wait waits, like 30s or 5m.
     #[arg(long, value_name = "DUR", default_value = "5m", requires = "wait")]
     pub timeout: String,
-    /// Pull cloud changes at once too (a sync request always does; kept for scripts).
+    /// Pull cloud changes at once and wait for that pull; prints what it cost.
     #[arg(long)]
     pub now: bool,
 }

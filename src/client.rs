@@ -241,6 +241,21 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
             rels.clone()
         };
         ask(loc, &Request::Sync { paths })?;
+        if a.now {
+            // Pull at once, and say what it cost.
+            let r = ask(loc, &Request::Pull)?;
+            if let Some(p) = r.pull {
+                println!(
+                    "{}: pulled in {:.1} ms with {} requests: {} downloaded, {} conflicts, {} other changes",
+                    loc.mountpoint.display(),
+                    p.ms,
+                    p.requests,
+                    p.downloaded,
+                    p.conflicts,
+                    p.other
+                );
+            }
+        }
     }
     if !a.wait {
         return Ok(0);

@@ -55,6 +55,8 @@ pub enum Request {
     },
     /// List conflict copies and their originals.
     Conflicts,
+    /// Pull cloud changes now and report what the pull cost.
+    Pull,
     /// Take a folder or file out of sync.
     Unsync {
         /// Path relative to the on-premise root.
@@ -109,6 +111,23 @@ pub struct Response {
     pub items: Vec<Item>,
     /// The mount summary, for status.
     pub summary: Option<Summary>,
+    /// What a pull did, for pull.
+    pub pull: Option<PullStats>,
+}
+
+/// What one pull did and cost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PullStats {
+    /// Listing requests sent.
+    pub requests: u64,
+    /// Wall time in ms.
+    pub ms: f64,
+    /// Files downloaded.
+    pub downloaded: u64,
+    /// Conflicts resolved.
+    pub conflicts: u64,
+    /// Other changes applied.
+    pub other: u64,
 }
 
 impl Response {
@@ -135,6 +154,8 @@ pub struct Control {
     pub wake_pusher: Arc<Notify>,
     /// Triggers a pull.
     pub pull_now: Arc<Notify>,
+    /// The puller, for a pull on request.
+    pub puller: Arc<crate::sync::pull::Puller>,
 }
 
 fn clean(p: &str) -> Result<String, String> {
@@ -176,6 +197,7 @@ impl Control {
             Request::Pause { push, pull } => self.pause(push, pull, true),
             Request::Resume { push, pull } => self.pause(push, pull, false),
             Request::Conflicts => self.conflicts(),
+            Request::Pull => self.pull().await,
             Request::Unsync { path, delete_cloud } => self.unsync(path, delete_cloud).await,
         }
     }
@@ -352,6 +374,24 @@ impl Control {
             ok: true,
             summary: Some(self.summary()),
             ..Default::default()
+        }
+    }
+
+    async fn pull(&self) -> Response {
+        let t = std::time::Instant::now();
+        match self.puller.pull_once().await {
+            Ok(r) => Response {
+                ok: true,
+                pull: Some(PullStats {
+                    requests: r.requests,
+                    ms: t.elapsed().as_secs_f64() * 1000.0,
+                    downloaded: r.downloaded,
+                    conflicts: r.conflicts,
+                    other: r.other,
+                }),
+                ..Default::default()
+            },
+            Err(e) => Response::err(format!("pull failed: {e}")),
         }
     }
 

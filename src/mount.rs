@@ -250,8 +250,13 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         sets: cfg.sets.clone(),
         unsynced: engine.unsynced.clone(),
         wake_pusher: wake.clone(),
+        running: tokio::sync::Mutex::new(()),
     });
-    let puller_task = rt.spawn(puller.run(cfg.pull_interval, pull_now.clone(), stop.clone()));
+    let puller_task = rt.spawn(puller.clone().run(
+        cfg.pull_interval,
+        pull_now.clone(),
+        stop.clone(),
+    ));
 
     // Signals end the session by unmounting.
     let mp = cfg.mountpoint.clone();
@@ -285,6 +290,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         onprem: cfg.onprem.clone(),
         wake_pusher: wake.clone(),
         pull_now: pull_now.clone(),
+        puller: puller.clone(),
     });
     rt.spawn(async move {
         if let Err(e) = control.serve(socket).await {

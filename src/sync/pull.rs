@@ -87,6 +87,8 @@ pub struct Puller {
     pub unsynced: Arc<std::sync::Mutex<Vec<String>>>,
     /// Wakes the pusher after the puller queued work for it.
     pub wake_pusher: Arc<Notify>,
+    /// One pull at a time.
+    pub running: tokio::sync::Mutex<()>,
 }
 
 /// Strips the weak marker, so `W/"x"` and `"x"` compare equal.
@@ -266,6 +268,7 @@ impl Puller {
 
     /// One pull over every sync set: discover, decide, apply.
     pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
+        let _one = self.running.lock().await;
         let all: Vec<NodeRecord> = Self::jr(self.journal.all_nodes())?;
         let mut report = PullReport::default();
         for set in self.sets.iter() {

@@ -7,7 +7,7 @@
 //! editor save patterns collapse to one update. The journal is written only after the cloud
 //! call succeeded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -69,10 +69,49 @@ pub struct Pusher {
     pub unsynced: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// Paths taken by earlier or running entries; a later entry that touches one of them, an
+/// ancestor or a descendant, waits. Each check costs the depth of the path.
+#[derive(Default)]
+struct Busy {
+    exact: HashSet<String>,
+    ancestors: HashSet<String>,
+}
+
+impl Busy {
+    fn add(&mut self, path: &str, dest: Option<&str>) {
+        for p in std::iter::once(path).chain(dest) {
+            let mut a = p;
+            while !a.is_empty() {
+                a = cloud::parent(a);
+                if !self.ancestors.insert(a.to_string()) {
+                    break; // the rest of the chain is there already
+                }
+            }
+            self.exact.insert(p.to_string());
+        }
+    }
+
+    fn overlaps(&self, path: &str) -> bool {
+        if self.exact.contains(path) || self.ancestors.contains(path) {
+            return true;
+        }
+        let mut a = path;
+        while !a.is_empty() {
+            a = cloud::parent(a);
+            if self.exact.contains(a) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
 fn overlaps(a: &str, b: &str) -> bool {
     cloud::is_within(a, b) || cloud::is_within(b, a)
 }
 
+#[cfg(test)]
 fn entry_overlaps(a: &(String, Option<String>), b: &(String, Option<String>)) -> bool {
     let av = std::iter::once(a.0.as_str()).chain(a.1.as_deref());
     av.into_iter().any(|x| {
@@ -173,6 +212,9 @@ impl Pusher {
         {
             return None;
         }
+        if sem.available_permits() == 0 {
+            return None; // a finishing transfer wakes us
+        }
         let entries = match self.journal.pending(2048) {
             Ok(e) => e,
             Err(e) => {
@@ -182,7 +224,8 @@ impl Pusher {
         };
         let now = now_ms();
         let offline = self.shared.is_offline();
-        let mut busy: Vec<(String, Option<String>)> = {
+        let mut busy = Busy::default();
+        let in_flight: Vec<(String, Option<String>)> = {
             let m = self
                 .shared
                 .in_flight
@@ -193,7 +236,10 @@ impl Pusher {
             }
             m.values().cloned().collect()
         };
-        let running: Vec<i64> = self
+        for (p, d) in &in_flight {
+            busy.add(p, d.as_deref());
+        }
+        let running: HashSet<i64> = self
             .shared
             .in_flight
             .lock()
@@ -207,8 +253,9 @@ impl Pusher {
             if running.contains(&e.id) {
                 continue;
             }
-            let blocked = busy.iter().any(|b| entry_overlaps(b, &key));
-            busy.push(key.clone());
+            let blocked =
+                busy.overlaps(&key.0) || key.1.as_deref().is_some_and(|d| busy.overlaps(d));
+            busy.add(&key.0, key.1.as_deref());
             if blocked {
                 continue;
             }
@@ -660,6 +707,18 @@ mod tests {
                 b >= 500 && b <= (MAX_BACKOFF.as_millis() as i64) * 3 / 2,
                 "{a}: {b}"
             );
+        }
+    }
+
+    #[test]
+    fn busy_matches_the_overlap_rule() {
+        let paths = ["", "a", "a/b", "a/b/c", "ab", "x/y", "x"];
+        for p in paths {
+            for q in paths {
+                let mut b = Busy::default();
+                b.add(p, None);
+                assert_eq!(b.overlaps(q), overlaps(p, q), "{p:?} vs {q:?}");
+            }
         }
     }
 
