@@ -181,7 +181,10 @@ pub fn status(a: StatusArgs) -> Result<u8> {
                 failed: a.failed,
             },
         )?;
-        any_failed |= r.items.iter().any(|i| i.status == "failed");
+        any_failed |= r
+            .items
+            .iter()
+            .any(|i| i.status == "failed" || i.status == "missing");
         print_items(&loc.mountpoint, &r.items, a.json, a.csv);
         if let Some(s) = &r.summary {
             if a.json {

@@ -305,6 +305,23 @@ impl Control {
                 Ok(p) => p,
                 Err(e) => return Response::err(e),
             };
+            // An unsynced folder or file is synced again.
+            {
+                let mut u = self
+                    .engine
+                    .unsynced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let before = u.len();
+                u.retain(|x| !cloud::is_within(x, &p));
+                if u.len() != before {
+                    let json = serde_json::to_string(&*u).unwrap_or_default();
+                    if let Err(e) = self.journal.set_meta("unsynced", &json) {
+                        return Response::err(e);
+                    }
+                    info!(path = %p, "synced again");
+                }
+            }
             // Failed entries go back in the queue; DELETED_ON_CLOUD records are pushed again.
             if let Err(e) = self
                 .journal
@@ -431,7 +448,12 @@ impl Control {
                 let _ = self.journal.remove(e.id);
             }
         }
-        if delete_cloud && !cpath.is_empty() {
+        if delete_cloud && cpath.is_empty() {
+            return Response::err(format!(
+                "{path} is paired with the cloud root; refusing to delete the whole cloud (unsync without --delete-cloud)"
+            ));
+        }
+        if delete_cloud {
             match self.cloud.delete(&cpath, &Precondition::None).await {
                 Ok(()) | Err(cloud::CloudError::NotFound) => {}
                 Err(e) => {

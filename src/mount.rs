@@ -283,6 +283,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let _ = engine
         .control_socket
         .set(socket.to_string_lossy().into_owned());
+    let _ = engine.cloud_base.set(cloud.describe());
     let control = Arc::new(crate::control::Control {
         engine: engine.clone(),
         journal: journal.clone(),

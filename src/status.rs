@@ -15,6 +15,10 @@ pub const XATTR_ERROR: &str = "user.cloudsync.error";
 pub const XATTR_SYNCED_AT: &str = "user.cloudsync.synced_at";
 /// The cloud ETag recorded at the last sync.
 pub const XATTR_ETAG: &str = "user.cloudsync.etag";
+/// Where the item lives in the cloud.
+pub const XATTR_CLOUD_URL: &str = "user.cloudsync.cloud_url";
+/// The on-premise path of the item's sync set.
+pub const XATTR_SET: &str = "user.cloudsync.set";
 
 /// The status of one file or folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

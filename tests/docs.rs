@@ -538,6 +538,7 @@ fn documented_sync_set_defaults_are_the_code_defaults() {
     };
     // A table with nothing but a path gets the code's defaults.
     let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("a")).unwrap();
     let only_path: FileConfig = toml::from_str("[[sync_set]]\npath = \"a\"\n").unwrap();
     let sets = SyncSets::from_config(&only_path.sync_set.unwrap(), d.path()).unwrap();
     let set = sets.iter().next().unwrap().clone();
@@ -604,6 +605,16 @@ fn config_examples_are_valid_files() {
             panic!("an example in man/cloudsync.toml.5 is not a valid config file:\n{body}\n{e}")
         });
         let d = tempfile::tempdir().unwrap();
+        // Set paths must exist: a name with an extension is a file, others are folders.
+        for set in file.sync_set.as_deref().unwrap_or_default() {
+            let p = d.path().join(set.path.trim_start_matches('/'));
+            if p.extension().is_some() {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, b"x").unwrap();
+            } else {
+                std::fs::create_dir_all(&p).unwrap();
+            }
+        }
         if let Err(e) =
             SyncSets::from_config(file.sync_set.as_deref().unwrap_or_default(), d.path())
         {

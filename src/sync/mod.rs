@@ -179,6 +179,28 @@ impl Shared {
     }
 }
 
+/// The URL of a cloud path under the cloud's base URL, each segment percent-encoded.
+pub fn cloud_url(base: &str, cloud_path: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'/');
+    let mut url = base.trim_end_matches('/').to_string();
+    for seg in cloud_path.split('/').filter(|s| !s.is_empty()) {
+        url.push('/');
+        url.push_str(&percent_encoding::utf8_percent_encode(seg, SEGMENT).to_string());
+    }
+    url
+}
+
 /// True when `path` lies in a folder unsynced at run time.
 pub fn is_unsynced(list: &Mutex<Vec<String>>, path: &str) -> bool {
     list.lock()
@@ -197,6 +219,8 @@ pub struct Engine {
     pub unsynced: Arc<Mutex<Vec<String>>>,
     /// The control socket, shown on the mount root as `user.cloudsync.control`.
     pub control_socket: std::sync::OnceLock<String>,
+    /// The cloud URL without credentials, for `user.cloudsync.cloud_url`.
+    pub cloud_base: std::sync::OnceLock<String>,
     tx: Mutex<Option<mpsc::Sender<Change>>>,
     /// Shared with the pusher.
     pub shared: Arc<Shared>,
@@ -267,6 +291,7 @@ impl Engine {
             sets,
             unsynced: Arc::new(Mutex::new(unsynced)),
             control_socket: std::sync::OnceLock::new(),
+            cloud_base: std::sync::OnceLock::new(),
             tx: Mutex::new(Some(tx)),
             shared,
         });
@@ -428,7 +453,18 @@ impl SyncHooks for Engine {
         if let Some(e) = err.filter(|_| st == Status::Failed) {
             v.push((status::XATTR_ERROR, e));
         }
-        if st == Status::Synced
+        if !matches!(st, Status::Excluded | Status::Unsynced | Status::Conflict)
+            && let Some(set) = self.sets.set_for(path)
+        {
+            v.push((status::XATTR_SET, set.local.clone()));
+            if let Some(base) = self.cloud_base.get() {
+                v.push((
+                    status::XATTR_CLOUD_URL,
+                    cloud_url(base, &set.to_cloud(path)),
+                ));
+            }
+        }
+        if matches!(st, Status::Synced | Status::Locked)
             && !path.is_empty()
             && let Ok(Some(r)) = self.journal.node_for_status(path)
         {

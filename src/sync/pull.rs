@@ -239,7 +239,7 @@ impl Puller {
                     continue;
                 }
                 let local = set.to_local(&e.path);
-                if !set.covers(&local) {
+                if !self.owns(set, &local) {
                     continue;
                 }
                 if e.is_dir {
@@ -277,7 +277,7 @@ impl Puller {
             }
             let records: HashMap<String, NodeRecord> = all
                 .iter()
-                .filter(|r| set.covers(&r.path) && !self.is_unsynced(&r.path))
+                .filter(|r| self.owns(set, &r.path) && !self.is_unsynced(&r.path))
                 .map(|r| (r.path.clone(), r.clone()))
                 .collect();
             self.pull_set(set, records, &mut report).await?;
@@ -292,6 +292,13 @@ impl Puller {
             self.wake_pusher.notify_one();
         }
         Ok(report)
+    }
+
+    /// True when `set` is the set that decides for `path` (not a set nested inside it).
+    fn owns(&self, set: &SyncSet, path: &str) -> bool {
+        self.sets
+            .set_for(path)
+            .is_some_and(|s| s.local == set.local)
     }
 
     fn is_unsynced(&self, path: &str) -> bool {
@@ -667,9 +674,11 @@ impl Puller {
                         std::fs::rename(&tmp, self.full(&copy)).map_err(map_io)?;
                         self.invalidate.changed(&copy);
                         // Push the on-premise version over the cloud version just saved.
+                        // An unknown stat makes the pusher upload, with If-Match on the
+                        // cloud version just saved.
                         let r = NodeRecord {
                             hash: None,
-                            etag: e.etag.clone(),
+                            mtime_ns: -1,
                             ..record(path, m, None, e.etag.clone())
                         };
                         Self::jr(self.journal.put_node(&r))?;

@@ -438,22 +438,29 @@ impl Pusher {
                         Err(e) => return Err(e),
                     }
                 }
+                if !set.cloud_delete {
+                    // The cloud copy stays; the record stays too, so the next pull does not
+                    // bring it back while the cloud copy is unchanged.
+                    return Ok(Outcome::Done);
+                }
                 Self::jr(self.journal.delete_subtree(path))?;
                 Ok(Outcome::Done)
             }
             Some(m) if m.is_dir() => {
                 if let Some(r) = &rec {
-                    if r.kind == NodeKind::Dir {
+                    if r.kind == NodeKind::Dir && r.state == NodeState::Synced {
                         return Ok(Outcome::Done);
                     }
-                    // A file became a folder: the cloud file goes, unless it changed there.
-                    let cond = r
-                        .etag
-                        .clone()
-                        .map_or(Precondition::None, Precondition::IfMatch);
-                    match self.cloud.delete(&cpath, &cond).await {
-                        Ok(()) | Err(CloudError::NotFound) => {}
-                        Err(e) => return Err(e),
+                    if r.kind == NodeKind::File {
+                        // A file became a folder: the cloud file goes, unless it changed there.
+                        let cond = r
+                            .etag
+                            .clone()
+                            .map_or(Precondition::None, Precondition::IfMatch);
+                        match self.cloud.delete(&cpath, &cond).await {
+                            Ok(()) | Err(CloudError::NotFound) => {}
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 self.cloud.mkdir(&cpath).await?;

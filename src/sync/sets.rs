@@ -145,7 +145,13 @@ impl SyncSets {
                     "sync_set {local:?}: conflict = {other:?} is unknown; use \"cloud-wins\" or \"onprem-wins\""
                 ),
             };
-            let is_file = onprem.join(&local).is_file();
+            let meta = std::fs::metadata(onprem.join(&local)).map_err(|_| {
+                anyhow::anyhow!(
+                    "sync_set path {local:?} does not exist in the on-premise folder {}; create it first",
+                    onprem.display()
+                )
+            })?;
+            let is_file = meta.is_file();
             if sets.iter().any(|s: &SyncSet| s.local == local) {
                 anyhow::bail!("sync_set {local:?} is configured twice");
             }
@@ -222,6 +228,7 @@ mod tests {
     fn mapping() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("projects/a")).unwrap();
+        std::fs::create_dir_all(d.path().join("flat")).unwrap();
         std::fs::write(d.path().join("report.pdf"), b"x").unwrap();
         let mut flat = t("flat", Some("Flat"));
         flat.include_subfolders = Some(false);
@@ -260,6 +267,11 @@ mod tests {
     #[test]
     fn bad_sets() {
         let d = tempfile::tempdir().unwrap();
+        for x in ["a", "b"] {
+            std::fs::create_dir(d.path().join(x)).unwrap();
+        }
+        let e = SyncSets::from_config(&[t("missing", None)], d.path()).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
         let mut c = t("a", None);
         c.conflict = Some("newest-wins".into());
         assert!(SyncSets::from_config(&[c], d.path()).is_err());
