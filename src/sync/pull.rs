@@ -329,7 +329,7 @@ impl Puller {
         let queue = Self::jr(self.journal.queue())?;
         let busy: Vec<String> = queue
             .iter()
-            .filter(|e| e.state != QueueState::Conflict)
+            .filter(|e| e.state == QueueState::Pending)
             .flat_map(|e| std::iter::once(e.path.clone()).chain(e.dest.clone()))
             .collect();
         let conflicted: HashSet<String> = queue
