@@ -682,6 +682,12 @@ impl Pusher {
                 Self::jr(self.journal.move_subtree(from, to))?;
                 Ok(Outcome::Done)
             }
+            Err(CloudError::PreconditionFailed) => {
+                // The target name is taken in the cloud by something we never saw: no move
+                // over it. The source goes, and the target is uploaded as new, which meets the
+                // cloud's item as a conflict that keeps both.
+                Ok(Outcome::Replace(vec![check(to), check(from)]))
+            }
             Err(CloudError::NotFound) => {
                 // The source is gone from the cloud: upload the target as new.
                 Self::jr(self.journal.delete_subtree(from))?;
