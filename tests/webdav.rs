@@ -603,7 +603,11 @@ async fn https_with_a_private_ca() {
     // Without the CA the server is not trusted.
     let c = cloudsync::cloud::open(&server.url, &CloudOptions::default()).unwrap();
     let e = c.stat("t.txt").await.unwrap_err();
-    assert!(matches!(e, CloudError::Transport(_)), "{e}");
+    assert!(
+        !e.is_transient(),
+        "an untrusted certificate is not retried: {e}"
+    );
+    assert!(e.to_string().contains("--ca-file"), "{e}");
 
     // A CA file that is missing or not PEM is an error at start.
     let bad = CloudOptions {

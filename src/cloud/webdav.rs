@@ -679,6 +679,13 @@ impl WebDav {
             }
             src = s.source();
         }
+        // A certificate the client does not trust will not become trusted by retrying: that
+        // is a configuration error, reported once with what to do.
+        if msg.contains("invalid peer certificate") || msg.contains("certificate verify failed") {
+            return CloudError::Protocol(self.redact(&format!(
+                "{what}: the server's TLS certificate is not trusted ({msg}); give its CA with --ca-file"
+            )));
+        }
         CloudError::Transport(self.redact(&format!("{what}: {msg}")))
     }
 
