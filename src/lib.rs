@@ -19,3 +19,4 @@ pub mod status;
 pub mod sync;
 pub mod control;
 pub mod client;
+pub mod mount_helper;

@@ -4,6 +4,7 @@
 //! `sync --wait`, a failed item), 2 bad usage, 124 when `sync --wait` times out.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -22,10 +23,10 @@ fn init_logging(filter: &str) {
         .try_init();
 }
 
-fn mount(args: MountArgs) -> Result<()> {
+fn mount(args: MountArgs, raw: &[String]) -> Result<()> {
     let cfg = Config::load(&args)?;
     if args.daemon {
-        return spawn_daemon(&cfg);
+        return spawn_daemon(&cfg, raw);
     }
     init_logging(&cfg.log_level);
     // With --ready-fd (set by --daemon) readiness goes to the parent over stdout.
@@ -49,7 +50,7 @@ fn mount(args: MountArgs) -> Result<()> {
 }
 
 /// Starts the daemon in the background and waits until its mount is ready.
-fn spawn_daemon(cfg: &Config) -> Result<()> {
+fn spawn_daemon(cfg: &Config, raw: &[String]) -> Result<()> {
     cloudsync::mount::preflight(cfg)?;
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("cannot create the state dir {}", cfg.state_dir.display()))?;
@@ -59,10 +60,7 @@ fn spawn_daemon(cfg: &Config) -> Result<()> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open the log {}", log_path.display()))?;
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--daemon")
-        .collect();
+    let args: Vec<String> = raw.iter().filter(|a| *a != "--daemon").cloned().collect();
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(&args)
         .arg("--ready-fd=1")
@@ -131,9 +129,25 @@ fn unmount(args: UnmountArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Called by mount(8) for fstab entries: `mount.cloudsync SOURCE DIR -o OPTS`.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let name = Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if name.starts_with("mount.") {
+        match cloudsync::mount_helper::translate(&args) {
+            Ok(a) => args = a,
+            Err(e) => {
+                eprintln!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let cli = Cli::parse_from(std::iter::once("cloudsync".to_string()).chain(args.iter().cloned()));
     let r = match cli.command {
-        Cmd::Mount(a) => mount(*a).map(|_| 0),
+        Cmd::Mount(a) => mount(*a, &args).map(|_| 0),
         Cmd::Unmount(a) => unmount(a).map(|_| 0),
         Cmd::Status(a) => client::status(a),
         Cmd::Sync(a) => client::sync(a),

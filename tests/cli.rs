@@ -264,3 +264,33 @@ fn unmount_and_status_outside_a_mount() {
         "not inside a cloudsync mount",
     );
 }
+
+#[test]
+fn mount_helper_for_fstab() {
+    let d = Dirs::new();
+    let helper = d.tmp.path().join("mount.cloudsync");
+    std::os::unix::fs::symlink(bin(), &helper).unwrap();
+    // As mount(8) calls it for `ONPREM MNT cloudsync cloud=...,_netdev 0 0` in fstab.
+    let opts = format!(
+        "rw,_netdev,cloud={},state_dir={},push_delay=1s",
+        d.cloud(),
+        d.p("state")
+    );
+    let out = Command::new(&helper)
+        .args([&d.p("on"), &d.p("mnt"), "-o", &opts])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(Path::new(&d.p("mnt"))));
+    assert!(cloudsync(&["unmount", &d.p("mnt")]).status.success());
+    // A password in the options would be world-readable in /proc/mounts and fstab.
+    let out = Command::new(&helper)
+        .args([&d.p("on"), &d.p("mnt"), "-o", "cloud=https://h/,password=x"])
+        .output()
+        .unwrap();
+    fails_with(&out, "password_file");
+}
