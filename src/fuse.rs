@@ -58,7 +58,7 @@ impl FuseFs {
         self.backing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens (or reuses) the passthrough backing file of `ino`.
+    /// Opens (or reuses) the passthrough backing file of `ino`, opened as handle `fh`.
     fn backing_for(
         &self,
         ino: u64,
@@ -73,15 +73,7 @@ impl FuseFs {
             b.by_fh.insert(fh, id.clone());
             return Some(id);
         }
-        // The backing file is opened read-write when possible, so one backing file serves
-        // readers and writers alike.
-        let path = self.fs_path(ino)?;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .or_else(|_| File::open(&path))
-            .ok()?;
+        let file = self.fs.backing_file(fh).ok()?;
         match make(&file) {
             Ok(id) => {
                 let id = Arc::new(id);
@@ -95,15 +87,6 @@ impl FuseFs {
                 None
             }
         }
-    }
-
-    fn fs_path(&self, ino: u64) -> Option<std::path::PathBuf> {
-        let rel = self.fs.rel_path(ino)?;
-        Some(if rel.as_os_str().is_empty() {
-            self.onprem.clone()
-        } else {
-            self.onprem.join(rel)
-        })
     }
 }
 
@@ -178,11 +161,14 @@ macro_rules! span {
 
 impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Not FUSE_ATOMIC_O_TRUNC: with it the kernel hands O_TRUNC to open and checks for a
+        // running executable (ETXTBSY) only afterwards, so `open(O_RDONLY | O_TRUNC)` would
+        // empty a program while it runs. Without it the kernel checks first, then truncates
+        // through setattr.
         let _ = config.add_capabilities(
             InitFlags::FUSE_DO_READDIRPLUS
                 | InitFlags::FUSE_READDIRPLUS_AUTO
                 | InitFlags::FUSE_PARALLEL_DIROPS
-                | InitFlags::FUSE_ATOMIC_O_TRUNC
                 | InitFlags::FUSE_ASYNC_DIO,
         );
         let _ = config.set_max_write(1 << 20);
@@ -192,6 +178,7 @@ impl Filesystem for FuseFs {
                     let _ = config.set_max_stack_depth(1);
                     self.passthrough.store(true, Ordering::Relaxed);
                     info!(
+                        onprem = %self.onprem.display(),
                         "FUSE passthrough on: reads and writes of open files go straight to the on-premise folder"
                     );
                 }
@@ -206,7 +193,7 @@ impl Filesystem for FuseFs {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _s = span!("lookup", req, parent.0);
         match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -277,7 +264,7 @@ impl Filesystem for FuseFs {
     ) {
         let _s = span!("mknod", req, parent.0);
         match self.fs.mknod(&ctx(req), parent.0, name, mode, rdev) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -293,7 +280,7 @@ impl Filesystem for FuseFs {
     ) {
         let _s = span!("mkdir", req, parent.0);
         match self.fs.mkdir(&ctx(req), parent.0, name, mode) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -324,7 +311,7 @@ impl Filesystem for FuseFs {
     ) {
         let _s = span!("symlink", req, parent.0);
         match self.fs.symlink(&ctx(req), parent.0, link_name, target) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -359,7 +346,7 @@ impl Filesystem for FuseFs {
     ) {
         let _s = span!("link", req, ino.0);
         match self.fs.link(ino.0, newparent.0, newname) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -519,7 +506,7 @@ impl Filesystem for FuseFs {
                 name,
                 &TTL,
                 &file_attr(&a),
-                Generation(0),
+                Generation(a.generation),
             ) {
                 if !dot {
                     // The kernel did not take this entry, so it holds no lookup for it.
@@ -628,7 +615,7 @@ impl Filesystem for FuseFs {
                     Some(id) => reply.created_passthrough(
                         &TTL,
                         &attr,
-                        Generation(0),
+                        Generation(a.generation),
                         FileHandle(o.fh),
                         FopenFlags::empty(),
                         &id,
@@ -636,7 +623,7 @@ impl Filesystem for FuseFs {
                     None => reply.created(
                         &TTL,
                         &attr,
-                        Generation(0),
+                        Generation(a.generation),
                         FileHandle(o.fh),
                         FopenFlags::empty(),
                     ),

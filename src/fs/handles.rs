@@ -101,6 +101,16 @@ impl Handles {
             .map(|h| (h.file.clone(), h.ino))
     }
 
+    /// Some open file of the node `ino`, if any.
+    pub fn file_of(&self, ino: u64) -> Option<Arc<File>> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|h| h.ino == ino)
+            .map(|h| h.file.clone())
+    }
+
     /// Closes `fh`, returning what it was.
     pub fn remove_file(&self, fh: u64) -> Option<FileHandle> {
         let h = self

@@ -9,6 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::RwLock;
+use std::time::SystemTime;
 
 /// The FUSE root id.
 pub const ROOT: u64 = 1;
@@ -19,6 +20,10 @@ struct Node {
     names: Vec<(u64, OsString)>,
     /// How many lookups the kernel holds.
     lookups: u64,
+    /// Bumped each time the on-premise inode number is seen on a new file.
+    generation: u64,
+    /// Birth time of the file now behind the number, when the filesystem records one.
+    birth: Option<SystemTime>,
 }
 
 /// Node ids to names.
@@ -80,18 +85,31 @@ impl InodeTable {
         Some(p)
     }
 
-    /// Records a lookup of `id` by `name` in `parent`.
-    pub fn remember(&self, id: u64, parent: u64, name: &OsStr) {
+    /// Records a lookup of `id` by `name` in `parent`, and returns the node's generation.
+    ///
+    /// `birth` is the birth time of the file found. The on-premise filesystem reuses inode
+    /// numbers of deleted files; when the kernel still holds the old node, a new birth time
+    /// bumps the generation, so the kernel drops its old inode instead of taking the new file
+    /// for it, and the old file's names are forgotten.
+    pub fn remember(&self, id: u64, parent: u64, name: &OsStr, birth: Option<SystemTime>) -> u64 {
         if id == ROOT {
-            return;
+            return 0;
         }
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         let n = nodes.entry(id).or_default();
         n.lookups += 1;
+        if birth.is_some() && n.birth != birth {
+            if n.birth.is_some() {
+                n.generation += 1;
+                n.names.clear();
+            }
+            n.birth = birth;
+        }
         // A lookup proves this name is current, so it becomes the node's path: the file may
         // have been renamed in the on-premise folder behind the kernel's back.
         n.names.retain(|(p, nm)| !(*p == parent && nm == name));
         n.names.insert(0, (parent, name.to_os_string()));
+        n.generation
     }
 
     /// The kernel dropped `count` lookups of `id`.
@@ -156,15 +174,38 @@ mod tests {
         let t = InodeTable::new(2);
         assert_eq!(t.id_of(2), ROOT);
         assert_eq!(t.id_of(1), 2);
-        t.remember(10, ROOT, OsStr::new("d"));
-        t.remember(11, 10, OsStr::new("f"));
+        t.remember(10, ROOT, OsStr::new("d"), None);
+        t.remember(11, 10, OsStr::new("f"), None);
         assert_eq!(t.path(11).unwrap(), PathBuf::from("d/f"));
         t.renamed(10, ROOT, OsStr::new("d"), ROOT, OsStr::new("e"));
         assert_eq!(t.path(11).unwrap(), PathBuf::from("e/f"));
-        t.remember(11, ROOT, OsStr::new("hard"));
+        t.remember(11, ROOT, OsStr::new("hard"), None);
         t.unlinked(11, 10, OsStr::new("f"));
         assert_eq!(t.path(11).unwrap(), PathBuf::from("hard"));
         t.forget(11, 2);
         assert!(t.path(11).is_none());
+    }
+
+    #[test]
+    fn reused_numbers_get_a_new_generation() {
+        let t = InodeTable::new(2);
+        let (b1, b2) = (born(1), born(2));
+        assert_eq!(t.remember(10, ROOT, OsStr::new("old"), Some(b1)), 0);
+        // A hard link to the same file keeps the generation and both names.
+        assert_eq!(t.remember(10, ROOT, OsStr::new("link"), Some(b1)), 0);
+        t.unlinked(10, ROOT, OsStr::new("old"));
+        t.unlinked(10, ROOT, OsStr::new("link"));
+        // The kernel still holds the old node when a new file gets the same number.
+        assert_eq!(t.remember(10, ROOT, OsStr::new("new"), Some(b2)), 1);
+        assert_eq!(t.path(10).unwrap(), PathBuf::from("new"));
+        t.remember(10, ROOT, OsStr::new("old"), Some(b2));
+        t.unlinked(10, ROOT, OsStr::new("old"));
+        assert_eq!(t.path(10).unwrap(), PathBuf::from("new"));
+        // Without birth times nothing changes.
+        assert_eq!(t.remember(10, ROOT, OsStr::new("new"), None), 1);
+    }
+
+    fn born(s: u64) -> SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
     }
 }

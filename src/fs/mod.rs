@@ -7,12 +7,13 @@
 
 pub mod error;
 pub mod handles;
+pub mod host;
 pub mod inode;
 pub mod xattr;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, Metadata};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::{FsError, FsResult};
 use handles::{DirHandle, FileHandle, Handles, OpenWriters};
+use host::HostPath;
 use inode::{InodeTable, ROOT, rel_str};
 
 use crate::journal::Op;
@@ -96,6 +98,8 @@ impl Kind {
 pub struct Attr {
     /// Node id.
     pub ino: u64,
+    /// Generation of the node id: changes when the on-premise inode number is reused.
+    pub generation: u64,
     /// Size in bytes.
     pub size: u64,
     /// 512-byte blocks allocated.
@@ -128,6 +132,19 @@ fn ts(sec: i64, nsec: i64) -> SystemTime {
     } else {
         UNIX_EPOCH - Duration::from_secs((-sec) as u64) + Duration::from_nanos(nsec as u64)
     }
+}
+
+/// A device number as FUSE carries it (the kernel's 32-bit encoding) from a host `dev_t`.
+fn fuse_rdev(dev: u64) -> u32 {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
+/// A host `dev_t` from a device number as FUSE carries it.
+fn host_rdev(rdev: u32) -> libc::dev_t {
+    let major = (rdev & 0xfff00) >> 8;
+    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+    libc::makedev(major, minor)
 }
 
 /// A time to set with `utimensat`.
@@ -192,6 +209,114 @@ pub struct StatFs {
 pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
 /// Flags of `rename`.
 pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+
+/// What `setattr` changes: an open file, or a path (a symlink itself, not its target).
+enum Target<'a> {
+    Open(&'a File),
+    Path(&'a HostPath, CString),
+}
+
+impl Target<'_> {
+    fn chown(&self, uid: u32, gid: u32) -> FsResult<()> {
+        match self {
+            // SAFETY: the fd is open for the life of the borrow; u32::MAX leaves an id unchanged.
+            Target::Open(f) => error::check(unsafe { libc::fchown(f.as_raw_fd(), uid, gid) })?,
+            // SAFETY: c is a valid C string; u32::MAX leaves an id unchanged.
+            Target::Path(_, c) => error::check(unsafe { libc::lchown(c.as_ptr(), uid, gid) })?,
+        };
+        Ok(())
+    }
+
+    fn chmod(&self, mode: u32) -> FsResult<()> {
+        match self {
+            // SAFETY: the fd is open for the life of the borrow.
+            Target::Open(f) => error::check(unsafe { libc::fchmod(f.as_raw_fd(), mode) })?,
+            // SAFETY: c is a valid C string. A symlink itself has no mode: EOPNOTSUPP.
+            Target::Path(_, c) => error::check(unsafe {
+                libc::fchmodat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_SYMLINK_NOFOLLOW)
+            })?,
+        };
+        Ok(())
+    }
+
+    fn truncate(&self, size: u64) -> FsResult<()> {
+        match self {
+            Target::Open(f) => match f.set_len(size) {
+                // A handle open only for reading: truncate the same inode through a new one.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EBADF)) => {
+                    host::reopen(*f, libc::O_WRONLY)?.set_len(size)?
+                }
+                r => r?,
+            },
+            Target::Path(_, c) => {
+                // SAFETY: c is a valid C string.
+                error::check(unsafe { libc::truncate(c.as_ptr(), size as libc::off_t) })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn utimens(&self, times: [libc::timespec; 2]) -> FsResult<()> {
+        match self {
+            Target::Open(f) => {
+                let fd = f.as_raw_fd();
+                // SAFETY: fd is open for the life of the borrow; times holds two timespecs.
+                error::check(unsafe { libc::futimens(fd, times.as_ptr()) })?
+            }
+            // SAFETY: c is a valid C string and times holds two timespecs.
+            Target::Path(_, c) => error::check(unsafe {
+                libc::utimensat(
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })?,
+        };
+        Ok(())
+    }
+
+    fn metadata(&self) -> FsResult<Metadata> {
+        Ok(match self {
+            Target::Open(f) => f.metadata()?,
+            Target::Path(h, _) => fs::symlink_metadata(h)?,
+        })
+    }
+}
+
+/// A time for `utimensat`: none leaves it alone.
+fn timespec(t: Option<SetTime>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(SetTime::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(SetTime::At(t)) => {
+            let (sec, nsec) = match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
+                // Before 1970: whole seconds down, nanoseconds up.
+                Err(e) => {
+                    let d = e.duration();
+                    let mut sec = -(d.as_secs() as i64);
+                    let mut nsec = d.subsec_nanos() as i64;
+                    if nsec > 0 {
+                        sec -= 1;
+                        nsec = 1_000_000_000 - nsec;
+                    }
+                    (sec, nsec)
+                }
+            };
+            libc::timespec {
+                tv_sec: sec as libc::time_t,
+                tv_nsec: nsec as libc::c_long,
+            }
+        }
+    }
+}
 
 /// The filesystem core.
 pub struct Fs {
@@ -258,22 +383,34 @@ impl Fs {
         self.inodes.path(ino).ok_or(FsError(libc::ESTALE))
     }
 
-    fn full(&self, rel: &Path) -> PathBuf {
-        if rel.as_os_str().is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel)
-        }
+    /// Names the on-premise file at `rel` for the kernel, however long its path.
+    fn host(&self, rel: &Path) -> FsResult<HostPath> {
+        Ok(host::resolve(&self.root, rel)?)
     }
 
-    fn child(&self, parent: u64, name: &OsStr) -> FsResult<(PathBuf, PathBuf)> {
+    /// The host path of a node.
+    fn node(&self, ino: u64) -> FsResult<HostPath> {
+        self.host(&self.rel(ino)?)
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> FsResult<(PathBuf, HostPath)> {
         check_name(name)?;
         let rel = self
             .inodes
             .child_path(parent, name)
             .ok_or(FsError(libc::ESTALE))?;
-        let full = self.full(&rel);
+        let full = self.host(&rel)?;
         Ok((rel, full))
+    }
+
+    /// The host path of the folder that holds `rel`.
+    fn parent_of(&self, rel: &Path) -> FsResult<HostPath> {
+        self.host(rel.parent().unwrap_or(Path::new("")))
+    }
+
+    /// An open file of a node that has no name any more (unlinked while open).
+    fn orphan(&self, ino: u64) -> FsResult<Arc<File>> {
+        self.handles.file_of(ino).ok_or(FsError(libc::ESTALE))
     }
 
     fn writable(&self) -> FsResult<()> {
@@ -294,6 +431,7 @@ impl Fs {
     pub fn attr_of(&self, m: &Metadata) -> Attr {
         Attr {
             ino: self.inodes.id_of(m.ino()),
+            generation: 0,
             size: m.size(),
             blocks: m.blocks(),
             atime: ts(m.atime(), m.atime_nsec()),
@@ -304,32 +442,52 @@ impl Fs {
             nlink: m.nlink() as u32,
             uid: m.uid(),
             gid: m.gid(),
-            rdev: m.rdev() as u32,
+            rdev: fuse_rdev(m.rdev()),
             blksize: m.blksize() as u32,
         }
     }
 
     fn entry(&self, parent: u64, name: &OsStr, full: &Path) -> FsResult<Attr> {
         let m = fs::symlink_metadata(full)?;
-        let a = self.attr_of(&m);
-        self.inodes.remember(a.ino, parent, name);
+        let mut a = self.attr_of(&m);
+        a.generation = self.inodes.remember(a.ino, parent, name, m.created().ok());
         Ok(a)
     }
 
     /// New inodes belong to the caller, as on a local filesystem, when the daemon runs as root.
-    fn own(&self, ctx: &Ctx, full: &Path, parent_full: &Path) -> FsResult<()> {
+    ///
+    /// The daemon creates them as root and hands them over. The group is the caller's, or the
+    /// folder's when the folder is setgid (the kernel already gave it that one). Handing over a
+    /// file clears its setuid and setgid bits, which the caller would have kept, so the mode it
+    /// was created with is put back. `fd` is the new file when it is open.
+    fn own(&self, ctx: &Ctx, rel: &Path, full: &Path, fd: Option<RawFd>) -> FsResult<()> {
         if !self.as_root || (ctx.uid == 0 && ctx.gid == 0) {
             return Ok(());
         }
-        let pm = fs::metadata(parent_full)?;
+        let pm = fs::metadata(self.parent_of(rel)?)?;
         let gid = if pm.mode() & libc::S_ISGID != 0 {
             u32::MAX
         } else {
             ctx.gid
         };
+        let m = fs::symlink_metadata(full)?;
         let c = cstr(full)?;
-        // SAFETY: c is a valid C string; -1 (u32::MAX) leaves the group unchanged.
-        error::check(unsafe { libc::lchown(c.as_ptr(), ctx.uid, gid) })?;
+        match fd {
+            // SAFETY: the caller keeps fd open; -1 (u32::MAX) leaves the group unchanged.
+            Some(fd) => error::check(unsafe { libc::fchown(fd, ctx.uid, gid) })?,
+            // SAFETY: c is a valid C string; -1 (u32::MAX) leaves the group unchanged.
+            None => error::check(unsafe { libc::lchown(c.as_ptr(), ctx.uid, gid) })?,
+        };
+        let special = m.mode() & (libc::S_ISUID | libc::S_ISGID);
+        if special != 0 && !m.file_type().is_symlink() && !m.is_dir() {
+            let mode = m.mode() & 0o7777;
+            match fd {
+                // SAFETY: the caller keeps fd open.
+                Some(fd) => error::check(unsafe { libc::fchmod(fd, mode) })?,
+                // SAFETY: c is a valid C string.
+                None => error::check(unsafe { libc::chmod(c.as_ptr(), mode) })?,
+            };
+        }
         Ok(())
     }
 
@@ -346,83 +504,62 @@ impl Fs {
         self.inodes.forget(ino, n);
     }
 
-    /// Attributes of `ino`.
+    /// Attributes of `ino`. A file unlinked while open is still answered, from an open handle.
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
         if let Some((f, _)) = fh.and_then(|fh| self.handles.file(fh)) {
             return Ok(self.attr_of(&f.metadata()?));
         }
-        let m = fs::symlink_metadata(self.full(&self.rel(ino)?))?;
+        let m = match self.inodes.path(ino) {
+            Some(rel) => fs::symlink_metadata(self.host(&rel)?)?,
+            None => self.orphan(ino)?.metadata()?,
+        };
         Ok(self.attr_of(&m))
     }
 
     /// chmod, chown, truncate and utimens.
+    ///
+    /// They act on the open file when the kernel names one, or when the node has no name any
+    /// more (it was unlinked while open), and on the path otherwise. Ownership changes first:
+    /// handing a file over clears its setuid and setgid bits, and a mode asked for in the same
+    /// request must win.
     pub fn setattr(&self, ino: u64, s: SetAttr) -> FsResult<Attr> {
         self.writable()?;
-        let rel = self.rel(ino)?;
-        let full = self.full(&rel);
-        let c = cstr(&full)?;
-        let file = s.fh.and_then(|fh| self.handles.file(fh)).map(|(f, _)| f);
-        if let Some(mode) = s.mode {
-            match &file {
-                // SAFETY: the fd is open for the life of `f`.
-                Some(f) => error::check(unsafe { libc::fchmod(f.as_raw_fd(), mode & 0o7777) })?,
-                // SAFETY: c is a valid C string.
-                None => error::check(unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) })?,
-            };
-        }
+        let rel = self.inodes.path(ino);
+        let file = match s.fh.and_then(|fh| self.handles.file(fh)) {
+            Some((f, _)) => Some(f),
+            None if rel.is_none() => Some(self.orphan(ino)?),
+            None => None,
+        };
+        let host = match (&file, &rel) {
+            (None, Some(rel)) => Some(self.host(rel)?),
+            _ => None,
+        };
+        let target = match (&file, &host) {
+            (Some(f), _) => Target::Open(f),
+            (None, Some(h)) => Target::Path(h, cstr(h)?),
+            (None, None) => return Err(FsError(libc::ESTALE)),
+        };
         if s.uid.is_some() || s.gid.is_some() {
-            let (u, g) = (s.uid.unwrap_or(u32::MAX), s.gid.unwrap_or(u32::MAX));
-            // SAFETY: c is a valid C string; u32::MAX means "leave unchanged".
-            error::check(unsafe { libc::lchown(c.as_ptr(), u, g) })?;
+            target.chown(s.uid.unwrap_or(u32::MAX), s.gid.unwrap_or(u32::MAX))?;
+        }
+        if let Some(mode) = s.mode {
+            target.chmod(mode & 0o7777)?;
         }
         if let Some(size) = s.size {
-            match &file {
-                Some(f) => f.set_len(size)?,
-                None => {
-                    // SAFETY: c is a valid C string.
-                    error::check(unsafe { libc::truncate(c.as_ptr(), size as libc::off_t) })?;
-                }
+            target.truncate(size)?;
+            if let Some(rel) = &rel {
+                self.report(Op::Modify, rel);
             }
-            self.report(Op::Modify, &rel);
         }
         if s.atime.is_some() || s.mtime.is_some() {
-            let conv = |t: Option<SetTime>| match t {
-                None => libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: libc::UTIME_OMIT,
-                },
-                Some(SetTime::Now) => libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: libc::UTIME_NOW,
-                },
-                Some(SetTime::At(t)) => {
-                    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-                    libc::timespec {
-                        tv_sec: d.as_secs() as libc::time_t,
-                        tv_nsec: d.subsec_nanos() as libc::c_long,
-                    }
-                }
-            };
-            let times = [conv(s.atime), conv(s.mtime)];
-            // SAFETY: c is a valid C string and times holds two timespecs.
-            error::check(unsafe {
-                libc::utimensat(
-                    libc::AT_FDCWD,
-                    c.as_ptr(),
-                    times.as_ptr(),
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            })?;
+            target.utimens([timespec(s.atime), timespec(s.mtime)])?;
         }
-        let m = fs::symlink_metadata(&full)?;
-        Ok(self.attr_of(&m))
+        Ok(self.attr_of(&target.metadata()?))
     }
 
     /// The target of a symlink.
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        Ok(fs::read_link(self.full(&self.rel(ino)?))?
-            .into_os_string()
-            .into_vec())
+        Ok(fs::read_link(self.node(ino)?)?.into_os_string().into_vec())
     }
 
     /// Creates a special file or a regular file without opening it.
@@ -438,8 +575,8 @@ impl Fs {
         let (rel, full) = self.child(parent, name)?;
         let c = cstr(&full)?;
         // SAFETY: c is a valid C string.
-        error::check(unsafe { libc::mknod(c.as_ptr(), mode, rdev as libc::dev_t) })?;
-        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        error::check(unsafe { libc::mknod(c.as_ptr(), mode, host_rdev(rdev)) })?;
+        self.own(ctx, &rel, &full, None)?;
         self.report(Op::Create, &rel);
         self.entry(parent, name, &full)
     }
@@ -451,7 +588,7 @@ impl Fs {
         let c = cstr(&full)?;
         // SAFETY: c is a valid C string.
         error::check(unsafe { libc::mkdir(c.as_ptr(), mode as libc::mode_t) })?;
-        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        self.own(ctx, &rel, &full, None)?;
         self.report(Op::Mkdir, &rel);
         self.entry(parent, name, &full)
     }
@@ -490,7 +627,7 @@ impl Fs {
         self.writable()?;
         let (rel, full) = self.child(parent, name)?;
         std::os::unix::fs::symlink(target, &full)?;
-        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        self.own(ctx, &rel, &full, None)?;
         self.report(Op::Create, &rel);
         self.entry(parent, name, &full)
     }
@@ -512,6 +649,10 @@ impl Fs {
         let (newrel, newfull) = self.child(newparent, newname)?;
         let m = fs::symlink_metadata(&full)?;
         let other = fs::symlink_metadata(&newfull).ok();
+        if other.as_ref().is_some_and(|o| o.ino() == m.ino()) && flags & RENAME_EXCHANGE == 0 {
+            // Two names of one file: POSIX says rename does nothing, and so does Linux.
+            return Ok(());
+        }
         let (a, b) = (cstr(&full)?, cstr(&newfull)?);
         // SAFETY: a and b are valid C strings.
         error::check(unsafe {
@@ -558,7 +699,7 @@ impl Fs {
     /// Makes a hard link.
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
         self.writable()?;
-        let src = self.full(&self.rel(ino)?);
+        let src = self.node(ino)?;
         let (rel, full) = self.child(newparent, newname)?;
         fs::hard_link(&src, &full)?;
         self.report(Op::Create, &rel);
@@ -569,7 +710,9 @@ impl Fs {
 
     fn open_path(&self, full: &Path, flags: i32, mode: u32) -> FsResult<File> {
         let c = cstr(full)?;
-        let flags = (flags & !(libc::O_NOCTTY)) | libc::O_CLOEXEC;
+        // Never through a symlink: the kernel resolves those itself, and one put in the
+        // on-premise folder behind its back must not lead outside.
+        let flags = (flags & !libc::O_NOCTTY) | libc::O_CLOEXEC | libc::O_NOFOLLOW;
         // SAFETY: c is a valid C string; open returns a new fd we take ownership of.
         let fd = error::check(unsafe { libc::open(c.as_ptr(), flags, mode as libc::c_uint) })?;
         // SAFETY: fd was just returned by open and is owned by nobody else.
@@ -595,12 +738,24 @@ impl Fs {
         if self.read_only && (acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0) {
             return Err(FsError(libc::EROFS));
         }
-        let rel = self.rel(ino)?;
-        let file = self.open_path(&self.full(&rel), flags & !libc::O_CREAT, 0)?;
+        let flags = flags & !(libc::O_CREAT | libc::O_EXCL);
+        let Some(rel) = self.inodes.path(ino) else {
+            // Unlinked while open, and now opened again (through /proc/PID/fd).
+            let file = host::reopen(&*self.orphan(ino)?, flags & !libc::O_NOCTTY)?;
+            return self.register(ino, file, flags);
+        };
+        let file = self.open_path(&self.host(&rel)?, flags, 0)?;
         if flags & libc::O_TRUNC != 0 {
             self.report(Op::Modify, &rel);
         }
         self.register(ino, file, flags)
+    }
+
+    /// A second open file of the inode behind `fh`, for the kernel's passthrough: read-write
+    /// when possible, so one backing file serves every reader and writer of the inode.
+    pub fn backing_file(&self, fh: u64) -> FsResult<File> {
+        let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        Ok(host::reopen(&*f, libc::O_RDWR).or_else(|_| host::reopen(&*f, libc::O_RDONLY))?)
     }
 
     /// Creates and opens a file.
@@ -614,8 +769,18 @@ impl Fs {
     ) -> FsResult<(Attr, Opened)> {
         self.writable()?;
         let (rel, full) = self.child(parent, name)?;
-        let file = self.open_path(&full, flags | libc::O_CREAT, mode)?;
-        self.own(ctx, &full, full.parent().unwrap_or(&self.root))?;
+        // The kernel asks only for names it believes free; if the file appeared behind its
+        // back, it is opened as it is and keeps its owner.
+        let file = match self.open_path(&full, flags | libc::O_CREAT | libc::O_EXCL, mode) {
+            Ok(file) => {
+                self.own(ctx, &rel, &full, Some(file.as_raw_fd()))?;
+                file
+            }
+            Err(FsError(libc::EEXIST)) if flags & libc::O_EXCL == 0 => {
+                self.open_path(&full, flags & !libc::O_CREAT, 0)?
+            }
+            Err(e) => return Err(e),
+        };
         self.report(Op::Create, &rel);
         let attr = self.entry(parent, name, &full)?;
         let opened = self.register(attr.ino, file, flags | libc::O_WRONLY)?;
@@ -727,11 +892,11 @@ impl Fs {
     /// Opens a folder, taking a snapshot of its entries.
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         let rel = self.rel(ino)?;
-        let full = self.full(&rel);
+        let full = self.host(&rel)?;
         let parent_ino = if ino == ROOT {
             ROOT
         } else {
-            let pm = fs::symlink_metadata(full.parent().unwrap_or(&self.root))?;
+            let pm = fs::symlink_metadata(self.parent_of(&rel)?)?;
             self.inodes.id_of(pm.ino())
         };
         let mut entries = vec![
@@ -784,7 +949,7 @@ impl Fs {
 
     /// Flushes a folder to disk.
     pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
-        File::open(self.full(&self.rel(ino)?))?.sync_all()?;
+        File::open(self.node(ino)?)?.sync_all()?;
         Ok(())
     }
 
@@ -810,7 +975,7 @@ impl Fs {
 
     /// Checks access for callers when the kernel does not (no `default_permissions`).
     pub fn access(&self, ctx: &Ctx, ino: u64, mask: i32) -> FsResult<()> {
-        let m = fs::symlink_metadata(self.full(&self.rel(ino)?))?;
+        let m = fs::symlink_metadata(self.node(ino)?)?;
         if mask == libc::F_OK {
             return Ok(());
         }
@@ -843,7 +1008,7 @@ impl Fs {
     /// Reads an xattr: reserved names from the sync engine, others from the on-premise file.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
         let rel = self.rel(ino)?;
-        let full = self.full(&rel);
+        let full = self.host(&rel)?;
         if xattr::is_reserved(name) {
             let m = fs::symlink_metadata(&full)?;
             let path = rel_str(&rel).ok_or(FsError(libc::ENODATA))?;
@@ -861,7 +1026,7 @@ impl Fs {
     /// Lists xattr names, NUL-separated: the real ones, then the reserved ones.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         let rel = self.rel(ino)?;
-        let full = self.full(&rel);
+        let full = self.host(&rel)?;
         let mut out = match xattr::list(&full) {
             Ok(v) => v,
             Err(e) if e.0 == libc::ENOTSUP => Vec::new(),
@@ -883,7 +1048,7 @@ impl Fs {
             return Err(FsError(libc::EPERM));
         }
         self.writable()?;
-        xattr::set(&self.full(&self.rel(ino)?), name, value, flags)
+        xattr::set(&self.node(ino)?, name, value, flags)
     }
 
     /// Removes an xattr; reserved names are refused with `EPERM`.
@@ -892,7 +1057,7 @@ impl Fs {
             return Err(FsError(libc::EPERM));
         }
         self.writable()?;
-        xattr::remove(&self.full(&self.rel(ino)?), name)
+        xattr::remove(&self.node(ino)?, name)
     }
 }
 
@@ -1033,5 +1198,293 @@ mod tests {
             FsError(libc::EROFS)
         );
         assert!(fs.open(a.ino, libc::O_RDONLY).is_ok());
+    }
+
+    /// The daemon runs as root in production; tests of handing files over need root too.
+    fn root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().mode()
+    }
+
+    const NOBODY: Ctx = Ctx {
+        uid: 65534,
+        gid: 65534,
+        pid: 0,
+    };
+
+    #[test]
+    fn new_inodes_belong_to_the_caller_and_keep_setuid() {
+        if !root() {
+            return;
+        }
+        let (d, _rec, fs) = setup();
+        let (a, o) = fs
+            .create(&NOBODY, ROOT, OsStr::new("f"), 0o4755, libc::O_WRONLY)
+            .unwrap();
+        fs.release(o.fh);
+        assert_eq!((a.uid, a.gid, a.perm), (65534, 65534, 0o4755));
+        let m = fs::metadata(d.path().join("f")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (65534, 65534, 0o4755)
+        );
+        let p = fs
+            .mknod(&NOBODY, ROOT, OsStr::new("p"), libc::S_IFIFO | 0o2754, 0)
+            .unwrap();
+        assert_eq!((p.kind, p.uid, p.perm), (Kind::Fifo, 65534, 0o2754));
+        let l = fs
+            .symlink(&NOBODY, ROOT, OsStr::new("l"), Path::new("f"))
+            .unwrap();
+        assert_eq!((l.kind, l.uid, l.gid), (Kind::Symlink, 65534, 65534));
+    }
+
+    #[test]
+    fn setgid_folders_pass_their_group_on() {
+        if !root() {
+            return;
+        }
+        let (d, _rec, fs) = setup();
+        let g = fs
+            .mkdir(&Ctx::default(), ROOT, OsStr::new("g"), 0o777)
+            .unwrap();
+        fs.setattr(
+            g.ino,
+            SetAttr {
+                gid: Some(1),
+                mode: Some(0o2777),
+                ..SetAttr::default()
+            },
+        )
+        .unwrap();
+        let sub = fs.mkdir(&NOBODY, g.ino, OsStr::new("sub"), 0o755).unwrap();
+        assert_eq!((sub.uid, sub.gid, sub.perm), (65534, 1, 0o2755));
+        let (f, o) = fs
+            .create(&NOBODY, g.ino, OsStr::new("f"), 0o644, libc::O_WRONLY)
+            .unwrap();
+        fs.release(o.fh);
+        assert_eq!((f.uid, f.gid), (65534, 1));
+        assert_eq!(mode(&d.path().join("g/sub")) & 0o7777, 0o2755);
+    }
+
+    #[test]
+    fn create_over_a_file_made_behind_the_kernels_back_keeps_its_owner() {
+        if !root() {
+            return;
+        }
+        let (d, _rec, fs) = setup();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let (a, o) = fs
+            .create(&NOBODY, ROOT, OsStr::new("f"), 0o600, libc::O_WRONLY)
+            .unwrap();
+        fs.release(o.fh);
+        assert_eq!(a.uid, 0);
+        assert_eq!(
+            fs.create(
+                &NOBODY,
+                ROOT,
+                OsStr::new("f"),
+                0o600,
+                libc::O_WRONLY | libc::O_EXCL
+            )
+            .unwrap_err(),
+            FsError(libc::EEXIST)
+        );
+    }
+
+    #[test]
+    fn chown_and_chmod_in_one_request_keep_the_mode_asked_for() {
+        if !root() {
+            return;
+        }
+        let (d, _rec, fs) = setup();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let a = fs.lookup(ROOT, OsStr::new("f")).unwrap();
+        let a = fs
+            .setattr(
+                a.ino,
+                SetAttr {
+                    uid: Some(65534),
+                    gid: Some(65534),
+                    mode: Some(0o6755),
+                    ..SetAttr::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((a.uid, a.gid, a.perm), (65534, 65534, 0o6755));
+        // A chown alone clears setuid and setgid, as on any Linux filesystem.
+        let a = fs
+            .setattr(
+                a.ino,
+                SetAttr {
+                    uid: Some(1),
+                    ..SetAttr::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((a.uid, a.perm), (1, 0o755));
+    }
+
+    #[test]
+    fn unlinked_open_files_still_answer() {
+        let (d, _rec, fs) = setup();
+        let ctx = Ctx::default();
+        let (a, w) = fs
+            .create(&ctx, ROOT, OsStr::new("f"), 0o644, libc::O_RDWR)
+            .unwrap();
+        fs.write(w.fh, 0, b"hello").unwrap();
+        fs.release(w.fh);
+        let r = fs.open(a.ino, libc::O_RDONLY).unwrap();
+        fs.unlink(ROOT, OsStr::new("f")).unwrap();
+        assert!(!d.path().join("f").exists());
+        let g = fs.getattr(a.ino, None).unwrap();
+        assert_eq!((g.nlink, g.size), (0, 5));
+        // Truncating through a handle open only for reading, and setting times.
+        let t = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = fs
+            .setattr(
+                a.ino,
+                SetAttr {
+                    size: Some(2),
+                    mtime: Some(SetTime::At(t)),
+                    ..SetAttr::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((s.size, s.mtime), (2, t));
+        // Opened again through /proc/PID/fd.
+        let again = fs.open(a.ino, libc::O_RDONLY).unwrap();
+        assert_eq!(fs.read(again.fh, 0, 10).unwrap(), b"he");
+        fs.release(again.fh);
+        fs.release(r.fh);
+        assert_eq!(fs.getattr(a.ino, None).unwrap_err(), FsError(libc::ESTALE));
+    }
+
+    #[test]
+    fn times_before_1970_and_omitted_times() {
+        let (d, _rec, fs) = setup();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let a = fs.lookup(ROOT, OsStr::new("f")).unwrap();
+        let old = UNIX_EPOCH - Duration::from_millis(1500);
+        let s = fs
+            .setattr(
+                a.ino,
+                SetAttr {
+                    mtime: Some(SetTime::At(old)),
+                    ..SetAttr::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(s.mtime, old);
+        assert_eq!(s.atime, a.atime);
+        let m = fs::metadata(d.path().join("f")).unwrap();
+        assert_eq!((m.mtime(), m.mtime_nsec()), (-2, 500_000_000));
+        let s = fs
+            .setattr(
+                a.ino,
+                SetAttr {
+                    atime: Some(SetTime::Now),
+                    ..SetAttr::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(s.mtime, old);
+        assert!(s.atime >= a.atime);
+    }
+
+    #[test]
+    fn paths_longer_than_path_max() {
+        let (d, _rec, fs) = setup();
+        let ctx = Ctx::default();
+        let name = OsString::from("n".repeat(250));
+        let mut dirs = vec![ROOT];
+        for _ in 0..20 {
+            let parent = *dirs.last().unwrap();
+            dirs.push(fs.mkdir(&ctx, parent, &name, 0o755).unwrap().ino);
+        }
+        let dir = *dirs.last().unwrap();
+        let rel = fs.rel_path(dir).unwrap();
+        assert!(d.path().join(&rel).as_os_str().len() > libc::PATH_MAX as usize);
+        let (a, o) = fs
+            .create(&ctx, dir, OsStr::new("f"), 0o644, libc::O_WRONLY)
+            .unwrap();
+        fs.write(o.fh, 0, b"deep").unwrap();
+        fs.release(o.fh);
+        assert_eq!(fs.lookup(dir, OsStr::new("f")).unwrap().size, 4);
+        let s = fs
+            .setattr(
+                a.ino,
+                SetAttr {
+                    mode: Some(0o600),
+                    size: Some(1),
+                    ..SetAttr::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((s.perm, s.size), (0o600, 1));
+        fs.setxattr(a.ino, OsStr::new("user.k"), b"v", 0).unwrap();
+        assert_eq!(fs.getxattr(a.ino, OsStr::new("user.k")).unwrap(), b"v");
+        fs.symlink(&ctx, dir, OsStr::new("l"), Path::new("f"))
+            .unwrap();
+        let l = fs.lookup(dir, OsStr::new("l")).unwrap();
+        assert_eq!(fs.readlink(l.ino).unwrap(), b"f");
+        fs.rename(dir, OsStr::new("l"), dir, OsStr::new("m"), 0)
+            .unwrap();
+        let h = fs.opendir(dir).unwrap();
+        let mut names: Vec<_> = fs
+            .readdir(h, 0)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.0.clone())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".", "..", "f", "m"]);
+        fs.releasedir(h);
+        fs.unlink(dir, OsStr::new("m")).unwrap();
+        fs.unlink(dir, OsStr::new("f")).unwrap();
+        for pair in dirs.windows(2).rev() {
+            fs.rmdir(pair[0], &name).unwrap();
+        }
+        assert!(!d.path().join(&name).exists());
+    }
+
+    #[test]
+    fn renaming_a_name_onto_another_name_of_the_same_file_does_nothing() {
+        let (d, rec, fs) = setup();
+        fs::write(d.path().join("a"), b"x").unwrap();
+        fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
+        fs.rename(ROOT, OsStr::new("a"), ROOT, OsStr::new("b"), 0)
+            .unwrap();
+        assert!(d.path().join("a").exists() && d.path().join("b").exists());
+        assert!(rec.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn device_numbers_cross_fuse_intact() {
+        for (major, minor) in [(0, 0), (1, 3), (8, 17), (259, 65537), (4095, 0xfffff)] {
+            let dev = libc::makedev(major, minor);
+            assert_eq!(host_rdev(fuse_rdev(dev)), dev, "{major}:{minor}");
+        }
+        if !root() {
+            return;
+        }
+        let (d, _rec, fs) = setup();
+        let rdev = fuse_rdev(libc::makedev(1, 3));
+        let c = fs
+            .mknod(
+                &Ctx::default(),
+                ROOT,
+                OsStr::new("null"),
+                libc::S_IFCHR | 0o666,
+                rdev,
+            )
+            .unwrap();
+        assert_eq!((c.kind, c.rdev), (Kind::CharDevice, rdev));
+        let m = fs::symlink_metadata(d.path().join("null")).unwrap();
+        assert_eq!(m.rdev(), libc::makedev(1, 3));
     }
 }
