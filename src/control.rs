@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::cloud::{self, Cloud, Precondition};
-use crate::journal::{Change, Journal, NodeState, Op, now_ms};
+use crate::journal::Journal;
 use crate::sync::reconcile::is_conflict_name;
 use crate::sync::{CounterSnapshot, Engine};
 
@@ -294,72 +294,19 @@ impl Control {
     }
 
     fn sync(&self, paths: Vec<String>) -> Response {
-        let paths = if paths.is_empty() {
-            vec![String::new()]
-        } else {
-            paths
-        };
-        let mut changes = Vec::new();
+        let mut clean_paths = Vec::new();
         for p in paths {
-            let p = match clean(&p) {
-                Ok(p) => p,
-                Err(e) => return Response::err(e),
-            };
-            // An unsynced folder or file is synced again.
-            {
-                let mut u = self
-                    .engine
-                    .unsynced
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let before = u.len();
-                u.retain(|x| !cloud::is_within(x, &p));
-                if u.len() != before {
-                    let json = serde_json::to_string(&*u).unwrap_or_default();
-                    if let Err(e) = self.journal.set_meta("unsynced", &json) {
-                        return Response::err(e);
-                    }
-                    info!(path = %p, "synced again");
-                }
-            }
-            // Failed entries go back in the queue; DELETED_ON_CLOUD records are pushed again.
-            if let Err(e) = self
-                .journal
-                .retry_failed(if p.is_empty() { None } else { Some(&p) })
-            {
-                return Response::err(e);
-            }
-            match self.journal.all_nodes() {
-                Ok(nodes) => {
-                    for n in nodes {
-                        if n.state == NodeState::Failed && cloud::is_within(&n.path, &p) {
-                            changes.push(Change::Path(Op::Check, n.path));
-                        }
-                    }
-                }
+            match clean(&p) {
+                Ok(p) => clean_paths.push(p),
                 Err(e) => return Response::err(e),
             }
-            if !p.is_empty() {
-                changes.push(Change::Path(Op::Check, p));
-            }
         }
-        if let Err(e) = self
-            .journal
-            .enqueue(&changes, 0)
-            .and_then(|_| self.journal.expedite())
-        {
-            return Response::err(e);
-        }
-        let sh = &self.engine.shared;
-        if sh.auth_paused.swap(false, Ordering::Relaxed) {
-            info!("a sync was requested: pushing resumes after the authentication failure");
-        }
-        *sh.offline_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.wake_pusher.notify_one();
-        self.pull_now.notify_one();
-        Response {
-            ok: true,
-            ..Default::default()
+        match self.engine.request_sync(&clean_paths) {
+            Ok(()) => Response {
+                ok: true,
+                ..Default::default()
+            },
+            Err(e) => Response::err(e),
         }
     }
 
@@ -425,33 +372,17 @@ impl Control {
             Err(e) => return Response::err(e),
         };
         let Some(set) = self.engine.sets.set_for(&path) else {
-            return Response::err(format!("{path} is not synced"));
+            return Response::err(format!("{path} is not in any sync set"));
         };
         let cpath = set.to_cloud(&path);
-        {
-            let mut u = self
-                .engine
-                .unsynced
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !u.contains(&path) {
-                u.push(path.clone());
-            }
-            let json = serde_json::to_string(&*u).unwrap_or_default();
-            if let Err(e) = self.journal.set_meta("unsynced", &json) {
-                return Response::err(e);
-            }
-        }
-        // Nothing below it is pushed any more.
-        if let Ok(q) = self.journal.queue() {
-            for e in q.iter().filter(|e| cloud::is_within(&e.path, &path)) {
-                let _ = self.journal.remove(e.id);
-            }
-        }
         if delete_cloud && cpath.is_empty() {
             return Response::err(format!(
-                "{path} is paired with the cloud root; refusing to delete the whole cloud (unsync without --delete-cloud)"
+                "{} is paired with the cloud root; refusing to delete the whole cloud (unsync without --delete-cloud)",
+                if path.is_empty() { "the mount" } else { &path }
             ));
+        }
+        if let Err(e) = self.engine.unsync(&path) {
+            return Response::err(e);
         }
         if delete_cloud {
             match self.cloud.delete(&cpath, &Precondition::None).await {
@@ -464,8 +395,6 @@ impl Control {
                 }
             }
         }
-        let _ = self.journal.delete_subtree(&path);
-        info!(path, delete_cloud, at = now_ms(), "unsynced");
         Response {
             ok: true,
             ..Default::default()

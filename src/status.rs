@@ -17,6 +17,8 @@ pub const XATTR_SYNCED_AT: &str = "user.cloudsync.synced_at";
 pub const XATTR_ETAG: &str = "user.cloudsync.etag";
 /// Where the item lives in the cloud.
 pub const XATTR_CLOUD_URL: &str = "user.cloudsync.cloud_url";
+/// Write-only control: `sync` or `unsync`.
+pub const XATTR_REQUEST: &str = "user.cloudsync.request";
 /// The on-premise path of the item's sync set.
 pub const XATTR_SET: &str = "user.cloudsync.set";
 

@@ -445,3 +445,31 @@ fn real_vim_save_is_one_update() {
     assert!(m.other_cloud_ops_of("notes.txt").is_empty());
     assert_converged(&m);
 }
+
+#[test]
+fn hard_links_and_times() {
+    let m = Mount::start(&[]);
+    fs::write(m.m("report.txt"), "v1").unwrap();
+    fs::hard_link(m.m("report.txt"), m.m("hard.txt")).unwrap();
+    m.wait_all_synced();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.m("hard.txt"))
+        .unwrap();
+    f.write_all(b" + more").unwrap();
+    drop(f);
+    m.wait_all_synced();
+    assert_eq!(fs::read_to_string(m.c("report.txt")).unwrap(), "v1 + more");
+    assert_eq!(fs::read_to_string(m.c("hard.txt")).unwrap(), "v1 + more");
+    // New times alone make the file pending, then synced, with no upload.
+    let uploads = m.uploads_of("report.txt");
+    run(Command::new("touch")
+        .args(["-d", "2021-01-01"])
+        .arg(m.m("report.txt")));
+    assert_eq!(
+        xattr(&m.m("report.txt"), "user.cloudsync.status").as_deref(),
+        Some("pending")
+    );
+    m.wait_status("report.txt", "synced");
+    assert_eq!(m.uploads_of("report.txt"), uploads);
+}

@@ -249,3 +249,90 @@ fn bad_control_input_gets_clear_errors() {
     let out = cloudsync(&["status", m.m("missing.txt").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn locked_sets_and_xattr_control() {
+    let m = with_sets(
+        &["locked", "open"],
+        "[[sync_set]]\npath = \"locked\"\nlock_onprem = true\n\n[[sync_set]]\npath = \"open\"\n",
+        &["--pull-interval", "1s"],
+    );
+    // A file that comes from the cloud is read-only on-premise.
+    fs::create_dir_all(m.c("locked")).unwrap();
+    fs::write(m.c("locked/policy.txt"), "v1").unwrap();
+    wait_until(Duration::from_secs(20), "the cloud file", || {
+        m.o("locked/policy.txt").exists()
+    });
+    wait_until(Duration::from_secs(10), "locked status", || {
+        xattr(&m.m("locked/policy.txt"), "user.cloudsync.status").as_deref() == Some("locked")
+    });
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .open(m.m("locked/policy.txt"))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+    assert_eq!(
+        fs::remove_file(m.m("locked/policy.txt"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EACCES)
+    );
+    assert_eq!(
+        fs::rename(m.m("locked/policy.txt"), m.m("locked/p2.txt"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EACCES)
+    );
+    // New files may still be added, and cloud updates keep arriving.
+    fs::write(m.m("locked/new.txt"), "mine").unwrap();
+    fs::write(m.c("locked/policy.txt"), "v2 from the cloud").unwrap();
+    wait_until(Duration::from_secs(20), "the cloud update", || {
+        fs::read_to_string(m.m("locked/policy.txt")).unwrap_or_default() == "v2 from the cloud"
+    });
+    m.wait_status("locked/new.txt", "locked");
+    assert_eq!(fs::read_to_string(m.c("locked/new.txt")).unwrap(), "mine");
+
+    // Control through setxattr.
+    let set = |p: &std::path::Path, v: &str| {
+        Command::new("setfattr")
+            .args(["-n", "user.cloudsync.request", "-v", v])
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    fs::write(m.m("open/a.txt"), "a").unwrap();
+    let out = set(&m.m("open/a.txt"), "sync");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = set(&m.m("open/a.txt"), "frobnicate");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Invalid argument"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("setfattr")
+        .args(["-n", "user.cloudsync.etag", "-v", "x"])
+        .arg(m.m("open/a.txt"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not permitted"));
+    m.wait_status("open/a.txt", "synced");
+    // A cloud delete marks it DELETED_ON_CLOUD; a sync request pushes it again.
+    fs::remove_file(m.c("open/a.txt")).unwrap();
+    wait_until(Duration::from_secs(20), "DELETED_ON_CLOUD", || {
+        xattr(&m.m("open/a.txt"), "user.cloudsync.error")
+            .is_some_and(|e| e.starts_with("DELETED_ON_CLOUD"))
+    });
+    assert!(set(&m.m("open/a.txt"), "sync").status.success());
+    m.wait_status("open/a.txt", "synced");
+    assert_eq!(fs::read_to_string(m.c("open/a.txt")).unwrap(), "a");
+    // unsync on a set's folder.
+    assert!(set(&m.m("open"), "unsync").status.success());
+    assert_eq!(
+        xattr(&m.m("open/a.txt"), "user.cloudsync.status").as_deref(),
+        Some("unsynced")
+    );
+}

@@ -78,6 +78,21 @@ impl InodeTable {
         Some(p)
     }
 
+    /// Every known path of a node: one per hard link the kernel has looked up.
+    pub fn paths(&self, id: u64) -> Vec<PathBuf> {
+        let names: Vec<(u64, OsString)> = {
+            let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+            match nodes.get(&id) {
+                Some(n) => n.names.clone(),
+                None => return Vec::new(),
+            }
+        };
+        names
+            .into_iter()
+            .filter_map(|(parent, name)| self.child_path(parent, &name))
+            .collect()
+    }
+
     /// The relative path of `name` in the folder `parent`.
     pub fn child_path(&self, parent: u64, name: &OsStr) -> Option<PathBuf> {
         let mut p = self.path(parent)?;

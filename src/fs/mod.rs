@@ -46,6 +46,15 @@ pub trait SyncHooks: Send + Sync {
     fn renamed(&self, from: &str, to: &str);
     /// The virtual `user.cloudsync.*` attributes of `path`, given its current metadata.
     fn xattrs(&self, path: &str, meta: &Metadata) -> Vec<(&'static str, String)>;
+    /// True when the existing item at `path` is read-only on-premise (a locked sync set).
+    fn locked(&self, _path: &str) -> bool {
+        false
+    }
+    /// A write to the reserved attribute `name` (without the namespace prefix, like
+    /// `user.cloudsync.request`) of `path`: an errno when refused.
+    fn control(&self, _path: &str, _name: &str, _value: &[u8]) -> Result<(), i32> {
+        Err(libc::EPERM)
+    }
 }
 
 /// Hooks that ignore everything, for tests of the bare filesystem.
@@ -421,6 +430,14 @@ impl Fs {
         }
     }
 
+    /// Refuses changes to an item of a locked sync set.
+    fn check_locked(&self, rel: &Path) -> FsResult<()> {
+        match rel_str(rel) {
+            Some(s) if !s.is_empty() && self.hooks.locked(s) => Err(FsError(libc::EACCES)),
+            _ => Ok(()),
+        }
+    }
+
     fn report(&self, op: Op, rel: &Path) {
         if let Some(s) = rel_str(rel) {
             self.hooks.changed(op, s);
@@ -525,6 +542,9 @@ impl Fs {
     pub fn setattr(&self, ino: u64, s: SetAttr) -> FsResult<Attr> {
         self.writable()?;
         let rel = self.inodes.path(ino);
+        if let Some(rel) = &rel {
+            self.check_locked(rel)?;
+        }
         let file = match s.fh.and_then(|fh| self.handles.file(fh)) {
             Some((f, _)) => Some(f),
             None if rel.is_none() => Some(self.orphan(ino)?),
@@ -553,6 +573,14 @@ impl Fs {
         }
         if s.atime.is_some() || s.mtime.is_some() {
             target.utimens([timespec(s.atime), timespec(s.mtime)])?;
+            // New times make the status pending until the pusher has looked (it compares
+            // content, so nothing is uploaded when only the times changed).
+            if s.mtime.is_some()
+                && s.size.is_none()
+                && let Some(rel) = &rel
+            {
+                self.report(Op::Modify, rel);
+            }
         }
         Ok(self.attr_of(&target.metadata()?))
     }
@@ -601,6 +629,7 @@ impl Fs {
         if m.is_dir() {
             return Err(FsError(libc::EISDIR));
         }
+        self.check_locked(&rel)?;
         fs::remove_file(&full)?;
         self.inodes
             .unlinked(self.inodes.id_of(m.ino()), parent, name);
@@ -613,6 +642,7 @@ impl Fs {
         self.writable()?;
         let (rel, full) = self.child(parent, name)?;
         let m = fs::symlink_metadata(&full)?;
+        self.check_locked(&rel)?;
         let c = cstr(&full)?;
         // SAFETY: c is a valid C string.
         error::check(unsafe { libc::rmdir(c.as_ptr()) })?;
@@ -649,6 +679,10 @@ impl Fs {
         let (newrel, newfull) = self.child(newparent, newname)?;
         let m = fs::symlink_metadata(&full)?;
         let other = fs::symlink_metadata(&newfull).ok();
+        self.check_locked(&rel)?;
+        if other.is_some() {
+            self.check_locked(&newrel)?;
+        }
         if other.as_ref().is_some_and(|o| o.ino() == m.ino()) && flags & RENAME_EXCHANGE == 0 {
             // Two names of one file: POSIX says rename does nothing, and so does Linux.
             return Ok(());
@@ -744,6 +778,9 @@ impl Fs {
             let file = host::reopen(&*self.orphan(ino)?, flags & !libc::O_NOCTTY)?;
             return self.register(ino, file, flags);
         };
+        if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            self.check_locked(&rel)?;
+        }
         let file = self.open_path(&self.host(&rel)?, flags, 0)?;
         if flags & libc::O_TRUNC != 0 {
             self.report(Op::Modify, &rel);
@@ -826,10 +863,13 @@ impl Fs {
     pub fn release(&self, fh: u64) {
         if let Some(h) = self.handles.remove_file(fh)
             && h.writable
-            && let Some(rel) = self.inodes.path(h.ino)
         {
+            // Every name of a hard-linked file now holds the new content.
+            let ino = h.ino;
             drop(h);
-            self.report(Op::Modify, &rel);
+            for rel in self.inodes.paths(ino) {
+                self.report(Op::Modify, &rel);
+            }
         }
     }
 
@@ -1045,9 +1085,16 @@ impl Fs {
     /// Writes an xattr; reserved names are refused with `EPERM`.
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
         if xattr::is_reserved(name) {
-            return Err(FsError(libc::EPERM));
+            // Reserved names are answers, except the control name, which takes requests.
+            let rel = self.inodes.path(ino).ok_or(FsError(libc::ESTALE))?;
+            let path = rel_str(&rel).ok_or(FsError(libc::EPERM))?;
+            let name = name.to_str().ok_or(FsError(libc::EPERM))?;
+            return self.hooks.control(path, name, value).map_err(FsError);
         }
         self.writable()?;
+        if let Some(rel) = self.inodes.path(ino) {
+            self.check_locked(&rel)?;
+        }
         xattr::set(&self.node(ino)?, name, value, flags)
     }
 

@@ -221,6 +221,8 @@ pub struct Engine {
     pub control_socket: std::sync::OnceLock<String>,
     /// The cloud URL without credentials, for `user.cloudsync.cloud_url`.
     pub cloud_base: std::sync::OnceLock<String>,
+    /// Wakes the pusher, and asks the puller for a pull, after a sync request.
+    pub notify: std::sync::OnceLock<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>,
     tx: Mutex<Option<mpsc::Sender<Change>>>,
     /// Shared with the pusher.
     pub shared: Arc<Shared>,
@@ -292,6 +294,7 @@ impl Engine {
             unsynced: Arc::new(Mutex::new(unsynced)),
             control_socket: std::sync::OnceLock::new(),
             cloud_base: std::sync::OnceLock::new(),
+            notify: std::sync::OnceLock::new(),
             tx: Mutex::new(Some(tx)),
             shared,
         });
@@ -317,6 +320,83 @@ impl Engine {
         !self.ignore.path_excluded(path)
             && !is_unsynced(&self.unsynced, path)
             && self.sets.set_for(path).is_some()
+    }
+
+    /// A sync request for `paths` (relative; empty or `""` means everything): unsynced paths
+    /// are synced again, failed items and DELETED_ON_CLOUD records are pushed again, pushing
+    /// resumes after an authentication failure, everything queued is due now, and a pull
+    /// follows at once.
+    pub fn request_sync(&self, paths: &[String]) -> Result<(), String> {
+        let all = [String::new()];
+        let paths = if paths.is_empty() { &all[..] } else { paths };
+        let j = &self.journal;
+        let mut changes = Vec::new();
+        for p in paths {
+            {
+                let mut u = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+                let before = u.len();
+                u.retain(|x| !crate::cloud::is_within(x, p));
+                if u.len() != before {
+                    let json = serde_json::to_string(&*u).unwrap_or_default();
+                    j.set_meta("unsynced", &json).map_err(|e| e.to_string())?;
+                    tracing::info!(path = %p, "synced again");
+                }
+            }
+            j.retry_failed(if p.is_empty() { None } else { Some(p) })
+                .map_err(|e| e.to_string())?;
+            for n in j.all_nodes().map_err(|e| e.to_string())? {
+                if n.state == NodeState::Failed && crate::cloud::is_within(&n.path, p) {
+                    changes.push(Change::Path(Op::Check, n.path));
+                }
+            }
+            if !p.is_empty() {
+                changes.push(Change::Path(Op::Check, p.clone()));
+            }
+        }
+        j.enqueue(&changes, 0)
+            .and_then(|_| j.expedite())
+            .map_err(|e| e.to_string())?;
+        if self.shared.auth_paused.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                "a sync was requested: pushing resumes after the authentication failure"
+            );
+        }
+        *self
+            .shared
+            .offline_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some((push, pull)) = self.notify.get() {
+            push.notify_one();
+            pull.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Takes `path` out of sync: nothing below it is pushed or pulled any more, and its cloud
+    /// copy stays. Kept in the journal across restarts; a sync request undoes it.
+    pub fn unsync(&self, path: &str) -> Result<(), String> {
+        if self.sets.set_for(path).is_none() {
+            return Err(format!("{path} is not in any sync set"));
+        }
+        {
+            let mut u = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+            if !u.iter().any(|x| x == path) {
+                u.push(path.to_string());
+            }
+            let json = serde_json::to_string(&*u).unwrap_or_default();
+            self.journal
+                .set_meta("unsynced", &json)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Ok(q) = self.journal.queue() {
+            for e in q.iter().filter(|e| crate::cloud::is_within(&e.path, path)) {
+                let _ = self.journal.remove(e.id);
+            }
+        }
+        let _ = self.journal.delete_subtree(path);
+        tracing::info!(path, "unsynced; the cloud copy stays");
+        Ok(())
     }
 
     /// The journal.
@@ -440,6 +520,35 @@ impl SyncHooks for Engine {
             (true, false) => self.send(Change::Path(Op::Delete, from.to_string())),
             (true, true) => self.send(Change::Rename(from.to_string(), to.to_string())),
         }
+    }
+
+    fn locked(&self, path: &str) -> bool {
+        // Items that came from the cloud or were synced are read-only; new files are not,
+        // until they are synced.
+        self.syncable(path)
+            && self
+                .sets
+                .set_for(path)
+                .is_some_and(|s| s.lock_onprem && s.local != path)
+            && self
+                .journal
+                .node_for_status(path)
+                .is_ok_and(|r| r.is_some())
+    }
+
+    fn control(&self, path: &str, name: &str, value: &[u8]) -> Result<(), i32> {
+        if name != status::XATTR_REQUEST {
+            return Err(libc::EPERM);
+        }
+        let r = match value.strip_suffix(b"\n").unwrap_or(value) {
+            b"sync" => self.request_sync(&[path.to_string()]),
+            b"unsync" => self.unsync(path),
+            _ => return Err(libc::EINVAL),
+        };
+        r.map_err(|e| {
+            tracing::warn!(path, error = %e, "control request refused");
+            libc::EINVAL
+        })
     }
 
     fn xattrs(&self, path: &str, meta: &Metadata) -> Vec<(&'static str, String)> {
