@@ -251,6 +251,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         unsynced: engine.unsynced.clone(),
         wake_pusher: wake.clone(),
         running: tokio::sync::Mutex::new(()),
+        pulls: std::sync::atomic::AtomicU64::new(1),
     });
     let puller_task = rt.spawn(puller.clone().run(
         cfg.pull_interval,

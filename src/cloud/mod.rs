@@ -171,6 +171,12 @@ pub trait Cloud: Send + Sync {
 
     /// Moves `from` to `to` in one step. Fails with `PreconditionFailed` when `to` exists.
     async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError>;
+
+    /// True when a folder's ETag changes whenever anything below it changes, so an unchanged
+    /// folder can be skipped whole. Only some servers promise that.
+    fn folder_etags_cover_subtree(&self) -> bool {
+        false
+    }
 }
 
 /// Checks that a relative path is safe to act on: no empty, `.` or `..` component, no NUL,

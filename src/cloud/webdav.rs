@@ -113,6 +113,10 @@ pub struct WebDav {
     secrets: Vec<String>,
     idle_timeout: Duration,
     max_propfind_bytes: usize,
+    /// Set once the server showed file ids (`oc:fileid`), as Nextcloud and ownCloud do: their
+    /// folder ETags change with anything below, so unchanged subtrees can be skipped. Other
+    /// servers (Apache, rclone) give folder ETags that only follow the folder's own entries.
+    subtree_etags: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for WebDav {
@@ -617,6 +621,7 @@ impl WebDav {
             secrets,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_propfind_bytes: MAX_PROPFIND_BYTES,
+            subtree_etags: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -990,6 +995,10 @@ impl WebDav {
                 },
                 file_id: props.file_id,
             };
+            if entry.file_id.is_some() {
+                self.subtree_etags
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             if is_self {
                 if out.me.is_none() {
                     out.me = Some(entry);
@@ -1231,6 +1240,11 @@ impl Cloud for WebDav {
 
     async fn stat(&self, path: &str) -> Result<Option<CloudEntry>, CloudError> {
         Ok(self.stat_entry(path).await?.map(|e| e.entry))
+    }
+
+    fn folder_etags_cover_subtree(&self) -> bool {
+        self.subtree_etags
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn list(&self, path: &str) -> Result<Vec<CloudEntry>, CloudError> {

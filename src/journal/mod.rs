@@ -383,6 +383,12 @@ impl Journal {
         Ok(())
     }
 
+    /// Removes a metadata value.
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.w().execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     // ---------------------------------------------------------------- nodes
 
     /// The record of `path`, if any.

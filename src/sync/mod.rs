@@ -490,6 +490,15 @@ impl Engine {
             return Some((Status::Conflict, None));
         }
         if entries.iter().any(|e| e.state == QueueState::Pending) {
+            if self.shared.auth_paused.load(Ordering::Relaxed) {
+                return Some((
+                    Status::Failed,
+                    Some(format!(
+                        "{}: the cloud refused the credentials; fix them, then request a sync",
+                        status::FailureCode::AuthenticationError
+                    )),
+                ));
+            }
             if self.shared.in_flight_under(path, subtree) {
                 return Some((Status::Uploading, None));
             }

@@ -89,7 +89,12 @@ pub struct Puller {
     pub wake_pusher: Arc<Notify>,
     /// One pull at a time.
     pub running: tokio::sync::Mutex<()>,
+    /// Pulls so far.
+    pub pulls: std::sync::atomic::AtomicU64,
 }
+
+/// Every this many pulls, folder tags are ignored and the whole tree is walked.
+pub const FULL_WALK_EVERY: u64 = 20;
 
 /// Strips the weak marker, so `W/"x"` and `"x"` compare equal.
 fn tag(t: &Option<String>) -> Option<&str> {
@@ -180,7 +185,13 @@ impl Puller {
         let mut requests = 0u64;
         let root = self.cloud.stat(&set.cloud).await?;
         requests += 1;
-        let root_tag = root.as_ref().and_then(|r| r.etag.clone());
+        // Folder tags are trusted only where the server sums up subtrees in them, and every
+        // FULL_WALK_EVERY pulls the whole tree is walked anyway, as a safety net.
+        let n = self
+            .pulls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trust = self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY);
+        let root_tag = root.as_ref().and_then(|r| r.etag.clone()).filter(|_| trust);
         if set.is_file {
             if let Some(mut e) = root.filter(|e| !e.is_dir) {
                 e.path = set.local.clone();
@@ -243,7 +254,8 @@ impl Puller {
                     continue;
                 }
                 if e.is_dir {
-                    let unchanged = e.etag.is_some()
+                    let unchanged = trust
+                        && e.etag.is_some()
                         && records.get(&local).is_some_and(|r| {
                             r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag)
                         });
@@ -385,8 +397,15 @@ impl Puller {
         let move_targets: HashSet<String> = moved.values().cloned().collect();
 
         let mut removed_dirs: Vec<String> = Vec::new();
+        // Paths left for later (busy, or failed to merge): folder tags above them are not
+        // remembered, so the next pull walks there again.
+        let mut incomplete: Vec<String> = Vec::new();
         for path in &paths {
-            if self.ignore.path_excluded(path) || is_busy(path) && !conflicted.contains(path) {
+            if self.ignore.path_excluded(path) {
+                continue;
+            }
+            if is_busy(path) && !conflicted.contains(path) {
+                incomplete.push(path.clone());
                 continue;
             }
             if removed_dirs.iter().any(|d| cloud::is_within(path, d)) || move_targets.contains(path)
@@ -418,19 +437,32 @@ impl Puller {
                     Self::jr(self.journal.remove(e.id))?;
                 }
             }
+            // The snapshot of records predates the walk; a push may have finished since.
+            let fresh;
+            let rec = if !records.contains_key(path) && found.contains_key(path) {
+                fresh = Self::jr(self.journal.node(path))?;
+                fresh.as_ref()
+            } else {
+                records.get(path)
+            };
             match self
-                .merge_path(set, path, found.get(path), records.get(path), report)
+                .merge_path(set, path, found.get(path), rec, report)
                 .await
             {
                 Ok(Some(d)) => removed_dirs.push(d),
                 Ok(None) => {}
                 Err(e) if e.is_transient() => return Err(e),
-                Err(e) => warn!(path = %path, error = %e, "cannot merge a cloud change"),
+                Err(e) => {
+                    incomplete.push(path.clone());
+                    warn!(path = %path, error = %e, "cannot merge a cloud change")
+                }
             }
         }
         // Remember folder tags only after the whole walk was merged.
+        let covers_incomplete = |dir: &str| incomplete.iter().any(|p| cloud::is_within(p, dir));
         for (p, e) in &found {
             if e.is_dir
+                && !covers_incomplete(p)
                 && e.etag.is_some()
                 && let Ok(Some(mut r)) = self.journal.node(p)
                 && r.kind == NodeKind::Dir
@@ -441,7 +473,7 @@ impl Puller {
             }
         }
         // The folder tag seen when the walk began: a change made after it is seen next time.
-        if let Some(root) = root_tag {
+        if let Some(root) = root_tag.filter(|_| incomplete.is_empty()) {
             Self::jr(
                 self.journal
                     .set_meta(&format!("root_etag:{}", set.local), &root),

@@ -616,13 +616,34 @@ impl Pusher {
             }
             None => Precondition::IfNoneMatch,
         };
-        let etag = match self.cloud.put_file(cpath, full, &cond).await {
-            Err(CloudError::MissingParent) => {
-                self.cloud.mkdir(cloud::parent(cpath)).await?;
-                self.cloud.put_file(cpath, full, &cond).await?
-            }
-            r => r?,
+        // The intent to upload is written first. If the daemon dies mid-upload, a server that
+        // keeps partial bodies (rclone) is left with a truncated file that no longer matches the
+        // condition; the intent tells the next attempt that the file there is our own leftover,
+        // to be replaced, not a cloud edit that wins a conflict.
+        let intent = format!("intent:{path}");
+        let leftover = Self::jr(self.journal.meta(&intent))?.is_some();
+        Self::jr(self.journal.set_meta(&intent, &now_ms().to_string()))?;
+        let put = match self.cloud.put_file(cpath, full, &cond).await {
+            Err(CloudError::MissingParent) => match self.cloud.mkdir(cloud::parent(cpath)).await {
+                Ok(()) => self.cloud.put_file(cpath, full, &cond).await,
+                Err(e) => Err(e),
+            },
+            Err(CloudError::PreconditionFailed) if leftover => match self.cloud.stat(cpath).await {
+                Ok(Some(e)) if !e.is_dir && e.etag.is_some() => {
+                    info!("replacing what an interrupted upload left in the cloud");
+                    let cond = Precondition::IfMatch(e.etag.unwrap_or_default());
+                    self.cloud.put_file(cpath, full, &cond).await
+                }
+                Ok(_) => Err(CloudError::PreconditionFailed),
+                Err(e) => Err(e),
+            },
+            r => r,
         };
+        // Only an upload cut short by transient trouble may have left a partial file.
+        if !put.as_ref().is_err_and(CloudError::is_transient) {
+            Self::jr(self.journal.delete_meta(&intent))?;
+        }
+        let etag = put?;
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
         let after = std::fs::symlink_metadata(full).ok();

@@ -66,7 +66,56 @@ pub struct DavServer {
     /// The uid and gid files must belong to for the server to change them (Apache as root).
     owner: Option<(u32, u32)>,
     child: Child,
+    /// How the server was started, to start it again on the same port and data.
+    spec: LaunchSpec,
+    /// False between [`DavServer::stop`] and [`DavServer::restart`].
+    running: bool,
     _dir: tempfile::TempDir,
+}
+
+/// Everything needed to run the same server command again.
+struct LaunchSpec {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>,
+    cwd: PathBuf,
+}
+
+impl LaunchSpec {
+    fn of(cmd: &Command, cwd: &Path) -> LaunchSpec {
+        LaunchSpec {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(|a| a.to_owned()).collect(),
+            envs: cmd
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+                .collect(),
+            cwd: cwd.to_path_buf(),
+        }
+    }
+
+    /// A fresh command, with output appended to `log`, in its own process group.
+    fn command(&self, log: &Path) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args);
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        c.stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .current_dir(&self.cwd)
+            .process_group(0);
+        c
+    }
 }
 
 /// The Debian packages these servers come from.
@@ -236,12 +285,45 @@ impl DavServer {
         panic!("the {profile:?} WebDAV server did not start:\n{last_log}");
     }
 
+    /// Starts a server of `profile` on the given loopback port (say, one a client was already
+    /// pointed at while nothing listened there), and panics with its log when it does not come
+    /// up.
+    pub fn start_on(profile: Profile, port: u16) -> DavServer {
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            match Self::try_start_at(profile.clone(), port) {
+                Ok(s) => return s,
+                Err(log) => last_log = log,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the {profile:?} WebDAV server did not start on port {port}:\n{last_log}");
+    }
+
+    /// A port that was free a moment ago, to start a server on later with [`Self::start_on`].
+    pub fn unused_port() -> u16 {
+        free_port()
+    }
+
+    /// The URL a server of `profile` listening on `addr` serves its WebDAV root at, ending in
+    /// `/`: known before the server runs.
+    pub fn url_for(profile: &Profile, addr: SocketAddr) -> String {
+        match profile {
+            Profile::Rclone => format!("http://{addr}/"),
+            Profile::ApacheTls => format!("https://{addr}/dav/"),
+            _ => format!("http://{addr}/dav/"),
+        }
+    }
+
     fn try_start(profile: Profile) -> Result<DavServer, String> {
+        Self::try_start_at(profile, free_port())
+    }
+
+    fn try_start_at(profile: Profile, port: u16) -> Result<DavServer, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         fs::create_dir(&data).unwrap();
         let log = dir.path().join("server.log");
-        let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut owner = None;
         let mut ca_file = None;
@@ -364,6 +446,8 @@ impl DavServer {
                 (c, format!("http://{addr}/"))
             }
         };
+        debug_assert_eq!(url, Self::url_for(&profile, addr));
+        let spec = LaunchSpec::of(&cmd, dir.path());
         let out = fs::File::create(&log).unwrap();
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -405,8 +489,69 @@ impl DavServer {
             ca_file,
             owner,
             child,
+            spec,
+            running: true,
             _dir: dir,
         })
+    }
+
+    /// Kills the server (SIGKILL to its whole process group), as a crash or a pulled plug
+    /// would: connections in flight break, and the port stops answering. The data stays.
+    pub fn stop(&mut self) {
+        if self.running {
+            kill_group(&mut self.child);
+            self.running = false;
+        }
+    }
+
+    /// Starts the server again after [`Self::stop`], on the same port with the same data and
+    /// settings, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let tls = self.ca_file.is_some();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            // A killed Apache leaves its pid file behind; it would refuse to start over it.
+            let _ = fs::remove_file(self.spec.cwd.join("run/httpd.pid"));
+            let mut child = self
+                .spec
+                .command(&self.log)
+                .spawn()
+                .expect("restart the server");
+            let started = Instant::now();
+            let up = loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break false; // the port may still be held; try again
+                }
+                if answers_http(self.addr, tls) {
+                    break true;
+                }
+                if started.elapsed() > Duration::from_secs(5) {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if up {
+                self.child = child;
+                self.running = true;
+                return;
+            }
+            kill_group(&mut child);
+            if Instant::now() > deadline {
+                panic!(
+                    "the {:?} server did not come back on {}:\n{}",
+                    self.profile,
+                    self.addr,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// True between a start and a [`Self::stop`].
+    pub fn is_running(&self) -> bool {
+        self.running
     }
 
     /// The on-disk path of a path relative to the server's WebDAV root.
@@ -446,6 +591,6 @@ impl DavServer {
 
 impl Drop for DavServer {
     fn drop(&mut self) {
-        kill_group(&mut self.child);
+        self.stop();
     }
 }
