@@ -8,15 +8,15 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod client;
 pub mod cloud;
 pub mod config;
+pub mod control;
 pub mod fs;
 pub mod fuse;
 pub mod ignore;
 pub mod journal;
 pub mod mount;
+pub mod mount_helper;
 pub mod status;
 pub mod sync;
-pub mod control;
-pub mod client;
-pub mod mount_helper;
