@@ -63,6 +63,9 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX queue_path ON queue(path);
      CREATE INDEX queue_dest ON queue(dest) WHERE dest IS NOT NULL;",
+    // 1 -> 2: folder status asks "anything failed below?" in a few index steps, not a scan.
+    "CREATE INDEX nodes_failed ON nodes(path) WHERE state = 'failed';
+     CREATE INDEX queue_failed ON queue(path) WHERE state = 'failed';",
 ];
 
 /// Milliseconds since the epoch, the journal's clock.
@@ -448,6 +451,35 @@ impl Journal {
         Ok(())
     }
 
+    /// Writes many node records in one transaction.
+    pub fn put_nodes(&self, nodes: &[NodeRecord]) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO nodes(path, kind, size, mtime_ns, ctime_ns, ino, hash, etag,
+                    state, error, synced_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?;
+            for n in nodes {
+                st.execute(params![
+                    n.path,
+                    n.kind.as_str(),
+                    n.size as i64,
+                    n.mtime_ns,
+                    n.ctime_ns,
+                    n.ino as i64,
+                    n.hash,
+                    n.etag,
+                    n.state.as_str(),
+                    n.error,
+                    n.synced_at
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Removes the record of `path` and of everything below it.
     pub fn delete_subtree(&self, path: &str) -> Result<()> {
         let (lo, hi) = below(path);
@@ -800,6 +832,37 @@ mod tests {
         assert_eq!(paths, vec!["ab", "x", "x/b", "x/b/c"]);
         j.delete_subtree("x").unwrap();
         assert_eq!(j.node_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_old_journal_migrates_and_keeps_its_data() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j.db");
+        {
+            // A journal as version 1 wrote it.
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO queue(op, path, not_before) VALUES('create', 'a', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.pending(10).unwrap().len(), 1);
+        let v: i64 = j
+            .w()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, Journal::SCHEMA_VERSION);
+        // A journal from a newer cloudsync is refused, not damaged.
+        j.w().pragma_update(None, "user_version", 99).unwrap();
+        drop(j);
+        assert!(matches!(
+            Journal::open(&p),
+            Err(JournalError::TooNew(99, _))
+        ));
     }
 
     #[test]
