@@ -431,24 +431,7 @@ impl Journal {
 
     /// Writes a node record.
     pub fn put_node(&self, n: &NodeRecord) -> Result<()> {
-        self.w().execute(
-            "INSERT OR REPLACE INTO nodes(path, kind, size, mtime_ns, ctime_ns, ino, hash, etag,
-                state, error, synced_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
-            params![
-                n.path,
-                n.kind.as_str(),
-                n.size as i64,
-                n.mtime_ns,
-                n.ctime_ns,
-                n.ino as i64,
-                n.hash,
-                n.etag,
-                n.state.as_str(),
-                n.error,
-                n.synced_at
-            ],
-        )?;
-        Ok(())
+        self.put_nodes(std::slice::from_ref(n))
     }
 
     /// Writes many node records in one transaction.

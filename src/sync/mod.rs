@@ -21,7 +21,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::fs::SyncHooks;
 use crate::ignore::Ignore;
-use crate::journal::{Change, Journal, NodeKind, NodeState, Op, QueueState, now_ms};
+use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState, now_ms};
 use crate::status::{self, Status};
 
 /// State shared by the engine, the pusher and status reads.
@@ -176,6 +176,39 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
+    }
+}
+
+/// A journal failure inside a push or pull: local trouble, not the cloud's.
+pub(crate) fn jr<T>(
+    r: Result<T, crate::journal::JournalError>,
+) -> Result<T, crate::cloud::CloudError> {
+    r.map_err(|e| crate::cloud::CloudError::Io(std::io::Error::other(e.to_string())))
+}
+
+/// The journal record of an item as it is on-premise now, synced with `hash` and `etag`.
+pub fn record_of(
+    path: &str,
+    m: &std::fs::Metadata,
+    hash: Option<String>,
+    etag: Option<String>,
+) -> NodeRecord {
+    NodeRecord {
+        path: path.to_string(),
+        kind: if m.is_dir() {
+            NodeKind::Dir
+        } else {
+            NodeKind::File
+        },
+        size: if m.is_dir() { 0 } else { m.size() },
+        mtime_ns: mtime_ns(m),
+        ctime_ns: ctime_ns(m),
+        ino: m.ino(),
+        hash,
+        etag,
+        state: NodeState::Synced,
+        error: None,
+        synced_at: Some(now_ms()),
     }
 }
 

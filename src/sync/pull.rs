@@ -20,11 +20,11 @@ use tracing::{debug, info, warn};
 use super::push::hash_file;
 use super::reconcile::{Action, Side, Winner, conflict_name, reconcile};
 use super::sets::{SyncSet, SyncSets};
-use super::{Shared, mtime_ns};
+use super::{Shared, jr, mtime_ns, record_of};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
-use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState, now_ms};
+use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
 
 /// Tells the kernel that an on-premise path changed behind its back.
 pub trait Invalidate: Send + Sync {
@@ -114,10 +114,6 @@ impl Puller {
         }
     }
 
-    fn jr<T>(r: Result<T, crate::journal::JournalError>) -> Result<T, CloudError> {
-        r.map_err(|e| CloudError::Io(std::io::Error::other(e.to_string())))
-    }
-
     /// Pulls every `interval` and whenever `now` is notified, until `stop` is cancelled.
     pub async fn run(
         self: Arc<Self>,
@@ -205,7 +201,7 @@ impl Puller {
             });
         }
         let meta_key = format!("root_etag:{}", set.local);
-        if root_tag.is_some() && Self::jr(self.journal.meta(&meta_key))? == root_tag {
+        if root_tag.is_some() && jr(self.journal.meta(&meta_key))? == root_tag {
             skipped.push(set.local.clone());
             return Ok(Walk {
                 found,
@@ -281,7 +277,7 @@ impl Puller {
     /// One pull over every sync set: discover, decide, apply.
     pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
         let _one = self.running.lock().await;
-        let all: Vec<NodeRecord> = Self::jr(self.journal.all_nodes())?;
+        let all: Vec<NodeRecord> = jr(self.journal.all_nodes())?;
         let mut report = PullReport::default();
         for set in self.sets.iter() {
             if self.is_unsynced(&set.local) {
@@ -338,7 +334,7 @@ impl Puller {
 
         // Paths the pusher is working on are left alone, except those its conditional upload
         // found changed in the cloud (412): those are ours to merge.
-        let queue = Self::jr(self.journal.queue())?;
+        let queue = jr(self.journal.queue())?;
         let busy: Vec<String> = queue
             .iter()
             .filter(|e| e.state == QueueState::Pending)
@@ -434,13 +430,13 @@ impl Puller {
                     .iter()
                     .filter(|e| &e.path == path && e.state == QueueState::Conflict)
                 {
-                    Self::jr(self.journal.remove(e.id))?;
+                    jr(self.journal.remove(e.id))?;
                 }
             }
             // The snapshot of records predates the walk; a push may have finished since.
             let fresh;
             let rec = if !records.contains_key(path) && found.contains_key(path) {
-                fresh = Self::jr(self.journal.node(path))?;
+                fresh = jr(self.journal.node(path))?;
                 fresh.as_ref()
             } else {
                 records.get(path)
@@ -469,15 +465,14 @@ impl Puller {
                 && r.etag != e.etag
             {
                 r.etag = e.etag.clone();
-                Self::jr(self.journal.put_node(&r))?;
+                jr(self.journal.put_node(&r))?;
             }
         }
         // The folder tag seen when the walk began: a change made after it is seen next time.
         if let Some(root) = root_tag.filter(|_| incomplete.is_empty()) {
-            Self::jr(
-                self.journal
-                    .set_meta(&format!("root_etag:{}", set.local), &root),
-            )?;
+            jr(self
+                .journal
+                .set_meta(&format!("root_etag:{}", set.local), &root))?;
         }
         Ok(())
     }
@@ -564,19 +559,18 @@ impl Puller {
             Action::Record => {
                 match (entry, &local) {
                     (Some(e), Some((_, m))) => {
-                        Self::jr(
-                            self.journal
-                                .put_node(&record(path, m, None, e.etag.clone())),
-                        )?
+                        jr(self
+                            .journal
+                            .put_node(&record_of(path, m, None, e.etag.clone())))?
                     }
-                    _ => Self::jr(self.journal.delete_subtree(path))?,
+                    _ => jr(self.journal.delete_subtree(path))?,
                 }
                 Ok(None)
             }
             Action::CreateDir => {
                 make_dirs(&self.full(path)).map_err(map_io)?;
                 let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
-                Self::jr(self.journal.put_node(&record(path, &m, None, None)))?;
+                jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                 self.invalidate.changed(path);
                 report.other += 1;
                 Ok(None)
@@ -608,7 +602,7 @@ impl Puller {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(map_io(e)),
                 }
-                Self::jr(self.journal.delete_subtree(path))?;
+                jr(self.journal.delete_subtree(path))?;
                 self.invalidate.changed(path);
                 report.other += 1;
                 info!(path, "deleted on-premise: deleted in the cloud");
@@ -622,12 +616,12 @@ impl Puller {
                     crate::status::FailureCode::DeletedOnCloud
                 ));
                 r.etag = None;
-                Self::jr(self.journal.put_node(&r))?;
+                jr(self.journal.put_node(&r))?;
                 if r.kind == NodeKind::Dir {
                     // Everything below shares the fate of the folder.
-                    for child in Self::jr(self.journal.all_nodes())? {
+                    for child in jr(self.journal.all_nodes())? {
                         if cloud::is_within(&child.path, path) && child.path != path {
-                            Self::jr(self.journal.put_node(&NodeRecord {
+                            jr(self.journal.put_node(&NodeRecord {
                                 state: NodeState::Failed,
                                 error: r.error.clone(),
                                 etag: None,
@@ -648,11 +642,10 @@ impl Puller {
                 })
             }
             Action::Reupload => {
-                Self::jr(self.journal.delete_subtree(path))?;
-                Self::jr(
-                    self.journal
-                        .enqueue(&[Change::Path(Op::Check, path.to_string())], 0),
-                )?;
+                jr(self.journal.delete_subtree(path))?;
+                jr(self
+                    .journal
+                    .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
                 report.other += 1;
                 info!(
                     path,
@@ -686,10 +679,9 @@ impl Puller {
                 if hashes.0 == hashes.1 {
                     let _ = std::fs::remove_file(&tmp);
                     let etag = got.etag.or_else(|| e.etag.clone());
-                    Self::jr(
-                        self.journal
-                            .put_node(&record(path, m, Some(hashes.1), etag)),
-                    )?;
+                    jr(self
+                        .journal
+                        .put_node(&record_of(path, m, Some(hashes.1), etag)))?;
                     debug!(path, "both sides hold the same content; no conflict");
                     return Ok(None);
                 }
@@ -711,13 +703,12 @@ impl Puller {
                         let r = NodeRecord {
                             hash: None,
                             mtime_ns: -1,
-                            ..record(path, m, None, e.etag.clone())
+                            ..record_of(path, m, None, e.etag.clone())
                         };
-                        Self::jr(self.journal.put_node(&r))?;
-                        Self::jr(
-                            self.journal
-                                .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0),
-                        )?;
+                        jr(self.journal.put_node(&r))?;
+                        jr(self
+                            .journal
+                            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0))?;
                         info!(path, copy = %copy, "conflict: the on-premise version won; the cloud version is kept as a conflict copy");
                     }
                 }
@@ -731,13 +722,13 @@ impl Puller {
                 }
                 let copy = self.copy_path(path);
                 std::fs::rename(self.full(path), self.full(&copy)).map_err(map_io)?;
-                Self::jr(self.journal.delete_subtree(path))?;
+                jr(self.journal.delete_subtree(path))?;
                 self.invalidate.changed(&copy);
                 let e = entry.expect("type conflict has a cloud entry");
                 if e.is_dir {
                     make_dirs(&self.full(path)).map_err(map_io)?;
                     let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
-                    Self::jr(self.journal.put_node(&record(path, &m, None, None)))?;
+                    jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                     self.invalidate.changed(path);
                 } else {
                     self.download(set, path, e, None).await?;
@@ -846,7 +837,9 @@ impl Puller {
         std::fs::rename(&tmp, &full).map_err(map_io)?;
         let m = std::fs::symlink_metadata(&full).map_err(map_io)?;
         let etag = got.etag.or_else(|| e.etag.clone());
-        Self::jr(self.journal.put_node(&record(path, &m, Some(hash), etag)))?;
+        jr(self
+            .journal
+            .put_node(&record_of(path, &m, Some(hash), etag)))?;
         self.invalidate.changed(path);
         info!(path, bytes = m.size(), "downloaded");
         Ok(true)
@@ -857,7 +850,7 @@ impl Puller {
         let Ok(m) = std::fs::symlink_metadata(&src) else {
             return Ok(false);
         };
-        let rec = Self::jr(self.journal.node(from))?;
+        let rec = jr(self.journal.node(from))?;
         if rec
             .as_ref()
             .is_none_or(|r| !(r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino()))
@@ -870,10 +863,10 @@ impl Puller {
             make_dirs(p).map_err(map_io)?;
         }
         std::fs::rename(&src, &dst).map_err(map_io)?;
-        Self::jr(self.journal.move_subtree(from, to))?;
-        if let Some(mut r) = Self::jr(self.journal.node(to))? {
+        jr(self.journal.move_subtree(from, to))?;
+        if let Some(mut r) = jr(self.journal.node(to))? {
             r.etag = e.etag.clone();
-            Self::jr(self.journal.put_node(&r))?;
+            jr(self.journal.put_node(&r))?;
         }
         self.invalidate.changed(from);
         self.invalidate.changed(to);
@@ -885,7 +878,7 @@ impl Puller {
     fn delete_local_tree(&self, path: &str) -> Result<(), CloudError> {
         let full = self.full(path);
         let mut kept = false;
-        let records: HashMap<String, NodeRecord> = Self::jr(self.journal.all_nodes())?
+        let records: HashMap<String, NodeRecord> = jr(self.journal.all_nodes())?
             .into_iter()
             .filter(|r| cloud::is_within(&r.path, path))
             .map(|r| (r.path.clone(), r))
@@ -922,45 +915,19 @@ impl Puller {
         if std::fs::remove_dir(&full).is_err() {
             kept = true;
         }
-        Self::jr(self.journal.delete_subtree(path))?;
+        jr(self.journal.delete_subtree(path))?;
         if kept {
             info!(
                 path,
                 "deleted in the cloud; changed items are kept on-premise and pushed again"
             );
-            Self::jr(
-                self.journal
-                    .enqueue(&[Change::Path(Op::Check, path.to_string())], 0),
-            )?;
+            jr(self
+                .journal
+                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
         } else {
             info!(path, "deleted on-premise: deleted in the cloud");
         }
         Ok(())
-    }
-}
-
-fn record(
-    path: &str,
-    m: &std::fs::Metadata,
-    hash: Option<String>,
-    etag: Option<String>,
-) -> NodeRecord {
-    NodeRecord {
-        path: path.to_string(),
-        kind: if m.is_dir() {
-            NodeKind::Dir
-        } else {
-            NodeKind::File
-        },
-        size: if m.is_dir() { 0 } else { m.size() },
-        mtime_ns: mtime_ns(m),
-        ctime_ns: super::ctime_ns(m),
-        ino: m.ino(),
-        hash,
-        etag,
-        state: NodeState::Synced,
-        error: None,
-        synced_at: Some(now_ms()),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::{Shared, ctime_ns, mtime_ns};
+use super::{Shared, jr, mtime_ns, record_of};
 use crate::cloud::{self, Cloud, CloudError, Precondition};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
@@ -144,31 +144,6 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-fn record_of(
-    path: &str,
-    m: &std::fs::Metadata,
-    hash: Option<String>,
-    etag: Option<String>,
-) -> NodeRecord {
-    NodeRecord {
-        path: path.to_string(),
-        kind: if m.is_dir() {
-            NodeKind::Dir
-        } else {
-            NodeKind::File
-        },
-        size: if m.is_dir() { 0 } else { m.size() },
-        mtime_ns: mtime_ns(m),
-        ctime_ns: ctime_ns(m),
-        ino: m.ino(),
-        hash,
-        etag,
-        state: NodeState::Synced,
-        error: None,
-        synced_at: Some(now_ms()),
-    }
-}
-
 fn same_stat(r: &NodeRecord, m: &std::fs::Metadata) -> bool {
     r.kind == NodeKind::File && r.size == m.size() && r.mtime_ns == mtime_ns(m) && r.ino == m.ino()
 }
@@ -180,10 +155,6 @@ impl Pusher {
         } else {
             self.onprem.join(path)
         }
-    }
-
-    fn jr<T>(r: Result<T, crate::journal::JournalError>) -> Result<T, CloudError> {
-        r.map_err(|e| CloudError::Io(std::io::Error::other(e.to_string())))
     }
 
     /// Runs until `stop` is cancelled. In-flight transfers are abandoned at stop; their entries
@@ -409,7 +380,7 @@ impl Pusher {
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => None,
             Err(e) => return Err(CloudError::Io(e)),
         };
-        let rec = Self::jr(self.journal.node(path))?;
+        let rec = jr(self.journal.node(path))?;
         match local {
             None => {
                 let Some(r) = rec else {
@@ -443,7 +414,7 @@ impl Pusher {
                     // bring it back while the cloud copy is unchanged.
                     return Ok(Outcome::Done);
                 }
-                Self::jr(self.journal.delete_subtree(path))?;
+                jr(self.journal.delete_subtree(path))?;
                 Ok(Outcome::Done)
             }
             Some(m) if m.is_dir() => {
@@ -464,7 +435,7 @@ impl Pusher {
                     }
                 }
                 self.cloud.mkdir(&cpath).await?;
-                Self::jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
+                jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                 // Whatever is already inside (a folder moved in, or found by a scan) follows.
                 let children = Self::list_children(&full, path, &self.ignore).await?;
                 if children.is_empty() {
@@ -505,7 +476,7 @@ impl Pusher {
                     dirs.push(e.path);
                     continue;
                 }
-                let rec = Self::jr(self.journal.node(&set.to_local(&e.path)))?;
+                let rec = jr(self.journal.node(&set.to_local(&e.path)))?;
                 match rec {
                     Some(r)
                         if r.kind == NodeKind::File
@@ -594,7 +565,7 @@ impl Pusher {
             Some(r) if r.kind == NodeKind::File => {
                 if r.hash.as_deref() == Some(hash.as_str()) && r.state == NodeState::Synced {
                     // Same content (touch, rename, or a restart): only the stat changed.
-                    Self::jr(self.journal.put_node(&NodeRecord {
+                    jr(self.journal.put_node(&NodeRecord {
                         synced_at: r.synced_at,
                         ..record_of(path, &m, Some(hash), r.etag.clone())
                     }))?;
@@ -611,7 +582,7 @@ impl Pusher {
                 if !self.delete_dir_safely(cpath, set).await? {
                     return Err(CloudError::PreconditionFailed);
                 }
-                Self::jr(self.journal.delete_subtree(path))?;
+                jr(self.journal.delete_subtree(path))?;
                 Precondition::IfNoneMatch
             }
             None => Precondition::IfNoneMatch,
@@ -621,8 +592,8 @@ impl Pusher {
         // condition; the intent tells the next attempt that the file there is our own leftover,
         // to be replaced, not a cloud edit that wins a conflict.
         let intent = format!("intent:{path}");
-        let leftover = Self::jr(self.journal.meta(&intent))?.is_some();
-        Self::jr(self.journal.set_meta(&intent, &now_ms().to_string()))?;
+        let leftover = jr(self.journal.meta(&intent))?.is_some();
+        jr(self.journal.set_meta(&intent, &now_ms().to_string()))?;
         let put = match self.cloud.put_file(cpath, full, &cond).await {
             Err(CloudError::MissingParent) => match self.cloud.mkdir(cloud::parent(cpath)).await {
                 Ok(()) => self.cloud.put_file(cpath, full, &cond).await,
@@ -641,7 +612,7 @@ impl Pusher {
         };
         // Only an upload cut short by transient trouble may have left a partial file.
         if !put.as_ref().is_err_and(CloudError::is_transient) {
-            Self::jr(self.journal.delete_meta(&intent))?;
+            jr(self.journal.delete_meta(&intent))?;
         }
         let etag = put?;
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
@@ -652,7 +623,7 @@ impl Pusher {
         }) || self.writers.is_open(m.ino())
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
-            Self::jr(self.journal.put_node(&NodeRecord {
+            jr(self.journal.put_node(&NodeRecord {
                 hash: None,
                 ..record_of(path, &m, None, etag)
             }))?;
@@ -660,10 +631,9 @@ impl Pusher {
             return Ok(Outcome::Later);
         }
         info!(bytes = m.size(), "uploaded");
-        Self::jr(
-            self.journal
-                .put_node(&record_of(path, &m, Some(hash), etag)),
-        )?;
+        jr(self
+            .journal
+            .put_node(&record_of(path, &m, Some(hash), etag)))?;
         Ok(Outcome::Done)
     }
 
@@ -674,11 +644,11 @@ impl Pusher {
             // Into, out of, or outside the sync sets: a create and a delete.
             return Ok(Outcome::Replace(vec![check(to), check(from)]));
         };
-        let Some(rec_from) = Self::jr(self.journal.node(from))? else {
+        let Some(rec_from) = jr(self.journal.node(from))? else {
             // Never reached the cloud: the target is simply new.
             return Ok(Outcome::Replace(vec![check(to)]));
         };
-        if let Some(rec_to) = Self::jr(self.journal.node(to))? {
+        if let Some(rec_to) = jr(self.journal.node(to))? {
             if rec_to.kind == NodeKind::File || rec_from.kind == NodeKind::File {
                 // Replaced an existing cloud file: update it in place, then drop the source.
                 return Ok(Outcome::Replace(vec![check(to), check(from)]));
@@ -688,7 +658,7 @@ impl Pusher {
             if !self.delete_dir_safely(&cto, set).await? {
                 return Err(CloudError::PreconditionFailed);
             }
-            Self::jr(self.journal.delete_subtree(to))?;
+            jr(self.journal.delete_subtree(to))?;
         }
         let r = match self.cloud.rename(&cfrom, &cto).await {
             Err(CloudError::MissingParent) => {
@@ -700,7 +670,7 @@ impl Pusher {
         match r {
             Ok(()) => {
                 info!(to, "moved in the cloud");
-                Self::jr(self.journal.move_subtree(from, to))?;
+                jr(self.journal.move_subtree(from, to))?;
                 Ok(Outcome::Done)
             }
             Err(CloudError::PreconditionFailed) => {
@@ -711,7 +681,7 @@ impl Pusher {
             }
             Err(CloudError::NotFound) => {
                 // The source is gone from the cloud: upload the target as new.
-                Self::jr(self.journal.delete_subtree(from))?;
+                jr(self.journal.delete_subtree(from))?;
                 Ok(Outcome::Replace(vec![check(to)]))
             }
             Err(e) => Err(e),
