@@ -624,6 +624,14 @@ impl Journal {
         )? > 0)
     }
 
+    /// Drops an entry only while it is still in `state`; says whether it did.
+    pub fn remove_in_state(&self, id: i64, state: QueueState) -> Result<bool> {
+        Ok(self.w().execute(
+            "DELETE FROM queue WHERE id = ?1 AND state = ?2",
+            params![id, state.as_str()],
+        )? > 0)
+    }
+
     /// Drops an entry whatever its generation.
     pub fn remove(&self, id: i64) -> Result<()> {
         self.w().execute("DELETE FROM queue WHERE id = ?1", [id])?;

@@ -425,12 +425,18 @@ impl Puller {
                 }
             }
             if conflicted.contains(path) {
-                // The merge below settles what the pusher could not.
+                // The merge below settles what the pusher could not, unless a new change has
+                // put the entry back in the pusher's hands since the queue was read.
+                let mut taken = true;
                 for e in queue
                     .iter()
                     .filter(|e| &e.path == path && e.state == QueueState::Conflict)
                 {
-                    jr(self.journal.remove(e.id))?;
+                    taken &= jr(self.journal.remove_in_state(e.id, QueueState::Conflict))?;
+                }
+                if !taken {
+                    incomplete.push(path.clone());
+                    continue;
                 }
             }
             // The snapshot of records predates the walk; a push may have finished since.

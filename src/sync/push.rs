@@ -299,6 +299,11 @@ impl Pusher {
                     }
                 }
             }
+            // The file vanished on-premise while we worked on it (renamed, deleted, or set
+            // aside as a conflict copy): decide again later, from what is there then.
+            Err(CloudError::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+                j.postpone(e.id, now_ms() + self.push_delay.as_millis() as i64)
+            }
             Err(err) if err.is_transient() => {
                 let mut off = self
                     .shared
