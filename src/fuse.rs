@@ -701,3 +701,96 @@ fn reply_xattr(r: Result<Vec<u8>, FsError>, size: u32, reply: ReplyXattr) {
         }
     }
 }
+
+/// A mounted FUSE session, not yet running.
+pub struct Mounted {
+    session: fuser::Session<FuseFs>,
+}
+
+/// Ends a running session from another thread (signals, shutdown).
+pub struct Unmounter(fuser::SessionUnmounter);
+
+impl Unmounter {
+    /// Unmounts, which ends [`Mounted::run`].
+    pub fn unmount(&mut self) -> std::io::Result<()> {
+        self.0.unmount()
+    }
+}
+
+/// Mounts `fs` at `mountpoint`. With `allow_other`, `default_permissions` is always on, so other
+/// users never act with the daemon's rights.
+pub fn mount(
+    fs: FuseFs,
+    mountpoint: &Path,
+    fsname: &str,
+    opts: &crate::config::MountOptions,
+) -> std::io::Result<Mounted> {
+    let mut options = vec![
+        fuser::MountOption::FSName(fsname.to_string()),
+        fuser::MountOption::Subtype("cloudsync".into()),
+    ];
+    let mut acl = fuser::SessionACL::Owner;
+    if opts.allow_other {
+        acl = fuser::SessionACL::All;
+    }
+    if opts.allow_other || opts.default_permissions {
+        options.push(fuser::MountOption::DefaultPermissions);
+    }
+    if opts.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut cfg = fuser::Config::default();
+    cfg.mount_options = options;
+    cfg.acl = acl;
+    cfg.n_threads = Some(4);
+    cfg.clone_fd = true;
+    Ok(Mounted {
+        session: fuser::Session::new(fs, mountpoint, &cfg)?,
+    })
+}
+
+impl Mounted {
+    /// A handle that unmounts the session from elsewhere.
+    pub fn unmounter(&mut self) -> Unmounter {
+        Unmounter(self.session.unmount_callable())
+    }
+
+    /// Tells the kernel about on-premise changes made behind its back (by the puller).
+    pub fn invalidator(&self, fs: Arc<Fs>, onprem: &Path) -> KernelInvalidator {
+        KernelInvalidator {
+            notifier: self.session.notifier(),
+            fs,
+            onprem: onprem.to_path_buf(),
+        }
+    }
+
+    /// Serves requests until the mount goes away.
+    pub fn run(self) -> std::io::Result<()> {
+        self.session.run()
+    }
+}
+
+/// Drops the kernel's cached names and attributes for paths the puller changed.
+pub struct KernelInvalidator {
+    notifier: fuser::Notifier,
+    fs: Arc<Fs>,
+    onprem: std::path::PathBuf,
+}
+
+impl crate::sync::pull::Invalidate for KernelInvalidator {
+    fn changed(&self, path: &str) {
+        let parent = crate::cloud::parent(path);
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let pdir = if parent.is_empty() {
+            self.onprem.clone()
+        } else {
+            self.onprem.join(parent)
+        };
+        if let Ok(pm) = std::fs::symlink_metadata(&pdir) {
+            let pid = INodeNo(self.fs.node_id(std::os::unix::fs::MetadataExt::ino(&pm)));
+            // Errors only mean the kernel had nothing cached.
+            let _ = self.notifier.inval_entry(pid, OsStr::new(name));
+            let _ = self.notifier.inval_inode(pid, 0, 0);
+        }
+    }
+}

@@ -17,7 +17,7 @@ use crate::fs::Fs;
 use crate::fuse::FuseFs;
 use crate::ignore::Ignore;
 use crate::journal::Journal;
-use crate::sync::pull::{Invalidate, Puller};
+use crate::sync::pull::Puller;
 use crate::sync::push::Pusher;
 use crate::sync::{Engine, scan};
 
@@ -199,31 +199,12 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let pusher_task = rt.spawn(pusher.clone().run(stop.clone()));
 
-    let mut options = vec![
-        fuser::MountOption::FSName(format!("cloudsync:{}", cfg.onprem.display())),
-        fuser::MountOption::Subtype("cloudsync".into()),
-    ];
-    let mut acl = fuser::SessionACL::Owner;
-    if cfg.mount.allow_other {
-        acl = fuser::SessionACL::All;
-        // Other users must not get the daemon's own rights: the kernel checks mode bits.
-        options.push(fuser::MountOption::DefaultPermissions);
-    } else if cfg.mount.default_permissions {
-        options.push(fuser::MountOption::DefaultPermissions);
-    }
-    if cfg.mount.read_only {
-        options.push(fuser::MountOption::RO);
-    }
-    let mut fcfg = fuser::Config::default();
-    fcfg.mount_options = options;
-    fcfg.acl = acl;
-    fcfg.n_threads = Some(4);
-    fcfg.clone_fd = true;
     // SAFETY: umask has no preconditions; modes the caller asked for are applied exactly
     // (the kernel has already applied the caller's umask).
     unsafe { libc::umask(0) };
     let fuse_fs = FuseFs::new(fs_core.clone(), &cfg.onprem, cfg.passthrough);
-    let mut session = match fuser::Session::new(fuse_fs, &cfg.mountpoint, &fcfg) {
+    let fsname = format!("cloudsync:{}", cfg.onprem.display());
+    let mut session = match crate::fuse::mount(fuse_fs, &cfg.mountpoint, &fsname, &cfg.mount) {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount on {}: {e}", cfg.mountpoint.display());
@@ -231,14 +212,10 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
             bail!(msg);
         }
     };
-    let mut unmounter = session.unmount_callable();
+    let mut unmounter = session.unmounter();
 
     // The puller merges cloud changes and tells the kernel what it replaced.
-    let invalidate = Arc::new(KernelInvalidator {
-        notifier: session.notifier(),
-        onprem: cfg.onprem.clone(),
-        ids: crate::fs::inode::InodeTable::new(fs::metadata(&cfg.onprem)?.ino()),
-    });
+    let invalidate = Arc::new(session.invalidator(fs_core.clone(), &cfg.onprem));
     let puller = Arc::new(Puller {
         journal: journal.clone(),
         cloud: cloud.clone(),
@@ -353,29 +330,4 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     );
     drop(state);
     result.context("the FUSE session ended with an error")
-}
-
-/// Tells the kernel about on-premise changes the puller made behind its back.
-struct KernelInvalidator {
-    notifier: fuser::Notifier,
-    onprem: PathBuf,
-    ids: crate::fs::inode::InodeTable,
-}
-
-impl Invalidate for KernelInvalidator {
-    fn changed(&self, path: &str) {
-        let parent = crate::cloud::parent(path);
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let pdir = if parent.is_empty() {
-            self.onprem.clone()
-        } else {
-            self.onprem.join(parent)
-        };
-        if let Ok(pm) = fs::symlink_metadata(&pdir) {
-            let pid = fuser::INodeNo(self.ids.id_of(pm.ino()));
-            // Errors only mean the kernel had nothing cached.
-            let _ = self.notifier.inval_entry(pid, std::ffi::OsStr::new(name));
-            let _ = self.notifier.inval_inode(pid, 0, 0);
-        }
-    }
 }

@@ -383,6 +383,11 @@ impl Fs {
         self.handles.open_files()
     }
 
+    /// The node id of an on-premise inode number.
+    pub fn node_id(&self, st_ino: u64) -> u64 {
+        self.inodes.id_of(st_ino)
+    }
+
     /// The on-premise relative path of a node, if the kernel still holds it.
     pub fn rel_path(&self, ino: u64) -> Option<PathBuf> {
         self.inodes.path(ino)
