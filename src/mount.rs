@@ -261,7 +261,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let _ = engine
         .control_socket
         .set(socket.to_string_lossy().into_owned());
-    let _ = engine.cloud_base.set(cloud.describe());
+    let _ = engine.cloud_base.set(cloud.url());
     let _ = engine.notify.set((wake.clone(), pull_now.clone()));
     let control = Arc::new(crate::control::Control {
         engine: engine.clone(),

@@ -1211,3 +1211,79 @@ fn hostile_scenario(p: Profile) {
 fn hostile_propfind_answers_touch_nothing_outside_onprem() {
     for_profiles(&[Profile::Sabre, Profile::Apache], hostile_scenario);
 }
+
+/// What a script does: write a file, wait until it is in the cloud, then hand its link on. And
+/// every status attribute and control, against a real SabreDAV.
+#[test]
+fn script_waits_for_the_cloud_then_uses_the_link() {
+    let s = DavServer::start(Profile::Sabre);
+    let m = Mount::start_with_cloud(
+        &s.url,
+        &["--push-delay", "5s", "--pull-interval", "1s"],
+        &[],
+    );
+    let cs = |args: &[&str]| Command::new(harness::bin()).args(args).output().unwrap();
+    fs::create_dir(m.m("out")).unwrap();
+    fs::write(m.m("out/report.pdf"), b"%PDF report").unwrap();
+    assert_eq!(m.status("out/report.pdf").as_deref(), Some("pending"));
+    let out = cs(&[
+        "sync",
+        "--wait",
+        "--timeout",
+        "60s",
+        m.m("out/report.pdf").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(s.data.join("out/report.pdf")).unwrap(),
+        b"%PDF report"
+    );
+    // The link a script hands on is the server's URL of the file.
+    let url = harness::xattr(&m.m("out/report.pdf"), "user.cloudsync.cloud_url").unwrap();
+    assert_eq!(url, format!("{}out/report.pdf", s.url));
+    let got = Command::new("curl")
+        .args(["-s", "-f", &url])
+        .output()
+        .unwrap();
+    assert_eq!(got.stdout, b"%PDF report");
+    for name in ["synced_at", "etag", "set"] {
+        assert!(
+            harness::xattr(&m.m("out/report.pdf"), &format!("user.cloudsync.{name}")).is_some(),
+            "{name}"
+        );
+    }
+    // A cloud delete, then a sync request through setfattr pushes it again.
+    fs::remove_file(s.data.join("out/report.pdf")).unwrap();
+    wait_until(Duration::from_secs(30), "DELETED_ON_CLOUD", || {
+        harness::xattr(&m.m("out/report.pdf"), "user.cloudsync.error")
+            .is_some_and(|e| e.starts_with("DELETED_ON_CLOUD"))
+    });
+    let out = cs(&["status", "--failed", "--csv", m.mnt.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DELETED_ON_CLOUD"));
+    let st = Command::new("setfattr")
+        .args(["-n", "user.cloudsync.request", "-v", "sync"])
+        .arg(m.m("out/report.pdf"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = cs(&[
+        "sync",
+        "--wait",
+        "--timeout",
+        "60s",
+        m.m("out").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(s.data.join("out/report.pdf")).unwrap(),
+        b"%PDF report"
+    );
+}

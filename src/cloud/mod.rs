@@ -145,6 +145,12 @@ pub trait Cloud: Send + Sync {
     /// A description for logs and status, never containing credentials.
     fn describe(&self) -> String;
 
+    /// The URL of the synced root, never containing credentials: a cloud path appended to it
+    /// (percent-encoded) is where the item lives.
+    fn url(&self) -> String {
+        self.describe()
+    }
+
     /// The item at `path`, or `None` when it does not exist.
     async fn stat(&self, path: &str) -> Result<Option<CloudEntry>, CloudError>;
 

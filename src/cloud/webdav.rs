@@ -1231,6 +1231,10 @@ fn name_op_path(path: &str) -> Result<&str, CloudError> {
 
 #[async_trait]
 impl Cloud for WebDav {
+    fn url(&self) -> String {
+        self.base.to_string()
+    }
+
     fn describe(&self) -> String {
         match &self.user {
             Some(u) => format!("WebDAV {} (user {u})", self.base),
