@@ -633,6 +633,21 @@ impl Filesystem for FuseFs {
         }
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Terminal and filesystem ioctls have no meaning here: "not a typewriter", quietly.
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
     fn fallocate(
         &self,
         req: &Request,

@@ -15,7 +15,10 @@ use cloudsync::client;
 use cloudsync::config::Config;
 
 fn init_logging(filter: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    // The FUSE library's own warning about unmounting an already unmounted filesystem, at every
+    // clean unmount, is noise.
+    let filter =
+        std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{filter},fuser::session=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
