@@ -66,6 +66,9 @@ const MIGRATIONS: &[&str] = &[
     // 1 -> 2: folder status asks "anything failed below?" in a few index steps, not a scan.
     "CREATE INDEX nodes_failed ON nodes(path) WHERE state = 'failed';
      CREATE INDEX queue_failed ON queue(path) WHERE state = 'failed';",
+    // 2 -> 3: "is a rename queued after this entry?" is asked for every queued change; without
+    // this index it scanned the rest of the queue, quadratic in a first sync of a large tree.
+    "CREATE INDEX queue_renames ON queue(id) WHERE op = 'rename';",
 ];
 
 /// Milliseconds since the epoch, the journal's clock.

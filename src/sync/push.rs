@@ -186,7 +186,7 @@ impl Pusher {
         if sem.available_permits() == 0 {
             return None; // a finishing transfer wakes us
         }
-        let entries = match self.journal.pending(2048) {
+        let entries = match self.journal.pending(512) {
             Ok(e) => e,
             Err(e) => {
                 warn!(error = %e, "cannot read the queue");
