@@ -166,6 +166,10 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         }
     };
 
+    // Fewer malloc arenas: the daemon's threads allocate in bursts (scan, pull), and one arena
+    // per thread would keep every burst's peak as resident memory.
+    // SAFETY: mallopt only tunes the allocator; it is called before the other threads start.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -425,6 +425,46 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Every node record without its content hash, for the puller's walk (the hash is read
+    /// per path when needed; leaving it out keeps a large journal's snapshot small).
+    pub fn all_nodes_without_hash(&self) -> Result<Vec<NodeRecord>> {
+        let c = self.r();
+        let mut st = c.prepare(
+            "SELECT path, kind, size, mtime_ns, ctime_ns, ino, NULL AS hash, etag, state, error,
+             synced_at FROM nodes",
+        )?;
+        let rows = st.query_map([], |r| NodeRecord::try_from(r))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Calls `f` with the stat part of every node record, without holding them all at once:
+    /// path, kind, size, mtime, ctime and inode number.
+    pub fn for_each_stat(
+        &self,
+        mut f: impl FnMut(String, NodeKind, u64, i64, i64, u64),
+    ) -> Result<()> {
+        let c = self.r();
+        let mut st = c.prepare("SELECT path, kind, size, mtime_ns, ctime_ns, ino FROM nodes")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let kind: String = r.get(1)?;
+            let kind = if kind == "dir" {
+                NodeKind::Dir
+            } else {
+                NodeKind::File
+            };
+            f(
+                r.get(0)?,
+                kind,
+                r.get::<_, i64>(2)? as u64,
+                r.get(3)?,
+                r.get(4)?,
+                r.get::<_, i64>(5)? as u64,
+            );
+        }
+        Ok(())
+    }
+
     /// Number of node records.
     pub fn node_count(&self) -> Result<u64> {
         Ok(self

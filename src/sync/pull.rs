@@ -277,16 +277,20 @@ impl Puller {
     /// One pull over every sync set: discover, decide, apply.
     pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
         let _one = self.running.lock().await;
-        let all: Vec<NodeRecord> = jr(self.journal.all_nodes())?;
+        let mut all: Vec<NodeRecord> = jr(self.journal.all_nodes_without_hash())?;
         let mut report = PullReport::default();
         for set in self.sets.iter() {
+            // Each record moves to the one set that owns it: no copies of a large journal.
+            let (mine, rest): (Vec<NodeRecord>, Vec<NodeRecord>) =
+                all.into_iter().partition(|r| self.owns(set, &r.path));
+            all = rest;
             if self.is_unsynced(&set.local) {
                 continue;
             }
-            let records: HashMap<String, NodeRecord> = all
-                .iter()
-                .filter(|r| self.owns(set, &r.path) && !self.is_unsynced(&r.path))
-                .map(|r| (r.path.clone(), r.clone()))
+            let records: HashMap<String, NodeRecord> = mine
+                .into_iter()
+                .filter(|r| !self.is_unsynced(&r.path))
+                .map(|r| (r.path.clone(), r))
                 .collect();
             self.pull_set(set, records, &mut report).await?;
         }
@@ -345,9 +349,14 @@ impl Puller {
             .filter(|e| e.state == QueueState::Conflict)
             .map(|e| e.path.clone())
             .collect();
+        // Checked per path in the depth of the path, not the length of the queue.
+        let mut busy_set = super::push::Busy::default();
+        for b in &busy {
+            busy_set.add(b, None);
+        }
+        // In-flight transfers are few (at most `transfers`): looked at live, path by path.
         let is_busy = |p: &str| {
-            busy.iter()
-                .any(|b| cloud::is_within(p, b) || cloud::is_within(b, p))
+            busy_set.overlaps(p)
                 || self
                     .shared
                     .in_flight
@@ -356,6 +365,7 @@ impl Puller {
                     .values()
                     .any(|(a, b)| {
                         cloud::is_within(p, a)
+                            || cloud::is_within(a, p)
                             || b.as_deref().is_some_and(|b| cloud::is_within(p, b))
                     })
         };
@@ -515,7 +525,9 @@ impl Puller {
                         .await
                         .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
                         .map_err(map_io)?;
-                    r.hash.as_deref() != Some(h.as_str())
+                    // The snapshot has no hashes: the record's own.
+                    let known = jr(self.journal.node(path))?.and_then(|r| r.hash);
+                    known.as_deref() != Some(h.as_str())
                 }
             }
         };

@@ -72,13 +72,13 @@ pub struct Pusher {
 /// Paths taken by earlier or running entries; a later entry that touches one of them, an
 /// ancestor or a descendant, waits. Each check costs the depth of the path.
 #[derive(Default)]
-struct Busy {
+pub(crate) struct Busy {
     exact: HashSet<String>,
     ancestors: HashSet<String>,
 }
 
 impl Busy {
-    fn add(&mut self, path: &str, dest: Option<&str>) {
+    pub(crate) fn add(&mut self, path: &str, dest: Option<&str>) {
         for p in std::iter::once(path).chain(dest) {
             let mut a = p;
             while !a.is_empty() {
@@ -91,7 +91,7 @@ impl Busy {
         }
     }
 
-    fn overlaps(&self, path: &str) -> bool {
+    pub(crate) fn overlaps(&self, path: &str) -> bool {
         if self.exact.contains(path) || self.ancestors.contains(path) {
             return true;
         }
@@ -186,7 +186,7 @@ impl Pusher {
         if sem.available_permits() == 0 {
             return None; // a finishing transfer wakes us
         }
-        let entries = match self.journal.pending(512) {
+        let entries = match self.journal.pending(256) {
             Ok(e) => e,
             Err(e) => {
                 warn!(error = %e, "cannot read the queue");

@@ -32,11 +32,10 @@ pub fn scan(
     ignore: &Ignore,
     syncable: &dyn Fn(&str) -> bool,
 ) -> Result<ScanReport, JournalError> {
-    let mut known: HashMap<String, (NodeKind, u64, i64, i64, u64)> = journal
-        .all_nodes()?
-        .into_iter()
-        .map(|n| (n.path, (n.kind, n.size, n.mtime_ns, n.ctime_ns, n.ino)))
-        .collect();
+    let mut known: HashMap<String, (NodeKind, u64, i64, i64, u64)> = HashMap::new();
+    journal.for_each_stat(|path, kind, size, mt, ct, ino| {
+        known.insert(path, (kind, size, mt, ct, ino));
+    })?;
     let mut report = ScanReport::default();
     let mut batch: Vec<Change> = Vec::new();
     let mut stack = vec![String::new()];
