@@ -148,14 +148,15 @@ pub fn guard_clone(j: &Journal, onprem: &Path) -> Result<()> {
 pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let setup = (|| -> Result<_> {
         preflight(&cfg)?;
+        // Bad input is refused before anything is created on disk.
+        let ignore = Ignore::new(&cfg.ignore)?;
+        let cloud = crate::cloud::open(&cfg.cloud, &cfg.cloud_opts)?;
         let state = lock_state_dir(&cfg.state_dir)?;
         let journal = Arc::new(
             Journal::open(&state.path.join("journal.db"))
                 .with_context(|| format!("cannot open the journal in {}", state.path.display()))?,
         );
         guard_clone(&journal, &cfg.onprem)?;
-        let ignore = Ignore::new(&cfg.ignore)?;
-        let cloud = crate::cloud::open(&cfg.cloud, &cfg.cloud_opts)?;
         Ok((state, journal, ignore, cloud))
     })();
     let (state, journal, ignore, cloud) = match setup {

@@ -358,7 +358,13 @@ impl Journal {
             tx.execute_batch(step)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
-            tracing::info!(version = i + 1, "journal schema migrated");
+        }
+        if v > 0 && v < Self::SCHEMA_VERSION {
+            tracing::info!(
+                from = v,
+                to = Self::SCHEMA_VERSION,
+                "journal schema migrated"
+            );
         }
         Ok(())
     }
