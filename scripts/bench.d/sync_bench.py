@@ -57,7 +57,8 @@ import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-BIN = os.path.join(REPO, "target", "release", "cloudsync")
+BUILT = os.path.join(REPO, "target", "release", "cloudsync")
+BIN = BUILT  # replaced by a private copy at start, so a rebuild meanwhile changes nothing
 SERVER_PHP = os.path.join(HERE, "sabre_server.php")
 
 PROPFIND_BODY = (
@@ -650,7 +651,7 @@ def bench_upload(base, cfg):
     m.sync_wait()
     res = {"cs_big": [], "cs_big_total": [], "curl_big": [], "cs_small": [],
            "cs_small_write": [], "curl_small": [], "req_big": {}, "req_small": {},
-           "req_curl_small": {}}
+           "req_curl_small": {}, "puts_big": []}
 
     def curl_big(i):
         url = srv.url + "curl/big-%d.bin" % i
@@ -668,6 +669,7 @@ def bench_upload(base, cfg):
         name = "big-%d.bin" % i
         disk = srv.disk("cs/" + name)
         mark = srv.req_mark()
+        logmark = os.path.getsize(m.log_path)
         t0 = time.perf_counter()
         copy_file(bigsrc, os.path.join(m.mnt, name))
         t1 = time.perf_counter()
@@ -676,6 +678,16 @@ def bench_upload(base, cfg):
         if os.path.getsize(disk) != big:
             die("%s reads synced but the server has %d bytes" % (name, os.path.getsize(disk)))
         res["req_big"] = srv.req_counts(mark, "/dav/cs/")
+        res["puts_big"].append(res["req_big"].get("PUT", 0))
+        if res["req_big"].get("PUT", 0) != 1:
+            with open(m.log_path, "rb") as f:
+                f.seek(logmark)
+                lines = [" ".join(l.split()[1:])[:200] for l in
+                         f.read().decode(errors="replace").splitlines() if "push" in l]
+            note("upload: %s (%d MiB, written once through the mount) took %d PUTs and %d "
+                 "PROPFINDs to reach the cloud; daemon log meanwhile: %s"
+                 % (name, big >> 20, res["req_big"].get("PUT", 0),
+                    res["req_big"].get("PROPFIND", 0), " | ".join(lines) or "nothing"))
         os.unlink(os.path.join(m.mnt, name))
         wait_for(lambda: not os.path.exists(disk), 120, 0.05, "the cloud delete of " + name)
         m.sync_wait()
@@ -774,6 +786,8 @@ def report_upload(res, cfg):
         tot = sum(c.values())
         return "%.2f per file (%s)" % (tot / per, ", ".join(
             "%s %d" % (k, v) for k, v in sorted(c.items(), key=lambda kv: -kv[1])))
+    s += ("\nPUTs per big file through the mount, by run: %s.\n"
+          % ", ".join(str(x) for x in res["puts_big"]))
     s += ("\nRequests the server saw (last run): big file, cloudsync: %s; %d small files, "
           "cloudsync: %s; curl: %s.\n" % (fmt_req(res["req_big"], 1), n,
                                           fmt_req(res["req_small"], n),
@@ -1104,7 +1118,7 @@ def main():
         "lat_reps": 10 if a.quick else 20,
         "pull_files": [1000, 5000] if a.quick else [10000, 50000],
         "vis_reps": 10,
-        "vis_files": 1000,
+        "vis_files": 500 if a.quick else 1000,
     }
     if a.pull_files:
         try:
@@ -1112,8 +1126,8 @@ def main():
         except ValueError:
             die("--pull-files takes numbers like 10000,50000")
 
-    if not os.access(BIN, os.X_OK):
-        die("%s is missing: build it first with `cargo build --release`" % BIN)
+    if not os.access(BUILT, os.X_OK):
+        die("%s is missing: build it first with `cargo build --release`" % BUILT)
     if os.geteuid() != 0:
         die("run as root (FUSE mounts of the benchmark)")
     for tool in ("php", "curl", "getfattr", "fusermount3"):
@@ -1130,17 +1144,23 @@ def main():
     base = tempfile.mkdtemp(prefix="cloudsync-syncbench-", dir=a.dir)
     CLEANUP.push("temp dir", lambda: shutil.rmtree(base, ignore_errors=True))
     log("working in %s" % base)
+    global BIN
+    BIN = os.path.join(base, "cloudsync")
+    shutil.copy2(BUILT, BIN)
+    built_at = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(BUILT)))
+    head = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%h"], text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.strip()
 
     started = time.perf_counter()
     parts = []
     try:
         ver = run([BIN, "--version"], check=False).stdout.strip()
-        head = ("## cloudsync sync benchmarks%s\n\n%s, %s; %d CPUs; SabreDAV %s under `php -S` "
-                "with 4 workers on 127.0.0.1. Medians and percentiles over repetitions; "
-                "--runs %d.\n" % (" (--quick)" if a.quick else "", ver or "cloudsync",
-                                  time.strftime("%Y-%m-%d %H:%M"), os.cpu_count(),
-                                  sabre_version(), a.runs))
-        parts.append(head)
+        parts.append(
+            "## cloudsync sync benchmarks%s\n\n%s (target/release/cloudsync built %s; git HEAD "
+            "%s), run %s; %d CPUs; SabreDAV %s under `php -S` with 4 workers on 127.0.0.1. "
+            "Medians and percentiles over repetitions; --runs %d.\n"
+            % (" (--quick)" if a.quick else "", ver or "cloudsync", built_at, head or "?",
+               time.strftime("%Y-%m-%d %H:%M"), os.cpu_count(), sabre_version(), a.runs))
         if "upload" in only:
             parts.append(report_upload(bench_upload(base, cfg), cfg))
         if "latency" in only:
