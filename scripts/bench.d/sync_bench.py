@@ -4,7 +4,7 @@
     python3 scripts/bench.d/sync_bench.py [--quick] [--runs N] [--only LIST]
                                           [--pull-files N,N] [--dir DIR] [--out FILE]
 
-  --quick          small sizes, a smoke test (about 3 minutes)
+  --quick          small sizes, a smoke test (about 2.5 minutes; the full run about 10)
   --runs N         repetitions of each upload measurement (default 3); idle pulls are
                    measured max(N, 5) times
   --only LIST      some sections only: upload, latency, pull, visible (comma-separated)
@@ -25,16 +25,18 @@ PHP_CLI_SERVER_WORKERS=4, served by scripts/bench.d/sabre_server.php):
            20 ms); 20 times each (10 with --quick); p50 and p95.
   pull     idle pulls over a tree of 100 files per folder, with Nextcloud-style folder ETags
            (oc:fileid, folder ETags that change with anything below) and without (plain
-           SabreDAV): `cloudsync sync --now` once the initial download is done; against a
-           bare PROPFIND walk (Depth 1 on every folder, 8 threads, Python http.client), and
-           with folder ETags also against one bare Depth-0 PROPFIND of the root.
+           SabreDAV): `cloudsync sync --now` once the initial download is done, as it is and
+           with the background puller paused (so that exactly one pull runs); against a bare
+           PROPFIND walk (Depth 1 on every folder, 8 threads, Python http.client), and with
+           folder ETags also against one bare Depth-0 PROPFIND of the root. Also the initial
+           download rate against bare GETs.
   visible  with --pull-interval 1s, and with a `sync --now` right after the change: a file
            changed straight in the server's data directory, until the new content reads back
            through the mount (polled every 20 ms); both server profiles; 10 times each.
 
 Times are medians (or percentiles) over repetitions, never single runs. The script builds
-nothing: it needs target/release/cloudsync (cargo build --release), php-cli, php-sabre-dav,
-curl, fuse3 and root. Mounts, daemons, servers and temporary folders are removed on exit, on
+nothing: it needs target/release/cloudsync (cargo build --release; a private copy is used, so
+a rebuild during the run changes nothing), php-cli, php-sabre-dav, curl, attr, fuse3 and root. Mounts, daemons, servers and temporary folders are removed on exit, on
 failure and on Ctrl-C.
 """
 
