@@ -621,3 +621,42 @@ async fn https_with_a_private_ca() {
     };
     assert!(cloudsync::cloud::open(&server.url, &bad).is_err());
 }
+
+/// Whether a server honours If-Match is found out once, with a probe that leaves nothing
+/// behind; uploads report the hash of what they sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_are_found_out_per_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("f");
+    std::fs::write(&p, b"some content").unwrap();
+    let want = blake3::hash(b"some content").to_hex().to_string();
+    for (profile, honours) in [
+        (Profile::Sabre, true),
+        (Profile::Apache, true),
+        (Profile::Rclone, false),
+    ] {
+        let (server, _) = setup(profile.clone()).await;
+        let url = format!("{}{ROOT_ENC}/", server.url);
+        let c = WebDav::new(&url, &CloudOptions::default()).unwrap();
+        assert_eq!(c.honours_conditions().await, honours, "{profile:?}");
+        let left: Vec<_> = std::fs::read_dir(server.disk(ROOT))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{profile:?}: the probe left {left:?}");
+        let up = c
+            .upload("a/b.txt", &p, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+        assert_eq!(up.hash.as_deref(), Some(want.as_str()), "{profile:?}");
+        // Created meanwhile by someone else: never overwritten, whichever way it is checked.
+        let e = c
+            .upload("a/b.txt", &p, &Precondition::IfNoneMatch)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, CloudError::PreconditionFailed),
+            "{profile:?}: {e}"
+        );
+    }
+}

@@ -139,6 +139,15 @@ impl CloudError {
     }
 }
 
+/// What an upload reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The new ETag, when the cloud has one.
+    pub etag: Option<String>,
+    /// The BLAKE3 hash (hex) of the bytes sent, when the backend computed it on the way.
+    pub hash: Option<String>,
+}
+
 /// The operations the sync engine needs from any cloud.
 #[async_trait]
 pub trait Cloud: Send + Sync {
@@ -165,6 +174,26 @@ pub trait Cloud: Send + Sync {
         src: &Path,
         cond: &Precondition,
     ) -> Result<Option<String>, CloudError>;
+
+    /// Like [`Cloud::put_file`], and also reports the hash of what was sent when the backend
+    /// computes it on the way ([`Cloud::hashes_uploads`]), which spares the caller a read of
+    /// the file before the upload.
+    async fn upload(
+        &self,
+        path: &str,
+        src: &Path,
+        cond: &Precondition,
+    ) -> Result<Uploaded, CloudError> {
+        Ok(Uploaded {
+            etag: self.put_file(path, src, cond).await?,
+            hash: None,
+        })
+    }
+
+    /// True when [`Cloud::upload`] reports the content hash of every complete upload.
+    fn hashes_uploads(&self) -> bool {
+        false
+    }
 
     /// Streams the cloud file at `path` into the local file `dest` (created or truncated).
     async fn get_file(&self, path: &str, dest: &Path) -> Result<CloudEntry, CloudError>;

@@ -12,12 +12,12 @@
 //!   root, has a `.`/`..`/empty segment, or decodes to a name holding `/` or NUL. Every path
 //!   returned passes [`check_rel_path`], and `list` returns only direct children of the folder.
 //!   PROPFIND answers larger than [`MAX_PROPFIND_BYTES`] are refused.
-//! - **Uploads never overwrite a newer cloud copy.** Conditions are checked by the client with a
-//!   Depth-0 PROPFIND before the PUT (some servers ignore `If-Match`) *and* sent as headers, so
-//!   servers that honour them close the race. The remaining windows are documented where they
-//!   are (in `check_precondition` and `put_file`): a server that ignores the headers, or an Apache
-//!   file whose ETag is still weak, can be overwritten by a change that lands between the check
-//!   and the PUT.
+//! - **Uploads never overwrite a newer cloud copy.** On a server that honours `If-Match` and
+//!   `If-None-Match` (found out once, by `probe_conditions`) the header alone guards a PUT.
+//!   Elsewhere conditions are checked by the client with a Depth-0 PROPFIND before the PUT *and*
+//!   sent as headers. The remaining windows are documented where they are (in `upload`): a
+//!   server that ignores the headers, or an Apache file whose ETag is still weak, can be
+//!   overwritten by a change that lands between the check and the PUT.
 //! - **Large files stream.** PUT streams the local file with an exact `Content-Length` (no
 //!   chunked encoding, no `Expect: 100-continue`); GET streams into the destination file and
 //!   checks the length. There is no total timeout, only an idle timeout that any progress resets.
@@ -26,6 +26,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io::Read;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +47,7 @@ use tokio_util::bytes::Bytes;
 use tokio_util::io::ReaderStream;
 use url::Url;
 
-use super::{Cloud, CloudEntry, CloudError, Precondition, check_rel_path, join, parent};
+use super::{Cloud, CloudEntry, CloudError, Precondition, Uploaded, check_rel_path, join, parent};
 use crate::config::CloudOptions;
 
 /// The largest PROPFIND answer accepted. At the few hundred bytes an entry takes, a Depth-1
@@ -117,6 +118,8 @@ pub struct WebDav {
     /// folder ETags change with anything below, so unchanged subtrees can be skipped. Other
     /// servers (Apache, rclone) give folder ETags that only follow the folder's own entries.
     subtree_etags: std::sync::atomic::AtomicBool,
+    /// Whether the server honours `If-Match` and `If-None-Match` on PUT, once found out.
+    conditions: tokio::sync::OnceCell<bool>,
 }
 
 impl fmt::Debug for WebDav {
@@ -407,6 +410,19 @@ fn parse_multistatus(xml: &str) -> Result<Vec<RawResponse>, CloudError> {
     Ok(out)
 }
 
+/// Files up to this size are read whole and sent from memory; larger ones stream.
+const SMALL_UPLOAD: u64 = 256 << 10;
+
+/// The local file of an upload, opened.
+enum Source {
+    /// Read whole, with its hash.
+    Small(Bytes, String),
+    /// To be streamed: the file and its length.
+    Large(std::fs::File, u64),
+    /// Its length changed while it was read.
+    Changed,
+}
+
 /// Progress of an upload, shared between the body stream and the watchdog.
 struct Progress {
     last: Mutex<Instant>,
@@ -444,6 +460,30 @@ struct UploadStream {
     remaining: u64,
     progress: Arc<Progress>,
     changed: Arc<AtomicBool>,
+    /// The hash of the bytes sent so far; the finished hash once the whole file went.
+    hash: Arc<Mutex<Hashing>>,
+}
+
+/// The content hash of an upload body, computed as it is sent.
+enum Hashing {
+    Running(Box<blake3::Hasher>),
+    Done(String),
+    /// The body did not go out whole.
+    Broken,
+}
+
+impl Hashing {
+    fn update(&mut self, chunk: &[u8]) {
+        if let Hashing::Running(h) = self {
+            h.update(chunk);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Hashing::Running(h) = self {
+            *self = Hashing::Done(h.finalize().to_hex().to_string());
+        }
+    }
 }
 
 impl Stream for UploadStream {
@@ -457,20 +497,28 @@ impl Stream for UploadStream {
                 this.progress.touch();
                 let n = chunk.len() as u64;
                 if n > this.remaining {
+                    *this.hash.lock().unwrap_or_else(|e| e.into_inner()) = Hashing::Broken;
                     this.changed.store(true, Ordering::Relaxed);
                     return Poll::Ready(Some(Err(std::io::Error::other(
                         "the local file grew during the upload",
                     ))));
                 }
                 this.remaining -= n;
+                let mut h = this.hash.lock().unwrap_or_else(|e| e.into_inner());
+                h.update(&chunk);
                 if this.remaining == 0 {
+                    h.finish();
                     this.progress.done.store(true, Ordering::Relaxed);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Err(e))) => {
+                *this.hash.lock().unwrap_or_else(|e| e.into_inner()) = Hashing::Broken;
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Ready(None) => {
                 if this.remaining > 0 {
+                    *this.hash.lock().unwrap_or_else(|e| e.into_inner()) = Hashing::Broken;
                     this.changed.store(true, Ordering::Relaxed);
                     return Poll::Ready(Some(Err(std::io::Error::other(
                         "the local file shrank during the upload",
@@ -622,6 +670,7 @@ impl WebDav {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_propfind_bytes: MAX_PROPFIND_BYTES,
             subtree_etags: std::sync::atomic::AtomicBool::new(false),
+            conditions: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -1050,6 +1099,62 @@ impl WebDav {
         Ok(sorted.children)
     }
 
+    /// Whether the server honours `If-Match` and `If-None-Match` on PUT. Found out once, on
+    /// the first conditional upload, by [`WebDav::probe_conditions`]; until an answer comes
+    /// (the server is down, say), the answer is no, which only costs a PROPFIND per upload.
+    pub async fn honours_conditions(&self) -> bool {
+        match self
+            .conditions
+            .get_or_try_init(|| self.probe_conditions())
+            .await
+        {
+            Ok(yes) => *yes,
+            Err(e) => {
+                tracing::debug!(cloud = %self.base, error = %e, "cannot tell yet whether the server honours If-Match");
+                false
+            }
+        }
+    }
+
+    /// Sends an empty PUT with an `If-Match` that nothing can match to a fresh name in the
+    /// root. A server that honours conditions answers 412 and writes nothing. One that writes
+    /// the file ignores them; the file is deleted again (its name is in the built-in ignore
+    /// list, so a pull meanwhile leaves it alone). Any other answer (403 for a read-only root,
+    /// say) counts as no. Transport trouble is an error, so that the next upload asks again.
+    async fn probe_conditions(&self) -> Result<bool, CloudError> {
+        let name = format!(".cloudsync-probe-{:016x}", fastrand::u64(..));
+        let url = self.url_of(&name, false)?;
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_MATCH,
+            HeaderValue::from_static("\"cloudsync-probe-matches-nothing\""),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        let resp = self.send(Method::PUT, url.clone(), h, Some("")).await?;
+        let status = resp.status();
+        if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
+            return Err(CloudError::Status {
+                status: status.as_u16(),
+                detail: "no answer yet to whether the server honours If-Match".into(),
+            });
+        }
+        let yes = status == StatusCode::PRECONDITION_FAILED;
+        if status.is_success() {
+            let _ = self.send(Method::DELETE, url, HeaderMap::new(), None).await;
+        }
+        tracing::info!(
+            cloud = %self.base,
+            status = status.as_u16(),
+            "{}",
+            if yes {
+                "the server honours If-Match and If-None-Match: uploads go without a check first"
+            } else {
+                "the server does not honour If-Match: every upload is checked with a PROPFIND first"
+            }
+        );
+        Ok(yes)
+    }
+
     /// Checks `cond` against the current cloud copy. Returns the `If-Match` value worth sending
     /// (the server's strong tag), or `None` when no header should be sent. `write` is set for
     /// uploads, which may only replace a file.
@@ -1095,24 +1200,66 @@ impl WebDav {
         }
     }
 
-    /// One PUT of the local file. Returns the answer, whatever its status.
+    /// One PUT of the local file. Returns the answer, whatever its status, and the BLAKE3 hash
+    /// of the body when all of it was sent.
     async fn put_once(
         &self,
         url: &Url,
         src: &Path,
         if_match: Option<&str>,
         if_none_match: bool,
-    ) -> Result<reqwest::Response, CloudError> {
+    ) -> Result<(reqwest::Response, Option<String>), CloudError> {
         let what = format!("PUT {url}");
-        let file = tokio::fs::File::open(src).await?;
-        let len = file.metadata().await?.len();
         let progress = Arc::new(Progress::new());
         let changed = Arc::new(AtomicBool::new(false));
-        let stream = UploadStream {
-            inner: ReaderStream::with_capacity(file, 256 << 10),
-            remaining: len,
-            progress: progress.clone(),
-            changed: changed.clone(),
+        // One trip to the blocking pool opens the file, and reads and hashes it whole when it
+        // is small: most files are, and each further trip costs more than the read.
+        let path = src.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Source> {
+            let mut file = std::fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            if len > SMALL_UPLOAD {
+                return Ok(Source::Large(file, len));
+            }
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut file).take(len + 1).read_to_end(&mut buf)?;
+            if buf.len() as u64 != len {
+                return Ok(Source::Changed);
+            }
+            let hash = blake3::hash(&buf).to_hex().to_string();
+            Ok(Source::Small(Bytes::from(buf), hash))
+        })
+        .await
+        .map_err(|e| CloudError::Io(std::io::Error::other(e)))??;
+        let (len, hash, body) = match opened {
+            Source::Changed => {
+                return Err(CloudError::Io(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    format!(
+                        "{} changed size while it was read; it will be sent again",
+                        src.display()
+                    ),
+                )));
+            }
+            Source::Small(bytes, h) => {
+                progress.done.store(true, Ordering::Relaxed);
+                let len = bytes.len() as u64;
+                let hash = Arc::new(Mutex::new(Hashing::Done(h)));
+                (len, hash, reqwest::Body::from(bytes))
+            }
+            Source::Large(file, len) => {
+                let hash = Arc::new(Mutex::new(Hashing::Running(
+                    Box::new(blake3::Hasher::new()),
+                )));
+                let stream = UploadStream {
+                    inner: ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 20),
+                    remaining: len,
+                    progress: progress.clone(),
+                    changed: changed.clone(),
+                    hash: hash.clone(),
+                };
+                (len, hash, reqwest::Body::wrap_stream(stream))
+            }
         };
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -1126,9 +1273,7 @@ impl WebDav {
         if if_none_match {
             h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         }
-        let rb = self
-            .request(Method::PUT, url.clone(), h)
-            .body(reqwest::Body::wrap_stream(stream));
+        let rb = self.request(Method::PUT, url.clone(), h).body(body);
         match watchdog(rb.send(), &progress, self.idle_timeout).await {
             None => Err(self.timed_out(&what)),
             Some(Err(_)) if changed.load(Ordering::Relaxed) => {
@@ -1141,7 +1286,13 @@ impl WebDav {
                 )))
             }
             Some(Err(e)) => Err(self.transport(&what, e)),
-            Some(Ok(r)) => Ok(r),
+            Some(Ok(r)) => {
+                let h = match &*hash.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Hashing::Done(h) => Some(h.clone()),
+                    _ => None,
+                };
+                Ok((r, h))
+            }
         }
     }
 
@@ -1266,14 +1417,41 @@ impl Cloud for WebDav {
         src: &Path,
         cond: &Precondition,
     ) -> Result<Option<String>, CloudError> {
+        Ok(self.upload(path, src, cond).await?.etag)
+    }
+
+    fn hashes_uploads(&self) -> bool {
+        true
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        src: &Path,
+        cond: &Precondition,
+    ) -> Result<Uploaded, CloudError> {
         name_op_path(path)?;
         let url = self.url_of(path, false)?;
-        // The client-side check first: servers such as rclone ignore If-Match and
-        // If-None-Match, so this PROPFIND is what keeps a newer cloud copy from being
-        // overwritten there. The headers still go along for the servers that honour them.
-        let if_match = self.check_precondition(path, cond, true).await?;
+        // A server that honours If-Match and If-None-Match (found out once, see
+        // `honours_conditions`) closes every race by itself, so the header goes alone. Others,
+        // such as rclone, ignore the headers: there a Depth-0 PROPFIND checks the condition
+        // first, and the headers still go along. A weak tag in the journal (Apache, within a
+        // second of a change) can never match under If-Match, so it is checked by PROPFIND too.
+        let direct = match cond {
+            Precondition::None => true,
+            Precondition::IfNoneMatch => self.honours_conditions().await,
+            Precondition::IfMatch(t) => !is_weak(t) && self.honours_conditions().await,
+        };
+        let if_match = if direct {
+            match cond {
+                Precondition::IfMatch(t) => Some(t.clone()),
+                _ => None,
+            }
+        } else {
+            self.check_precondition(path, cond, true).await?
+        };
         let if_none_match = *cond == Precondition::IfNoneMatch;
-        let mut resp = self
+        let (mut resp, mut hash) = self
             .put_once(&url, src, if_match.as_deref(), if_none_match)
             .await?;
         // A missing parent: 409 by the standard, 404 from SabreDAV 1.8 and rclone. Create the
@@ -1282,23 +1460,38 @@ impl Cloud for WebDav {
         let missing = matches!(resp.status().as_u16(), 404 | 409);
         if missing && !matches!(cond, Precondition::IfMatch(_)) && !parent(path).is_empty() {
             self.mkdir(parent(path)).await?;
-            resp = self
+            (resp, hash) = self
                 .put_once(&url, src, if_match.as_deref(), if_none_match)
                 .await?;
             if matches!(resp.status().as_u16(), 404 | 409) {
                 return Err(CloudError::MissingParent);
             }
         }
+        if resp.status() == StatusCode::PRECONDITION_FAILED
+            && matches!(cond, Precondition::IfMatch(_))
+        {
+            // Changed or gone? The caller treats both alike, but says which.
+            return match self.stat(path).await? {
+                None => Err(CloudError::NotFound),
+                Some(_) => Err(CloudError::PreconditionFailed),
+            };
+        }
         if !resp.status().is_success() {
             return Err(self.status_error(resp, Op::Name, path).await);
         }
         if let Some(tag) = Self::header_etag(&resp) {
-            return Ok(Some(tag));
+            return Ok(Uploaded {
+                etag: Some(tag),
+                hash,
+            });
         }
         // No ETag on the PUT answer (Apache mod_dav): ask for it. A change by someone else
         // between the PUT and this PROPFIND would be taken for ours; that window is one round
         // trip and exists only on such servers.
-        Ok(self.stat(path).await?.and_then(|e| e.etag))
+        Ok(Uploaded {
+            etag: self.stat(path).await?.and_then(|e| e.etag),
+            hash,
+        })
     }
 
     async fn get_file(&self, path: &str, dest: &Path) -> Result<CloudEntry, CloudError> {

@@ -144,11 +144,12 @@ pub struct NodeRecord {
     pub synced_at: Option<i64>,
 }
 
+/// Reads the columns of `nodes` in table order, as every SELECT of whole records lists them.
 impl TryFrom<&Row<'_>> for NodeRecord {
     type Error = rusqlite::Error;
     fn try_from(r: &Row<'_>) -> rusqlite::Result<Self> {
-        let kind: String = r.get("kind")?;
-        let state: String = r.get("state")?;
+        let kind: String = r.get(1)?;
+        let state: String = r.get(8)?;
         let bad = |what: &str, v: &str| {
             rusqlite::Error::FromSqlConversionFailure(
                 0,
@@ -157,26 +158,26 @@ impl TryFrom<&Row<'_>> for NodeRecord {
             )
         };
         Ok(NodeRecord {
-            path: r.get("path")?,
+            path: r.get(0)?,
             kind: match kind.as_str() {
                 "file" => NodeKind::File,
                 "dir" => NodeKind::Dir,
                 k => return Err(bad("kind", k)),
             },
-            size: r.get::<_, i64>("size")? as u64,
-            mtime_ns: r.get("mtime_ns")?,
-            ctime_ns: r.get("ctime_ns")?,
-            ino: r.get::<_, i64>("ino")? as u64,
-            hash: r.get("hash")?,
-            etag: r.get("etag")?,
+            size: r.get::<_, i64>(2)? as u64,
+            mtime_ns: r.get(3)?,
+            ctime_ns: r.get(4)?,
+            ino: r.get::<_, i64>(5)? as u64,
+            hash: r.get(6)?,
+            etag: r.get(7)?,
             state: match state.as_str() {
                 "synced" => NodeState::Synced,
                 "failed" => NodeState::Failed,
                 "conflict" => NodeState::Conflict,
                 s => return Err(bad("state", s)),
             },
-            error: r.get("error")?,
-            synced_at: r.get("synced_at")?,
+            error: r.get(9)?,
+            synced_at: r.get(10)?,
         })
     }
 }
@@ -272,28 +273,29 @@ pub struct QueueEntry {
     pub generation: i64,
 }
 
+/// Reads the columns of `queue` in table order, as every SELECT of whole entries lists them.
 impl TryFrom<&Row<'_>> for QueueEntry {
     type Error = rusqlite::Error;
     fn try_from(r: &Row<'_>) -> rusqlite::Result<Self> {
-        let op: String = r.get("op")?;
-        let state: String = r.get("state")?;
-        let failure: Option<String> = r.get("failure")?;
+        let op: String = r.get(1)?;
+        let state: String = r.get(7)?;
+        let failure: Option<String> = r.get(8)?;
         Ok(QueueEntry {
-            id: r.get("id")?,
+            id: r.get(0)?,
             op: Op::parse(&op).unwrap_or(Op::Check),
-            path: r.get("path")?,
-            dest: r.get("dest")?,
-            not_before: r.get("not_before")?,
-            attempts: r.get::<_, i64>("attempts")? as u32,
-            next_retry_at: r.get("next_retry_at")?,
+            path: r.get(2)?,
+            dest: r.get(3)?,
+            not_before: r.get(4)?,
+            attempts: r.get::<_, i64>(5)? as u32,
+            next_retry_at: r.get(6)?,
             state: match state.as_str() {
                 "failed" => QueueState::Failed,
                 "conflict" => QueueState::Conflict,
                 _ => QueueState::Pending,
             },
             failure: failure.as_deref().and_then(FailureCode::parse),
-            last_error: r.get("last_error")?,
-            generation: r.get("gen")?,
+            last_error: r.get(9)?,
+            generation: r.get(10)?,
         })
     }
 }
@@ -319,8 +321,33 @@ impl std::fmt::Debug for Journal {
     }
 }
 
+/// The journal runs the same few statements for every file; parsing them again each time cost
+/// more than running them. These go through the connection's cache of prepared statements.
+trait Cached {
+    fn run<P: rusqlite::Params>(&self, sql: &str, p: P) -> rusqlite::Result<usize>;
+    fn one<T, P, F>(&self, sql: &str, p: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn run<P: rusqlite::Params>(&self, sql: &str, p: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(p)
+    }
+
+    fn one<T, P, F>(&self, sql: &str, p: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(p, f)
+    }
+}
+
 fn open_conn(path: &Path) -> Result<Connection> {
     let c = Connection::open(path)?;
+    c.set_prepared_statement_cache_capacity(64);
     c.busy_timeout(Duration::from_secs(30))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
@@ -381,13 +408,13 @@ impl Journal {
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .w()
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .one("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
 
     /// Sets a metadata value.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.w().execute(
+        self.w().run(
             "INSERT INTO meta(key, value) VALUES(?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, value],
@@ -397,7 +424,7 @@ impl Journal {
 
     /// Removes a metadata value.
     pub fn delete_meta(&self, key: &str) -> Result<()> {
-        self.w().execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        self.w().run("DELETE FROM meta WHERE key = ?1", [key])?;
         Ok(())
     }
 
@@ -405,28 +432,32 @@ impl Journal {
 
     /// The record of `path`, if any.
     pub fn node(&self, path: &str) -> Result<Option<NodeRecord>> {
-        Ok(self
-            .w()
-            .query_row("SELECT * FROM nodes WHERE path = ?1", [path], |r| {
-                NodeRecord::try_from(r)
-            })
+        let c = self.w();
+        let mut st = c.prepare_cached(
+            "SELECT path, kind, size, mtime_ns, ctime_ns, ino, hash, etag, state, error, synced_at
+             FROM nodes WHERE path = ?1",
+        )?;
+        Ok(st
+            .query_row([path], |r| NodeRecord::try_from(r))
             .optional()?)
     }
 
     /// Like [`Journal::node`], on the read connection (for status reads).
     pub fn node_for_status(&self, path: &str) -> Result<Option<NodeRecord>> {
-        Ok(self
-            .r()
-            .query_row("SELECT * FROM nodes WHERE path = ?1", [path], |r| {
-                NodeRecord::try_from(r)
-            })
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT path, kind, size, mtime_ns, ctime_ns, ino, hash, etag, state, error, synced_at
+             FROM nodes WHERE path = ?1",
+        )?;
+        Ok(st
+            .query_row([path], |r| NodeRecord::try_from(r))
             .optional()?)
     }
 
     /// Every node record, for the start-up scan.
     pub fn all_nodes(&self) -> Result<Vec<NodeRecord>> {
         let c = self.r();
-        let mut st = c.prepare("SELECT * FROM nodes")?;
+        let mut st = c.prepare("SELECT path, kind, size, mtime_ns, ctime_ns, ino, hash, etag, state, error, synced_at FROM nodes")?;
         let rows = st.query_map([], |r| NodeRecord::try_from(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
@@ -475,7 +506,7 @@ impl Journal {
     pub fn node_count(&self) -> Result<u64> {
         Ok(self
             .r()
-            .query_row("SELECT count(*) FROM nodes", [], |r| r.get::<_, i64>(0))? as u64)
+            .one("SELECT count(*) FROM nodes", [], |r| r.get::<_, i64>(0))? as u64)
     }
 
     /// Writes a node record.
@@ -515,7 +546,7 @@ impl Journal {
     /// Removes the record of `path` and of everything below it.
     pub fn delete_subtree(&self, path: &str) -> Result<()> {
         let (lo, hi) = below(path);
-        self.w().execute(
+        self.w().run(
             "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
             params![path, lo, hi],
         )?;
@@ -528,11 +559,11 @@ impl Journal {
         let tx = c.transaction()?;
         let (lo, hi) = below(from);
         let (tlo, thi) = below(to);
-        tx.execute(
+        tx.run(
             "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
             params![to, tlo, thi],
         )?;
-        tx.execute(
+        tx.run(
             "UPDATE nodes SET path = ?2 || substr(path, ?3)
              WHERE path = ?1 OR (path >= ?4 AND path < ?5)",
             params![from, to, from.len() as i64 + 1, lo, hi],
@@ -565,12 +596,12 @@ impl Journal {
                         })?
                         .collect::<rusqlite::Result<_>>()?
                     };
-                    tx.execute(
+                    tx.run(
                         "INSERT INTO queue(op, path, dest, not_before) VALUES('rename', ?1, ?2, ?3)",
                         params![from, to, now_ms()],
                     )?;
                     for (id, op, p) in moved {
-                        tx.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+                        tx.run("DELETE FROM queue WHERE id = ?1", [id])?;
                         let newp = format!("{to}{}", &p[from.len()..]);
                         enqueue_path(&tx, Op::parse(&op).unwrap_or(Op::Check), &newp, not_before)?;
                     }
@@ -585,15 +616,36 @@ impl Journal {
     pub fn pending(&self, limit: usize) -> Result<Vec<QueueEntry>> {
         let c = self.w();
         let mut st =
-            c.prepare("SELECT * FROM queue WHERE state = 'pending' ORDER BY id LIMIT ?1")?;
+            c.prepare_cached("SELECT id, op, path, dest, not_before, attempts, next_retry_at, state, failure, last_error, gen FROM queue WHERE state = 'pending' ORDER BY id LIMIT ?1")?;
         let rows = st.query_map([limit as i64], |r| QueueEntry::try_from(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Calls `f` on pending entries, oldest first, at most `limit`, until it returns `false`.
+    /// Rows are decoded one at a time, so a caller that stops early pays only for what it saw.
+    pub fn for_each_pending(
+        &self,
+        limit: usize,
+        mut f: impl FnMut(QueueEntry) -> bool,
+    ) -> Result<()> {
+        let c = self.w();
+        let mut st = c.prepare_cached(
+            "SELECT id, op, path, dest, not_before, attempts, next_retry_at, state, failure, last_error, gen
+             FROM queue WHERE state = 'pending' ORDER BY id LIMIT ?1",
+        )?;
+        let mut rows = st.query([limit as i64])?;
+        while let Some(row) = rows.next()? {
+            if !f(QueueEntry::try_from(row)?) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// All entries in any state, oldest first (for reports).
     pub fn queue(&self) -> Result<Vec<QueueEntry>> {
         let c = self.r();
-        let mut st = c.prepare("SELECT * FROM queue ORDER BY id")?;
+        let mut st = c.prepare("SELECT id, op, path, dest, not_before, attempts, next_retry_at, state, failure, last_error, gen FROM queue ORDER BY id")?;
         let rows = st.query_map([], |r| QueueEntry::try_from(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
@@ -603,12 +655,12 @@ impl Journal {
         let c = self.r();
         let (lo, hi) = below(path);
         let sql = if subtree && !path.is_empty() {
-            "SELECT * FROM queue WHERE path = ?1 OR dest = ?1 OR (path >= ?2 AND path < ?3)
+            "SELECT id, op, path, dest, not_before, attempts, next_retry_at, state, failure, last_error, gen FROM queue WHERE path = ?1 OR dest = ?1 OR (path >= ?2 AND path < ?3)
              OR (dest >= ?2 AND dest < ?3) LIMIT 64"
         } else if subtree {
-            "SELECT * FROM queue WHERE ?1 = ?1 OR ?2 = ?3 LIMIT 64"
+            "SELECT id, op, path, dest, not_before, attempts, next_retry_at, state, failure, last_error, gen FROM queue WHERE ?1 = ?1 OR ?2 = ?3 LIMIT 64"
         } else {
-            "SELECT * FROM queue WHERE (path = ?1 OR dest = ?1) AND ?2 != ?3"
+            "SELECT id, op, path, dest, not_before, attempts, next_retry_at, state, failure, last_error, gen FROM queue WHERE (path = ?1 OR dest = ?1) AND ?2 != ?3"
         };
         let mut st = c.prepare_cached(sql)?;
         let rows = st.query_map(params![path, lo, hi], |r| QueueEntry::try_from(r))?;
@@ -658,7 +710,7 @@ impl Journal {
 
     /// Number of entries in the queue, and of those failed.
     pub fn queue_counts(&self) -> Result<(u64, u64)> {
-        Ok(self.r().query_row(
+        Ok(self.r().one(
             "SELECT count(*), coalesce(sum(state != 'pending'), 0) FROM queue",
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
@@ -667,7 +719,7 @@ impl Journal {
 
     /// Drops a finished entry, unless a newer change folded into it meanwhile.
     pub fn finish(&self, id: i64, generation: i64) -> Result<bool> {
-        Ok(self.w().execute(
+        Ok(self.w().run(
             "DELETE FROM queue WHERE id = ?1 AND gen = ?2",
             params![id, generation],
         )? > 0)
@@ -675,7 +727,7 @@ impl Journal {
 
     /// Drops an entry only while it is still in `state`; says whether it did.
     pub fn remove_in_state(&self, id: i64, state: QueueState) -> Result<bool> {
-        Ok(self.w().execute(
+        Ok(self.w().run(
             "DELETE FROM queue WHERE id = ?1 AND state = ?2",
             params![id, state.as_str()],
         )? > 0)
@@ -683,13 +735,13 @@ impl Journal {
 
     /// Drops an entry whatever its generation.
     pub fn remove(&self, id: i64) -> Result<()> {
-        self.w().execute("DELETE FROM queue WHERE id = ?1", [id])?;
+        self.w().run("DELETE FROM queue WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Records a transient failure and when to try again.
     pub fn retry_later(&self, id: i64, next_retry_at: i64, error: &str) -> Result<()> {
-        self.w().execute(
+        self.w().run(
             "UPDATE queue SET attempts = attempts + 1, next_retry_at = ?2, last_error = ?3
              WHERE id = ?1",
             params![id, next_retry_at, error],
@@ -699,7 +751,7 @@ impl Journal {
 
     /// Pushes an entry's time back without counting a failure (the file is still open).
     pub fn postpone(&self, id: i64, not_before: i64) -> Result<()> {
-        self.w().execute(
+        self.w().run(
             "UPDATE queue SET not_before = max(not_before, ?2) WHERE id = ?1",
             params![id, not_before],
         )?;
@@ -708,7 +760,7 @@ impl Journal {
 
     /// Marks an entry failed for good, or conflicting, with a code.
     pub fn fail(&self, id: i64, state: QueueState, code: FailureCode, error: &str) -> Result<()> {
-        self.w().execute(
+        self.w().run(
             "UPDATE queue SET state = ?2, failure = ?3, last_error = ?4, attempts = attempts + 1
              WHERE id = ?1",
             params![id, state.as_str(), code.as_str(), error],
@@ -721,14 +773,14 @@ impl Journal {
     pub fn retry_failed(&self, path: Option<&str>) -> Result<usize> {
         let c = self.w();
         let n = match path {
-            None => c.execute(
+            None => c.run(
                 "UPDATE queue SET state = 'pending', attempts = 0, next_retry_at = 0
                  WHERE state != 'pending'",
                 [],
             )?,
             Some(p) => {
                 let (lo, hi) = below(p);
-                c.execute(
+                c.run(
                     "UPDATE queue SET state = 'pending', attempts = 0, next_retry_at = 0
                      WHERE state != 'pending' AND (path = ?1 OR (path >= ?2 AND path < ?3))",
                     params![p, lo, hi],
@@ -740,7 +792,7 @@ impl Journal {
 
     /// Makes every pending entry due now (for `sync --now`) and clears retry waits.
     pub fn expedite(&self) -> Result<()> {
-        self.w().execute(
+        self.w().run(
             "UPDATE queue SET not_before = 0, next_retry_at = 0 WHERE state = 'pending'",
             [],
         )?;
@@ -749,7 +801,7 @@ impl Journal {
 
     /// The earliest time any pending entry becomes due, if any.
     pub fn next_due(&self) -> Result<Option<i64>> {
-        Ok(self.w().query_row(
+        Ok(self.w().one(
             "SELECT min(max(not_before, next_retry_at)) FROM queue WHERE state = 'pending'",
             [],
             |r| r.get(0),
@@ -761,7 +813,7 @@ fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: 
     // Fold into an existing non-rename entry for the same path, keeping the first kind of
     // change when it says more (a create followed by modifies is still a create).
     let existing: Option<(i64, String)> = tx
-        .query_row(
+        .one(
             "SELECT id, op FROM queue WHERE path = ?1 AND op != 'rename' ORDER BY id DESC LIMIT 1",
             [path],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -770,7 +822,7 @@ fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: 
     // A later rename touching this path must stay ordered after it; only fold when no rename
     // was queued since.
     if let Some((id, old)) = existing {
-        let later_rename: bool = tx.query_row(
+        let later_rename: bool = tx.one(
             "SELECT EXISTS(SELECT 1 FROM queue WHERE id > ?1 AND op = 'rename')",
             [id],
             |r| r.get(0),
@@ -780,7 +832,7 @@ fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: 
                 (Some(Op::Create), Op::Modify) | (Some(Op::Mkdir), Op::Modify) => old,
                 _ => op.as_str().to_string(),
             };
-            tx.execute(
+            tx.run(
                 "UPDATE queue SET op = ?2, not_before = max(not_before, ?3), state = 'pending',
                  attempts = 0, next_retry_at = 0, failure = NULL, gen = gen + 1 WHERE id = ?1",
                 params![id, keep, not_before],
@@ -788,7 +840,7 @@ fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: 
             return Ok(());
         }
     }
-    tx.execute(
+    tx.run(
         "INSERT INTO queue(op, path, not_before) VALUES(?1, ?2, ?3)",
         params![op.as_str(), path, not_before],
     )?;

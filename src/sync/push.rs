@@ -186,13 +186,6 @@ impl Pusher {
         if sem.available_permits() == 0 {
             return None; // a finishing transfer wakes us
         }
-        let entries = match self.journal.pending(256) {
-            Ok(e) => e,
-            Err(e) => {
-                warn!(error = %e, "cannot read the queue");
-                return None;
-            }
-        };
         let now = now_ms();
         let offline = self.shared.is_offline();
         let mut busy = Busy::default();
@@ -219,24 +212,26 @@ impl Pusher {
             .copied()
             .collect();
         let mut next: Option<i64> = None;
-        for e in entries {
-            let key = (e.path.clone(), e.dest.clone());
+        // Entries are read one by one and the walk stops once every transfer slot is taken,
+        // so a wake-up after each finished transfer costs a few rows, not a page of the queue.
+        let walked = self.journal.for_each_pending(256, |e| {
             if running.contains(&e.id) {
-                continue;
+                return true;
             }
+            let key = (e.path.clone(), e.dest.clone());
             let blocked =
                 busy.overlaps(&key.0) || key.1.as_deref().is_some_and(|d| busy.overlaps(d));
             busy.add(&key.0, key.1.as_deref());
             if blocked {
-                continue;
+                return true;
             }
             let due = e.not_before.max(e.next_retry_at);
             if due > now {
                 next = Some(next.map_or(due, |n: i64| n.min(due)));
-                continue;
+                return true;
             }
             let Ok(permit) = sem.clone().try_acquire_owned() else {
-                break;
+                return false;
             };
             self.shared
                 .in_flight
@@ -253,9 +248,11 @@ impl Pusher {
                 }
                 .instrument(span),
             );
-            if offline {
-                break;
-            }
+            !offline && sem.available_permits() > 0
+        });
+        if let Err(e) = walked {
+            warn!(error = %e, "cannot read the queue");
+            return None;
         }
         next
     }
@@ -555,24 +552,37 @@ impl Pusher {
         {
             return Ok(Outcome::Done);
         }
-        let p = full.to_path_buf();
-        let hash = match Self::blocking(move || hash_file(&p)).await {
-            Ok(h) => h,
-            // Renamed or deleted meanwhile: the queue holds what happened to it.
-            Err(CloudError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Outcome::Later);
+        // The content is hashed before the upload only when that can spare it: a synced file
+        // of the same size may hold the same bytes (a touch, a restart). Otherwise a backend
+        // that hashes on the way saves reading the file twice.
+        let same_size_synced = rec.as_ref().is_some_and(|r| {
+            r.kind == NodeKind::File
+                && r.state == NodeState::Synced
+                && r.hash.is_some()
+                && r.size == m.size()
+        });
+        let hash = if same_size_synced || !self.cloud.hashes_uploads() {
+            let p = full.to_path_buf();
+            match Self::blocking(move || hash_file(&p)).await {
+                Ok(h) => Some(h),
+                // Renamed or deleted meanwhile: the queue holds what happened to it.
+                Err(CloudError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Outcome::Later);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+        } else {
+            None
         };
         let cond = match &rec {
             // Deleted in the cloud and kept here (DELETED_ON_CLOUD): pushed again as new.
             Some(r) if r.state == NodeState::Failed => Precondition::IfNoneMatch,
             Some(r) if r.kind == NodeKind::File => {
-                if r.hash.as_deref() == Some(hash.as_str()) && r.state == NodeState::Synced {
+                if hash.is_some() && r.hash == hash && r.state == NodeState::Synced {
                     // Same content (touch, rename, or a restart): only the stat changed.
                     jr(self.journal.put_node(&NodeRecord {
                         synced_at: r.synced_at,
-                        ..record_of(path, &m, Some(hash), r.etag.clone())
+                        ..record_of(path, &m, hash, r.etag.clone())
                     }))?;
                     return Ok(Outcome::Done);
                 }
@@ -599,16 +609,16 @@ impl Pusher {
         let intent = format!("intent:{path}");
         let leftover = jr(self.journal.meta(&intent))?.is_some();
         jr(self.journal.set_meta(&intent, &now_ms().to_string()))?;
-        let put = match self.cloud.put_file(cpath, full, &cond).await {
+        let put = match self.cloud.upload(cpath, full, &cond).await {
             Err(CloudError::MissingParent) => match self.cloud.mkdir(cloud::parent(cpath)).await {
-                Ok(()) => self.cloud.put_file(cpath, full, &cond).await,
+                Ok(()) => self.cloud.upload(cpath, full, &cond).await,
                 Err(e) => Err(e),
             },
             Err(CloudError::PreconditionFailed) if leftover => match self.cloud.stat(cpath).await {
                 Ok(Some(e)) if !e.is_dir && e.etag.is_some() => {
                     info!("replacing what an interrupted upload left in the cloud");
                     let cond = Precondition::IfMatch(e.etag.unwrap_or_default());
-                    self.cloud.put_file(cpath, full, &cond).await
+                    self.cloud.upload(cpath, full, &cond).await
                 }
                 Ok(_) => Err(CloudError::PreconditionFailed),
                 Err(e) => Err(e),
@@ -619,7 +629,7 @@ impl Pusher {
         if !put.as_ref().is_err_and(CloudError::is_transient) {
             jr(self.journal.delete_meta(&intent))?;
         }
-        let etag = put?;
+        let crate::cloud::Uploaded { etag, hash: sent } = put?;
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
         let after = std::fs::symlink_metadata(full).ok();
@@ -635,6 +645,14 @@ impl Pusher {
             info!("changed during upload; will upload again");
             return Ok(Outcome::Later);
         }
+        // The stat did not move during the upload, so what was sent is the file's content.
+        let hash = match sent.or(hash) {
+            Some(h) => h,
+            None => {
+                let p = full.to_path_buf();
+                Self::blocking(move || hash_file(&p)).await?
+            }
+        };
         info!(bytes = m.size(), "uploaded");
         jr(self
             .journal
