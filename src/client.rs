@@ -264,8 +264,9 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
         return Ok(0);
     }
     let start = Instant::now();
-    // Give the daemon a moment to take the request in before trusting a `synced`.
-    std::thread::sleep(Duration::from_millis(100));
+    // The sync request is answered once its changes are queued, so the first status can be
+    // trusted at once. Polling starts fast and slows down to 10 times a second.
+    let mut pause = Duration::from_millis(10);
     loop {
         let mut pending = Vec::new();
         for (loc, rels) in &groups {
@@ -301,7 +302,8 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
             }
             return Ok(124);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(pause);
+        pause = (pause * 3 / 2).min(Duration::from_millis(100));
     }
 }
 

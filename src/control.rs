@@ -343,6 +343,11 @@ impl Control {
 
     async fn pull(&self) -> Response {
         let t = std::time::Instant::now();
+        // This pull stands for one a sync request may have asked for.
+        self.engine
+            .shared
+            .pull_requested_at
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         match self.puller.pull_once().await {
             Ok(r) => Response {
                 ok: true,

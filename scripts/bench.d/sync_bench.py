@@ -17,9 +17,11 @@
 Sections (each against its own SabreDAV under `php -S 127.0.0.1:PORT` with
 PHP_CLI_SERVER_WORKERS=4, served by scripts/bench.d/sabre_server.php):
   upload   one 1 GiB file (256 MiB with --quick), and 1000 files of 4 KiB (200), written
-           through the mount with --push-delay 0s, timed until `cloudsync sync --wait` returns;
-           against curl uploading the same data to the same server (one PUT; one curl process
-           sending the small files one after another over its connection).
+           through the mount with --push-delay 0s, timed until `cloudsync sync --wait` returns:
+           the big file from its close; the small files once from `cloudsync resume --push`
+           after writing them with pushing paused (upload alone), and once from the first
+           write (end to end); against curl uploading the same data to the same server (one
+           PUT; one curl process sending the small files one after another).
   latency  with push delays 2s (the default) and 500ms: a small file written through the mount,
            until it shows in the server's data directory with its full size (polled every
            20 ms); 20 times each (10 with --quick); p50 and p95.
@@ -324,14 +326,19 @@ class DavServer:
             return 0
 
     def req_counts(self, mark, prefix="/dav/"):
-        """Requests logged since `mark` on paths under `prefix`, by method."""
+        """Requests logged since `mark` on paths under `prefix`, by method. cloudsync's one-off
+        probe of whether the server honours If-Match (an empty PUT to .cloudsync-probe-*) is
+        counted apart, as PROBE."""
         counts = {}
         with open(self.reqlog, "rb") as f:
             f.seek(mark)
             for line in f.read().decode(errors="replace").splitlines():
                 parts = line.split(" ", 2)
                 if len(parts) == 3 and parts[2].startswith(prefix):
-                    counts[parts[0]] = counts.get(parts[0], 0) + 1
+                    method = parts[0]
+                    if "/.cloudsync-probe-" in parts[2]:
+                        method = "PROBE"
+                    counts[method] = counts.get(method, 0) + 1
         return counts
 
     def disk(self, rel):
@@ -651,8 +658,10 @@ def bench_upload(base, cfg):
     os.makedirs(srv.disk("curl"))
     m = Mount(base, "up-mount", srv.url + "cs/", push_delay="0s")
     m.sync_wait()
+    # Uploads only: no pull walks the growing server tree while either side is timed.
+    m.pause_pull()
     res = {"cs_big": [], "cs_big_total": [], "curl_big": [], "cs_small": [],
-           "cs_small_write": [], "curl_small": [], "req_big": {}, "req_small": {},
+           "cs_small_write": [], "cs_small_e2e": [], "curl_small": [], "req_big": {}, "req_small": {},
            "req_curl_small": {}, "puts_big": []}
 
     def curl_big(i):
@@ -680,6 +689,7 @@ def bench_upload(base, cfg):
         if os.path.getsize(disk) != big:
             die("%s reads synced but the server has %d bytes" % (name, os.path.getsize(disk)))
         res["req_big"] = srv.req_counts(mark, "/dav/cs/")
+        res["req_big"].pop("PROBE", None)
         res["puts_big"].append(res["req_big"].get("PUT", 0))
         if res["req_big"].get("PUT", 0) != 1:
             with open(m.log_path, "rb") as f:
@@ -727,20 +737,30 @@ def bench_upload(base, cfg):
         res["req_curl_small"] = srv.req_counts(mark, "/dav/curl/")
         return dt
 
-    def cs_small(i):
-        folder = os.path.join(m.mnt, "small-%d" % i)
+    def cs_small(i, paused):
+        """With `paused`, the files are written while pushing is paused and the clock runs
+        from `cloudsync resume --push` (upload alone, as curl is timed); without, from the
+        first write (writing through the mount and uploading, overlapped)."""
+        name = "small-%d%s" % (i, "p" if paused else "")
+        folder = os.path.join(m.mnt, name)
         mark = srv.req_mark()
+        if paused:
+            run([BIN, "pause", "--push", m.mnt], timeout=60)
         t0 = time.perf_counter()
         os.mkdir(folder)
         for k, b in enumerate(payloads):
             write_file(os.path.join(folder, "f%04d.dat" % k), b)
         t1 = time.perf_counter()
+        if paused:
+            t0 = time.perf_counter()
+            run([BIN, "resume", "--push", m.mnt], timeout=60)
         m.sync_wait(folder)
         t2 = time.perf_counter()
-        n = count_files(srv.disk("cs/small-%d" % i))
+        n = count_files(srv.disk("cs/" + name))
         if n != nsmall:
-            die("small-%d reads synced but the server has %d of %d files" % (i, n, nsmall))
+            die("%s reads synced but the server has %d of %d files" % (name, n, nsmall))
         res["req_small"] = srv.req_counts(mark, "/dav/cs/")
+        res["req_small"].pop("PROBE", None)
         return t2 - t0, t1 - t0
 
     for i in range(runs):
@@ -748,8 +768,10 @@ def bench_upload(base, cfg):
         for which in order:
             if which == 0:
                 log("upload: %d small files through the mount, run %d/%d" % (nsmall, i + 1, runs))
-                a, b = cs_small(i)
+                a, _ = cs_small(i, True)
                 res["cs_small"].append(a)
+                a, b = cs_small(i, False)
+                res["cs_small_e2e"].append(a)
                 res["cs_small_write"].append(b)
             else:
                 log("upload: %d small files with curl, run %d/%d" % (nsmall, i + 1, runs))
@@ -769,9 +791,14 @@ def report_upload(res, cfg):
         ["1 file of %d MiB: close → `sync --wait` returns" % mib, fmt_s(cb),
          "%.0f MiB/s" % (mib / cb), fmt_s(ub), "%.0f MiB/s" % (mib / ub),
          "%.2f" % (ub / cb)],
-        ["%d files of 4 KiB: first write → `sync --wait` returns (writes took %s)"
-         % (n, fmt_s(median(res["cs_small_write"]))), fmt_s(cs),
+        ["%d files of 4 KiB, in place (written while pushing was paused): "
+         "`resume --push` → `sync --wait` returns" % n, fmt_s(cs),
          "%.0f files/s" % (n / cs), fmt_s(us), "%.0f files/s" % (n / us), "%.2f" % (us / cs)],
+        ["%d files of 4 KiB, end to end: first write → `sync --wait` returns (the writes "
+         "through the mount took %s of it)" % (n, fmt_s(median(res["cs_small_write"]))),
+         fmt_s(median(res["cs_small_e2e"])),
+         "%.0f files/s" % (n / median(res["cs_small_e2e"])), fmt_s(us),
+         "%.0f files/s" % (n / us), "%.2f" % (us / median(res["cs_small_e2e"]))],
     ]
     s = ("### 1. Upload throughput (SabreDAV, plain; cloudsync --push-delay 0s, --transfers 4 "
          "(default); medians of %d runs)\n\n" % cfg["runs"])
@@ -781,7 +808,9 @@ def report_upload(res, cfg):
           "(median). curl sends the big file as one PUT (no `Expect: 100-continue`) and the small "
           "files as one curl process, one request after another (no --parallel; `php -S` closes "
           "the connection after each answer), after a MKCOL of their folder. cloudsync syncs "
-          "the server folder cs/, curl writes to curl/, so the mount never pulls curl's files.\n"
+          "the server folder cs/, curl writes to curl/, so the mount never pulls curl's files. "
+          "Pulling is paused (`cloudsync pause --pull`) for the whole section, so no pull of the "
+          "growing tree runs while either side is timed.\n"
           % fmt_s(median(res["cs_big_total"])))
 
     def fmt_req(c, per):

@@ -411,7 +411,7 @@ fn parse_multistatus(xml: &str) -> Result<Vec<RawResponse>, CloudError> {
 }
 
 /// Files up to this size are read whole and sent from memory; larger ones stream.
-const SMALL_UPLOAD: u64 = 256 << 10;
+const SMALL_UPLOAD: u64 = 64 << 10;
 
 /// The local file of an upload, opened.
 enum Source {
@@ -1212,11 +1212,10 @@ impl WebDav {
         let what = format!("PUT {url}");
         let progress = Arc::new(Progress::new());
         let changed = Arc::new(AtomicBool::new(false));
-        // One trip to the blocking pool opens the file, and reads and hashes it whole when it
-        // is small: most files are, and each further trip costs more than the read.
-        let path = src.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Source> {
-            let mut file = std::fs::File::open(&path)?;
+        // A small file (most are) is opened, read and hashed right here: a trip to the blocking
+        // pool and back costs more than that read. Larger files stream from the pool.
+        let opened = (|| -> std::io::Result<Source> {
+            let mut file = std::fs::File::open(src)?;
             let len = file.metadata()?.len();
             if len > SMALL_UPLOAD {
                 return Ok(Source::Large(file, len));
@@ -1228,9 +1227,7 @@ impl WebDav {
             }
             let hash = blake3::hash(&buf).to_hex().to_string();
             Ok(Source::Small(Bytes::from(buf), hash))
-        })
-        .await
-        .map_err(|e| CloudError::Io(std::io::Error::other(e)))??;
+        })()?;
         let (len, hash, body) = match opened {
             Source::Changed => {
                 return Err(CloudError::Io(std::io::Error::new(

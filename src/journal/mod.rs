@@ -667,6 +667,19 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// The paths of failed records (such as DELETED_ON_CLOUD) at or below `path` (everything
+    /// for `""`), through the index of failed records.
+    pub fn failed_nodes_under(&self, path: &str) -> Result<Vec<String>> {
+        let c = self.w();
+        let (lo, hi) = below(path);
+        let mut st = c.prepare_cached(
+            "SELECT path FROM nodes INDEXED BY nodes_failed WHERE state = 'failed'
+             AND (?4 OR path = ?1 OR (path >= ?2 AND path < ?3))",
+        )?;
+        let rows = st.query_map(params![path, lo, hi, path.is_empty()], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
     /// The first failure at `path` (or below it): a failed queue entry, or a failed record
     /// such as DELETED_ON_CLOUD. Returns the code and the detail.
     pub fn failure_under(&self, path: &str, subtree: bool) -> Result<Option<(String, String)>> {
@@ -814,7 +827,10 @@ fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: 
     // change when it says more (a create followed by modifies is still a create).
     let existing: Option<(i64, String)> = tx
         .one(
-            "SELECT id, op FROM queue WHERE path = ?1 AND op != 'rename' ORDER BY id DESC LIMIT 1",
+            // INDEXED BY: otherwise the planner weighs the partial index on renames against
+            // the bound path, and SQLite prepares the statement again on every run.
+            "SELECT id, op FROM queue INDEXED BY queue_path
+             WHERE path = ?1 AND op != 'rename' ORDER BY id DESC LIMIT 1",
             [path],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

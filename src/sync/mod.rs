@@ -42,7 +42,14 @@ pub struct Shared {
     /// Paths with changes still on their way to the journal, so status never says `synced`
     /// for a change the queue has not recorded yet.
     pub unflushed: Mutex<HashMap<String, u32>>,
+    /// When a sync request asked for a pull (ms), if that pull has not started yet. The pusher
+    /// starts it once the queue is drained, so that the two do not compete for the server, or
+    /// after [`PULL_AFTER_SYNC_WAIT`] whatever the queue holds.
+    pub pull_requested_at: std::sync::atomic::AtomicI64,
 }
+
+/// The longest a pull asked for by a sync request waits for the queue to drain.
+pub const PULL_AFTER_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 /// Push and pull counters, for `cloudsync status`.
 #[derive(Debug, Default)]
@@ -377,10 +384,8 @@ impl Engine {
             }
             j.retry_failed(if p.is_empty() { None } else { Some(p) })
                 .map_err(|e| e.to_string())?;
-            for n in j.all_nodes().map_err(|e| e.to_string())? {
-                if n.state == NodeState::Failed && crate::cloud::is_within(&n.path, p) {
-                    changes.push(Change::Path(Op::Check, n.path));
-                }
+            for path in j.failed_nodes_under(p).map_err(|e| e.to_string())? {
+                changes.push(Change::Path(Op::Check, path));
             }
             if !p.is_empty() {
                 changes.push(Change::Path(Op::Check, p.clone()));
@@ -400,8 +405,15 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
         if let Some((push, pull)) = self.notify.get() {
+            if self.shared.push_paused.load(Ordering::Relaxed) {
+                pull.notify_one();
+            } else {
+                // The pusher starts the pull once it has sent what is queued.
+                self.shared
+                    .pull_requested_at
+                    .store(now_ms().max(1), Ordering::Relaxed);
+            }
             push.notify_one();
-            pull.notify_one();
         }
         Ok(())
     }

@@ -181,6 +181,10 @@ impl Pusher {
         if self.shared.auth_paused.load(Ordering::Relaxed)
             || self.shared.push_paused.load(Ordering::Relaxed)
         {
+            // Nothing is sent while paused: a pull asked for need not wait.
+            if self.shared.pull_requested_at.swap(0, Ordering::Relaxed) > 0 {
+                self.pull_now.notify_one();
+            }
             return None;
         }
         if sem.available_permits() == 0 {
@@ -214,7 +218,9 @@ impl Pusher {
         let mut next: Option<i64> = None;
         // Entries are read one by one and the walk stops once every transfer slot is taken,
         // so a wake-up after each finished transfer costs a few rows, not a page of the queue.
+        let mut queued = false;
         let walked = self.journal.for_each_pending(256, |e| {
+            queued = true;
             if running.contains(&e.id) {
                 return true;
             }
@@ -253,6 +259,21 @@ impl Pusher {
         if let Err(e) = walked {
             warn!(error = %e, "cannot read the queue");
             return None;
+        }
+        // A pull asked for by a sync request starts once the queue is drained (or has waited
+        // long enough).
+        let asked = self.shared.pull_requested_at.load(Ordering::Relaxed);
+        if asked > 0 {
+            let waited = now - asked >= super::PULL_AFTER_SYNC_WAIT.as_millis() as i64;
+            if (!queued || waited)
+                && self
+                    .shared
+                    .pull_requested_at
+                    .compare_exchange(asked, 0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.pull_now.notify_one();
+            }
         }
         next
     }
