@@ -27,6 +27,12 @@ use crate::fs::{Attr, Ctx, Fs, FsError, Kind, SetAttr, SetTime};
 /// on-premise folder show up after at most this long.
 const TTL: Duration = Duration::from_secs(1);
 
+/// Flags of every file open. `FOPEN_NOFLUSH`: `close` need not wait for a FLUSH round trip,
+/// since data is in the on-premise file already and locks are kept by the kernel (the daemon
+/// implements no lock operations). Data the kernel caches for write-back is still written
+/// before `close` returns.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
+
 #[derive(Default)]
 struct Backing {
     by_fh: HashMap<u64, Arc<BackingId>>,
@@ -355,8 +361,8 @@ impl Filesystem for FuseFs {
         let _s = span!("open", req, ino.0);
         match self.fs.open(ino.0, flags.0) {
             Ok(o) => match self.backing_for(ino.0, o.fh, |f| reply.open_backing(f)) {
-                Some(id) => reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &id),
-                None => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+                Some(id) => reply.opened_passthrough(FileHandle(o.fh), OPEN_FLAGS, &id),
+                None => reply.opened(FileHandle(o.fh), OPEN_FLAGS),
             },
             Err(e) => reply.error(errno(e)),
         }
@@ -617,7 +623,7 @@ impl Filesystem for FuseFs {
                         &attr,
                         Generation(a.generation),
                         FileHandle(o.fh),
-                        FopenFlags::empty(),
+                        OPEN_FLAGS,
                         &id,
                     ),
                     None => reply.created(
@@ -625,7 +631,7 @@ impl Filesystem for FuseFs {
                         &attr,
                         Generation(a.generation),
                         FileHandle(o.fh),
-                        FopenFlags::empty(),
+                        OPEN_FLAGS,
                     ),
                 }
             }
