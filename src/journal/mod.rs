@@ -5,6 +5,7 @@
 //! Migrations run on open. With `synchronous = NORMAL` a committed change survives a kill -9 of
 //! the daemon; what had not been committed yet is found again by the start-up scan.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -667,6 +668,70 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Conflicting queue entries: their ids by path.
+    pub fn conflict_ids(&self) -> Result<HashMap<String, Vec<i64>>> {
+        let c = self.w();
+        let mut st = c.prepare_cached("SELECT id, path FROM queue WHERE state = 'conflict'")?;
+        let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            out.entry(r.get(1)?).or_default().push(r.get(0)?);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with the path and destination of every pending entry, without holding the
+    /// queue in memory.
+    pub fn for_each_pending_path(&self, mut f: impl FnMut(&str, Option<&str>)) -> Result<()> {
+        let c = self.w();
+        let mut st = c.prepare_cached("SELECT path, dest FROM queue WHERE state = 'pending'")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let path = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let dest = r
+                .get_ref(1)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?;
+            f(path, dest);
+        }
+        Ok(())
+    }
+
+    /// True when a pending entry touches `path`, one of its ancestors, or anything below it
+    /// (as its path or its rename target): a few index lookups, for a queue too long to hold.
+    pub fn pending_overlaps(&self, path: &str) -> Result<bool> {
+        let c = self.w();
+        if path.is_empty() {
+            return Ok(c.one(
+                "SELECT EXISTS(SELECT 1 FROM queue WHERE state = 'pending')",
+                [],
+                |r| r.get(0),
+            )?);
+        }
+        let (lo, hi) = below(path);
+        let mut st = c.prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM queue WHERE state = 'pending'
+             AND (path = ?1 OR (path >= ?2 AND path < ?3)))
+             OR EXISTS(SELECT 1 FROM queue WHERE state = 'pending'
+             AND (dest = ?1 OR (dest >= ?2 AND dest < ?3)))",
+        )?;
+        if st.query_row(params![path, lo, hi], |r| r.get::<_, bool>(0))? {
+            return Ok(true);
+        }
+        let mut st = c.prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM queue WHERE state = 'pending' AND path = ?1)
+             OR EXISTS(SELECT 1 FROM queue WHERE state = 'pending' AND dest = ?1)",
+        )?;
+        let mut a = path;
+        while let Some((up, _)) = a.rsplit_once('/') {
+            a = up;
+            if st.query_row([a], |r| r.get::<_, bool>(0))? {
+                return Ok(true);
+            }
+        }
+        Ok(st.query_row([""], |r| r.get::<_, bool>(0))?)
+    }
+
     /// The paths of failed records (such as DELETED_ON_CLOUD) at or below `path` (everything
     /// for `""`), through the index of failed records.
     pub fn failed_nodes_under(&self, path: &str) -> Result<Vec<String>> {
@@ -866,6 +931,40 @@ fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_overlaps_matches_ancestors_descendants_and_rename_targets() {
+        let (_d, j) = journal();
+        j.enqueue(
+            &[
+                Change::Path(Op::Create, "a/b/c.txt".into()),
+                Change::Rename("x/old".into(), "y/new".into()),
+            ],
+            0,
+        )
+        .unwrap();
+        for (p, want) in [
+            ("", true),
+            ("a", true),
+            ("a/b", true),
+            ("a/b/c.txt", true),
+            ("a/b/c.txt/d", true),
+            ("a/bc", false),
+            ("a/b/c", false),
+            ("x/old", true),
+            ("y", true),
+            ("y/new/z", true),
+            ("y/ne", false),
+            ("z", false),
+        ] {
+            assert_eq!(j.pending_overlaps(p).unwrap(), want, "{p:?}");
+        }
+        let mut seen = Vec::new();
+        j.for_each_pending_path(|p, d| seen.push((p.to_string(), d.map(str::to_string))))
+            .unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(j.conflict_ids().unwrap().is_empty());
+    }
 
     fn journal() -> (tempfile::TempDir, Journal) {
         let d = tempfile::tempdir().unwrap();

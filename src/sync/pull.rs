@@ -96,6 +96,10 @@ pub struct Puller {
 /// Every this many pulls, folder tags are ignored and the whole tree is walked.
 pub const FULL_WALK_EVERY: u64 = 20;
 
+/// Above this many pending changes, a pull asks the journal whether a path is busy rather
+/// than holding the queue in memory.
+const LONG_QUEUE: u64 = 10_000;
+
 /// Strips the weak marker, so `W/"x"` and `"x"` compare equal.
 fn tag(t: &Option<String>) -> Option<&str> {
     t.as_deref().map(|t| t.strip_prefix("W/").unwrap_or(t))
@@ -360,25 +364,26 @@ impl Puller {
 
         // Paths the pusher is working on are left alone, except those its conditional upload
         // found changed in the cloud (412): those are ours to merge.
-        let queue = jr(self.journal.queue())?;
-        let busy: Vec<String> = queue
-            .iter()
-            .filter(|e| e.state == QueueState::Pending)
-            .flat_map(|e| std::iter::once(e.path.clone()).chain(e.dest.clone()))
-            .collect();
-        let conflicted: HashSet<String> = queue
-            .iter()
-            .filter(|e| e.state == QueueState::Conflict)
-            .map(|e| e.path.clone())
-            .collect();
-        // Checked per path in the depth of the path, not the length of the queue.
+        let conflicted = jr(self.journal.conflict_ids())?;
+        // A queue of ordinary length is held as a set, checked per path in the depth of the
+        // path. A very long one (a first sync of a large tree) is asked per path instead, so
+        // that a pull never holds the whole queue in memory.
+        let (pending, failed) = jr(self.journal.queue_counts())?;
+        let long_queue = pending.saturating_sub(failed) > LONG_QUEUE;
         let mut busy_set = super::push::Busy::default();
-        for b in &busy {
-            busy_set.add(b, None);
+        if !long_queue {
+            jr(self
+                .journal
+                .for_each_pending_path(|p, d| busy_set.add(p, d)))?;
         }
         // In-flight transfers are few (at most `transfers`): looked at live, path by path.
-        let is_busy = |p: &str| {
-            busy_set.overlaps(p)
+        let is_busy = |p: &str| -> Result<bool, CloudError> {
+            let queued = if long_queue {
+                jr(self.journal.pending_overlaps(p))?
+            } else {
+                busy_set.overlaps(p)
+            };
+            Ok(queued
                 || self
                     .shared
                     .in_flight
@@ -389,17 +394,18 @@ impl Puller {
                         cloud::is_within(p, a)
                             || cloud::is_within(a, p)
                             || b.as_deref().is_some_and(|b| cloud::is_within(p, b))
-                    })
+                    }))
         };
 
-        let mut paths: Vec<String> = found.keys().cloned().collect();
+        // Borrowed, not copied: a large tree's names are held once, in `found` and `records`.
+        let mut paths: Vec<&str> = found.keys().map(String::as_str).collect();
         paths.extend(
             records
                 .keys()
                 .filter(|p| !in_skipped(p) && !found.contains_key(*p))
-                .cloned(),
+                .map(String::as_str),
         );
-        paths.sort();
+        paths.sort_unstable();
         paths.dedup();
 
         // Cloud-side moves: a record gone and a new path with the same file ETag.
@@ -407,8 +413,8 @@ impl Puller {
         {
             let gone: Vec<&NodeRecord> = paths
                 .iter()
-                .filter(|p| !found.contains_key(*p))
-                .filter_map(|p| records.get(p))
+                .filter(|p| !found.contains_key(**p))
+                .filter_map(|p| records.get(*p))
                 .filter(|r| r.kind == NodeKind::File && r.etag.is_some())
                 .collect();
             for r in gone {
@@ -428,12 +434,12 @@ impl Puller {
         // Paths left for later (busy, or failed to merge): folder tags above them are not
         // remembered, so the next pull walks there again.
         let mut incomplete: Vec<String> = Vec::new();
-        for path in &paths {
+        for &path in &paths {
             if self.ignore.path_excluded(path) {
                 continue;
             }
-            if is_busy(path) && !conflicted.contains(path) {
-                incomplete.push(path.clone());
+            if !conflicted.contains_key(path) && is_busy(path)? {
+                incomplete.push(path.to_string());
                 continue;
             }
             if removed_dirs.iter().any(|d| cloud::is_within(path, d)) || move_targets.contains(path)
@@ -456,18 +462,15 @@ impl Puller {
                     }
                 }
             }
-            if conflicted.contains(path) {
+            if let Some(ids) = conflicted.get(path) {
                 // The merge below settles what the pusher could not, unless a new change has
                 // put the entry back in the pusher's hands since the queue was read.
                 let mut taken = true;
-                for e in queue
-                    .iter()
-                    .filter(|e| &e.path == path && e.state == QueueState::Conflict)
-                {
-                    taken &= jr(self.journal.remove_in_state(e.id, QueueState::Conflict))?;
+                for &id in ids {
+                    taken &= jr(self.journal.remove_in_state(id, QueueState::Conflict))?;
                 }
                 if !taken {
-                    incomplete.push(path.clone());
+                    incomplete.push(path.to_string());
                     continue;
                 }
             }
@@ -487,7 +490,7 @@ impl Puller {
                 Ok(None) => {}
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
-                    incomplete.push(path.clone());
+                    incomplete.push(path.to_string());
                     warn!(path = %path, error = %e, "cannot merge a cloud change")
                 }
             }
