@@ -463,6 +463,24 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Calls `f` on every node record at or below `path` (all of them for `""`), without its
+    /// content hash, in path order, one row at a time: a pull of a large tree never holds the
+    /// journal in memory.
+    pub fn for_each_node_under(&self, path: &str, mut f: impl FnMut(NodeRecord)) -> Result<()> {
+        let c = self.r();
+        let (lo, hi) = below(path);
+        let mut st = c.prepare_cached(
+            "SELECT path, kind, size, mtime_ns, ctime_ns, ino, NULL AS hash, etag, state, error,
+             synced_at FROM nodes WHERE ?4 OR path = ?1 OR (path >= ?2 AND path < ?3)
+             ORDER BY path",
+        )?;
+        let mut rows = st.query(params![path, lo, hi, path.is_empty()])?;
+        while let Some(r) = rows.next()? {
+            f(NodeRecord::try_from(r)?);
+        }
+        Ok(())
+    }
+
     /// Every node record without its content hash, for the puller's walk (the hash is read
     /// per path when needed; leaving it out keeps a large journal's snapshot small).
     pub fn all_nodes_without_hash(&self) -> Result<Vec<NodeRecord>> {

@@ -175,11 +175,7 @@ impl Puller {
 
     /// Lists the cloud tree, skipping folders whose ETag matches the journal. Returns the
     /// entries found, the folders skipped as unchanged, and the number of requests.
-    async fn walk(
-        &self,
-        set: &SyncSet,
-        records: &HashMap<String, NodeRecord>,
-    ) -> Result<Walk, CloudError> {
+    async fn walk(&self, set: &SyncSet) -> Result<Walk, CloudError> {
         let mut found = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut requests = 0u64;
@@ -254,7 +250,7 @@ impl Puller {
                 if e.is_dir {
                     let unchanged = trust
                         && e.etag.is_some()
-                        && records.get(&local).is_some_and(|r| {
+                        && jr(self.journal.node(&local))?.is_some_and(|r| {
                             r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag)
                         });
                     if unchanged {
@@ -300,25 +296,11 @@ impl Puller {
                 return Ok(report);
             }
         }
-        let mut all: Vec<NodeRecord> = jr(self.journal.all_nodes_without_hash())?;
         for set in self.sets.iter() {
-            if idle.contains(&set.local) {
-                all.retain(|r| !self.owns(set, &r.path));
+            if idle.contains(&set.local) || self.is_unsynced(&set.local) {
                 continue;
             }
-            // Each record moves to the one set that owns it: no copies of a large journal.
-            let (mine, rest): (Vec<NodeRecord>, Vec<NodeRecord>) =
-                all.into_iter().partition(|r| self.owns(set, &r.path));
-            all = rest;
-            if self.is_unsynced(&set.local) {
-                continue;
-            }
-            let records: HashMap<String, NodeRecord> = mine
-                .into_iter()
-                .filter(|r| !self.is_unsynced(&r.path))
-                .map(|r| (r.path.clone(), r))
-                .collect();
-            self.pull_set(set, records, &mut report).await?;
+            self.pull_set(set, &mut report).await?;
         }
         if report.downloaded + report.conflicts + report.other > 0 {
             info!(
@@ -347,20 +329,28 @@ impl Puller {
             .any(|u| cloud::is_within(path, u))
     }
 
-    async fn pull_set(
-        &self,
-        set: &SyncSet,
-        records: HashMap<String, NodeRecord>,
-        report: &mut PullReport,
-    ) -> Result<(), CloudError> {
+    async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> Result<(), CloudError> {
         let Walk {
             found,
             skipped,
             requests,
             root_tag,
-        } = self.walk(set, &records).await?;
+        } = self.walk(set).await?;
         report.requests += requests;
         let in_skipped = |p: &str| skipped.iter().any(|s| cloud::is_within(p, s));
+        // The set's records that the walk did not meet (gone from the cloud), streamed from
+        // the journal: only these are held, never the whole journal. Records of paths found
+        // are read one by one below.
+        let mut gone: HashMap<String, NodeRecord> = HashMap::new();
+        jr(self.journal.for_each_node_under(&set.local, |r| {
+            if !found.contains_key(&r.path)
+                && !in_skipped(&r.path)
+                && self.owns(set, &r.path)
+                && !self.is_unsynced(&r.path)
+            {
+                gone.insert(r.path.clone(), r);
+            }
+        }))?;
 
         // Paths the pusher is working on are left alone, except those its conditional upload
         // found changed in the cloud (412): those are ours to merge.
@@ -397,34 +387,31 @@ impl Puller {
                     }))
         };
 
-        // Borrowed, not copied: a large tree's names are held once, in `found` and `records`.
+        // Borrowed, not copied: a large tree's names are held once, in `found`.
         let mut paths: Vec<&str> = found.keys().map(String::as_str).collect();
-        paths.extend(
-            records
-                .keys()
-                .filter(|p| !in_skipped(p) && !found.contains_key(*p))
-                .map(String::as_str),
-        );
+        paths.extend(gone.keys().map(String::as_str));
         paths.sort_unstable();
-        paths.dedup();
 
         // Cloud-side moves: a record gone and a new path with the same file ETag.
         let mut moved: HashMap<String, String> = HashMap::new();
         {
-            let gone: Vec<&NodeRecord> = paths
-                .iter()
-                .filter(|p| !found.contains_key(**p))
-                .filter_map(|p| records.get(*p))
-                .filter(|r| r.kind == NodeKind::File && r.etag.is_some())
-                .collect();
-            for r in gone {
-                if let Some((newp, _)) = found.iter().find(|(p, e)| {
-                    !e.is_dir
-                        && !records.contains_key(*p)
+            let gone_files = gone
+                .values()
+                .filter(|r| r.kind == NodeKind::File && r.etag.is_some());
+            for r in gone_files {
+                let mut target = None;
+                for (p, e) in &found {
+                    if !e.is_dir
                         && tag(&e.etag) == tag(&r.etag)
                         && !self.full(p).exists()
-                }) {
-                    moved.insert(r.path.clone(), newp.clone());
+                        && jr(self.journal.node(p))?.is_none()
+                    {
+                        target = Some(p.clone());
+                        break;
+                    }
+                }
+                if let Some(newp) = target {
+                    moved.insert(r.path.clone(), newp);
                 }
             }
         }
@@ -474,13 +461,14 @@ impl Puller {
                     continue;
                 }
             }
-            // The snapshot of records predates the walk; a push may have finished since.
+            // Read now, after the walk: a push may have finished since.
             let fresh;
-            let rec = if !records.contains_key(path) && found.contains_key(path) {
-                fresh = jr(self.journal.node(path))?;
-                fresh.as_ref()
-            } else {
-                records.get(path)
+            let rec = match gone.get(path) {
+                Some(r) => Some(r),
+                None => {
+                    fresh = jr(self.journal.node(path))?;
+                    fresh.as_ref()
+                }
             };
             match self
                 .merge_path(set, path, found.get(path), rec, report)
