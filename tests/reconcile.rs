@@ -274,3 +274,48 @@ fn deleting_a_folder_never_deletes_what_changed_in_the_cloud() {
         m.o("proj/sub/new-in-cloud.txt").exists()
     });
 }
+
+/// Pulls that run while a first upload of many files is under way never take a file whose
+/// push finished during their walk for one deleted in the cloud.
+#[test]
+fn pulls_during_a_first_upload_never_take_new_files_for_deleted_ones() {
+    let mut m = Mount::prepare_with_cloud("", &["--pull-interval", "1h"], &[]);
+    m.cloud_url = format!("file://{}", m.cloud.display());
+    for d in 0..20 {
+        let dir = m.onprem.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            fs::write(dir.join(format!("f{f:03}.txt")), format!("{d} {f}")).unwrap();
+        }
+    }
+    m.spawn();
+    // Pull after pull, each walking the cloud while the pusher fills it.
+    let mut pulls = 0;
+    let start = Instant::now();
+    while tree(&m.cloud, &skip).len() < 2020 && start.elapsed() < Duration::from_secs(60) {
+        let out = std::process::Command::new(harness::bin())
+            .args(["sync", "--now"])
+            .arg(&m.mnt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        pulls += 1;
+    }
+    m.wait_all_synced();
+    let log = m.log_text();
+    assert!(
+        !log.contains("DELETED_ON_CLOUD"),
+        "a pushed file was taken for deleted in the cloud after {pulls} pulls:\n{}",
+        log.lines()
+            .filter(|l| l.contains("DELETED_ON_CLOUD"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        tree(&m.cloud, &skip).len(),
+        2020,
+        "20 folders and 2000 files"
+    );
+    assert!(pulls > 1, "only {pulls} pulls ran during the upload");
+}

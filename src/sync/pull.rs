@@ -330,6 +330,13 @@ impl Puller {
     }
 
     async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> Result<(), CloudError> {
+        // The names of the set's records before the walk. A record written while the walk is
+        // under way (a push finishing) may be missing from a listing made just before it, and
+        // must not be taken for an item deleted in the cloud.
+        let mut known: HashSet<Box<str>> = HashSet::new();
+        jr(self.journal.for_each_node_under(&set.local, |r| {
+            known.insert(r.path.into_boxed_str());
+        }))?;
         let Walk {
             found,
             skipped,
@@ -344,6 +351,7 @@ impl Puller {
         let mut gone: HashMap<String, NodeRecord> = HashMap::new();
         jr(self.journal.for_each_node_under(&set.local, |r| {
             if !found.contains_key(&r.path)
+                && known.contains(r.path.as_str())
                 && !in_skipped(&r.path)
                 && self.owns(set, &r.path)
                 && !self.is_unsynced(&r.path)
@@ -351,6 +359,7 @@ impl Puller {
                 gone.insert(r.path.clone(), r);
             }
         }))?;
+        drop(known);
 
         // Paths the pusher is working on are left alone, except those its conditional upload
         // found changed in the cloud (412): those are ours to merge.
