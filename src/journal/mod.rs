@@ -481,18 +481,6 @@ impl Journal {
         Ok(())
     }
 
-    /// Every node record without its content hash, for the puller's walk (the hash is read
-    /// per path when needed; leaving it out keeps a large journal's snapshot small).
-    pub fn all_nodes_without_hash(&self) -> Result<Vec<NodeRecord>> {
-        let c = self.r();
-        let mut st = c.prepare(
-            "SELECT path, kind, size, mtime_ns, ctime_ns, ino, NULL AS hash, etag, state, error,
-             synced_at FROM nodes",
-        )?;
-        let rows = st.query_map([], |r| NodeRecord::try_from(r))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    }
-
     /// Calls `f` with the stat part of every node record, without holding them all at once:
     /// path, kind, size, mtime, ctime and inode number.
     pub fn for_each_stat(
@@ -632,6 +620,7 @@ impl Journal {
     }
 
     /// Pending entries, oldest first, at most `limit`.
+    #[cfg(test)]
     pub fn pending(&self, limit: usize) -> Result<Vec<QueueEntry>> {
         let c = self.w();
         let mut st =

@@ -659,8 +659,14 @@ impl Puller {
                 jr(self.journal.put_node(&r))?;
                 if r.kind == NodeKind::Dir {
                     // Everything below shares the fate of the folder.
-                    for child in jr(self.journal.all_nodes())? {
-                        if cloud::is_within(&child.path, path) && child.path != path {
+                    let mut below = Vec::new();
+                    jr(self.journal.for_each_node_under(path, |c| {
+                        if c.path != path {
+                            below.push(c.path);
+                        }
+                    }))?;
+                    for p in below {
+                        if let Some(child) = jr(self.journal.node(&p))? {
                             jr(self.journal.put_node(&NodeRecord {
                                 state: NodeState::Failed,
                                 error: r.error.clone(),
@@ -918,11 +924,10 @@ impl Puller {
     fn delete_local_tree(&self, path: &str) -> Result<(), CloudError> {
         let full = self.full(path);
         let mut kept = false;
-        let records: HashMap<String, NodeRecord> = jr(self.journal.all_nodes())?
-            .into_iter()
-            .filter(|r| cloud::is_within(&r.path, path))
-            .map(|r| (r.path.clone(), r))
-            .collect();
+        let mut records: HashMap<String, NodeRecord> = HashMap::new();
+        jr(self.journal.for_each_node_under(path, |r| {
+            records.insert(r.path.clone(), r);
+        }))?;
         fn walk(
             me: &Puller,
             dir: &Path,
