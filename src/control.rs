@@ -168,7 +168,8 @@ impl Control {
     /// Serves requests on `socket` until the task is dropped.
     pub async fn serve(self: Arc<Self>, socket: PathBuf) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&socket);
-        let listener = tokio::net::UnixListener::bind(&socket)?;
+        let (_dir, short) = reachable(&socket)?;
+        let listener = tokio::net::UnixListener::bind(&short)?;
         std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         loop {
             let (stream, _) = listener.accept().await?;
@@ -419,10 +420,35 @@ pub fn original_of(copy: &str) -> String {
     }
 }
 
+/// A socket address has room for about 107 bytes of path. A longer `socket` path is reached
+/// through its folder, opened here: `/proc/self/fd/N/NAME`. Keep the returned folder open
+/// until the bind or connect is done.
+fn reachable(socket: &Path) -> std::io::Result<(Option<std::fs::File>, PathBuf)> {
+    if socket.as_os_str().len() < 100 {
+        return Ok((None, socket.to_path_buf()));
+    }
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return Ok((None, socket.to_path_buf()));
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&d).to_string())
+        .join(name);
+    Ok((Some(d), short))
+}
+
 /// Sends one request to the daemon behind `socket`.
 pub fn request(socket: &Path, req: &Request) -> anyhow::Result<Response> {
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+    let connect = || -> std::io::Result<std::os::unix::net::UnixStream> {
+        let (_dir, short) = reachable(socket)?;
+        std::os::unix::net::UnixStream::connect(short)
+    };
+    let mut s = connect().map_err(|e| {
         anyhow::anyhow!(
             "cannot reach the daemon at {}: {e} (is it running, and are you its owner?)",
             socket.display()

@@ -473,3 +473,25 @@ fn hard_links_and_times() {
     m.wait_status("report.txt", "synced");
     assert_eq!(m.uploads_of("report.txt"), uploads);
 }
+
+/// A state dir whose socket path is longer than a socket address holds still takes control
+/// requests.
+#[test]
+fn a_long_state_dir_path_still_takes_control_requests() {
+    let mut m = Mount::prepare_with_cloud("", &[], &[]);
+    m.cloud_url = format!("file://{}", m.cloud.display());
+    m.state = m
+        .tmp
+        .path()
+        .join("a-rather-long-state-directory-name-".repeat(3));
+    m.spawn();
+    assert!(m.state.join("control.sock").as_os_str().len() > 108);
+    fs::write(m.m("f.txt"), "x").unwrap();
+    let out = Command::new(harness::bin())
+        .args(["sync", "--wait", "--timeout", "30s"])
+        .arg(m.m("f.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(fs::read_to_string(m.c("f.txt")).unwrap(), "x");
+}
