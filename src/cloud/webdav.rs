@@ -1100,7 +1100,7 @@ impl WebDav {
     }
 
     /// Whether the server honours `If-Match` and `If-None-Match` on PUT. Found out once, on
-    /// the first conditional upload, by [`WebDav::probe_conditions`]; until an answer comes
+    /// the first conditional upload, by `probe_conditions`; until an answer comes
     /// (the server is down, say), the answer is no, which only costs a PROPFIND per upload.
     pub async fn honours_conditions(&self) -> bool {
         match self
