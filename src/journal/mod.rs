@@ -523,8 +523,20 @@ impl Journal {
 
     /// Writes many node records in one transaction.
     pub fn put_nodes(&self, nodes: &[NodeRecord]) -> Result<()> {
+        self.put_nodes_dropping_meta(nodes, None)
+    }
+
+    /// Writes a node record and drops the metadata value `key`, in one transaction.
+    pub fn put_node_dropping_meta(&self, n: &NodeRecord, key: &str) -> Result<()> {
+        self.put_nodes_dropping_meta(std::slice::from_ref(n), Some(key))
+    }
+
+    fn put_nodes_dropping_meta(&self, nodes: &[NodeRecord], key: Option<&str>) -> Result<()> {
         let mut c = self.w();
         let tx = c.transaction()?;
+        if let Some(k) = key {
+            tx.run("DELETE FROM meta WHERE key = ?1", [k])?;
+        }
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR REPLACE INTO nodes(path, kind, size, mtime_ns, ctime_ns, ino, hash, etag,

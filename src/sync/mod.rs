@@ -159,6 +159,25 @@ impl Shared {
         }
     }
 
+    /// True while a change to `path` or to one of its folders is still on its way to the
+    /// journal: a rename of a folder above it, say, that will move its queued entry.
+    pub fn unflushed_at_or_above(&self, path: &str) -> bool {
+        let m = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
+        if m.is_empty() {
+            return false;
+        }
+        let mut a = path;
+        loop {
+            if m.contains_key(a) {
+                return true;
+            }
+            match a.rsplit_once('/') {
+                Some((up, _)) => a = up,
+                None => return false,
+            }
+        }
+    }
+
     fn track(&self, c: &Change, delta: i32) {
         let mut m = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
         let paths: [Option<&String>; 2] = match c {

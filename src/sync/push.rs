@@ -407,6 +407,12 @@ impl Pusher {
         match local {
             None => {
                 let Some(r) = rec else {
+                    // Never in the cloud, and gone here. If a change above it is still on its
+                    // way to the journal (a folder renamed a moment ago), that change will move
+                    // this entry to the new name: wait for it rather than drop the entry.
+                    if self.shared.unflushed_at_or_above(path) {
+                        return Ok(Outcome::Later);
+                    }
                     return Ok(Outcome::Done);
                 };
                 if set.cloud_delete && r.kind == NodeKind::Dir {
@@ -646,8 +652,9 @@ impl Pusher {
             },
             r => r,
         };
-        // Only an upload cut short by transient trouble may have left a partial file.
-        if !put.as_ref().is_err_and(CloudError::is_transient) {
+        // Only an upload cut short by transient trouble may have left a partial file. After a
+        // complete upload the intent goes with the record written below, in one transaction.
+        if put.as_ref().is_err_and(|e| !e.is_transient()) {
             jr(self.journal.delete_meta(&intent))?;
         }
         let crate::cloud::Uploaded { etag, hash: sent } = put?;
@@ -659,10 +666,13 @@ impl Pusher {
         }) || self.writers.is_open(m.ino())
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
-            jr(self.journal.put_node(&NodeRecord {
-                hash: None,
-                ..record_of(path, &m, None, etag)
-            }))?;
+            jr(self.journal.put_node_dropping_meta(
+                &NodeRecord {
+                    hash: None,
+                    ..record_of(path, &m, None, etag)
+                },
+                &intent,
+            ))?;
             info!("changed during upload; will upload again");
             return Ok(Outcome::Later);
         }
@@ -677,7 +687,7 @@ impl Pusher {
         info!(bytes = m.size(), "uploaded");
         jr(self
             .journal
-            .put_node(&record_of(path, &m, Some(hash), etag)))?;
+            .put_node_dropping_meta(&record_of(path, &m, Some(hash), etag), &intent))?;
         Ok(Outcome::Done)
     }
 
