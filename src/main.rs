@@ -149,6 +149,13 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse_from(std::iter::once("cloudsync".to_string()).chain(args.iter().cloned()));
+    if !matches!(cli.command, Cmd::Mount(_)) {
+        // The short-lived commands end quietly when their output is cut off (`| head`), as
+        // other tools do. The daemon keeps SIGPIPE ignored: a client hanging up on its control
+        // socket must not kill it.
+        // SAFETY: restoring a default signal disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let r = match cli.command {
         Cmd::Mount(a) => mount(*a, &args).map(|_| 0),
         Cmd::Unmount(a) => unmount(a).map(|_| 0),

@@ -495,3 +495,25 @@ fn a_long_state_dir_path_still_takes_control_requests() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(fs::read_to_string(m.c("f.txt")).unwrap(), "x");
 }
+
+/// `cloudsync status | head` ends quietly when its output is cut off.
+#[test]
+fn status_output_cut_off_ends_quietly() {
+    let m = Mount::start(&[]);
+    // More than a pipe holds, so the writer meets the closed pipe.
+    for i in 0..2000 {
+        fs::write(m.o(&format!("a-rather-long-file-name-{i:04}.txt")), "x").unwrap();
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' status '{}' | head -1",
+            harness::bin().display(),
+            m.mnt.display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
