@@ -346,6 +346,17 @@ impl Cached for Connection {
     }
 }
 
+/// The record of `path` read on `c`.
+fn node_on(c: &Connection, path: &str) -> Result<Option<NodeRecord>> {
+    let mut st = c.prepare_cached(
+        "SELECT path, kind, size, mtime_ns, ctime_ns, ino, hash, etag, state, error, synced_at
+         FROM nodes WHERE path = ?1",
+    )?;
+    Ok(st
+        .query_row([path], |r| NodeRecord::try_from(r))
+        .optional()?)
+}
+
 fn open_conn(path: &Path) -> Result<Connection> {
     let c = Connection::open(path)?;
     c.set_prepared_statement_cache_capacity(64);
@@ -433,26 +444,12 @@ impl Journal {
 
     /// The record of `path`, if any.
     pub fn node(&self, path: &str) -> Result<Option<NodeRecord>> {
-        let c = self.w();
-        let mut st = c.prepare_cached(
-            "SELECT path, kind, size, mtime_ns, ctime_ns, ino, hash, etag, state, error, synced_at
-             FROM nodes WHERE path = ?1",
-        )?;
-        Ok(st
-            .query_row([path], |r| NodeRecord::try_from(r))
-            .optional()?)
+        node_on(&self.w(), path)
     }
 
     /// Like [`Journal::node`], on the read connection (for status reads).
     pub fn node_for_status(&self, path: &str) -> Result<Option<NodeRecord>> {
-        let c = self.r();
-        let mut st = c.prepare_cached(
-            "SELECT path, kind, size, mtime_ns, ctime_ns, ino, hash, etag, state, error, synced_at
-             FROM nodes WHERE path = ?1",
-        )?;
-        Ok(st
-            .query_row([path], |r| NodeRecord::try_from(r))
-            .optional()?)
+        node_on(&self.r(), path)
     }
 
     /// Every node record, for the start-up scan.
@@ -749,6 +746,25 @@ impl Journal {
             }
         }
         Ok(st.query_row([""], |r| r.get::<_, bool>(0))?)
+    }
+
+    /// The newest pending rename whose source is `path` or one of its folders, as
+    /// `(from, to)`.
+    pub fn rename_over(&self, path: &str) -> Result<Option<(String, String)>> {
+        let c = self.w();
+        let mut st = c.prepare_cached(
+            "SELECT path, dest FROM queue INDEXED BY queue_renames
+             WHERE op = 'rename' AND state = 'pending' ORDER BY id DESC",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let from: String = r.get(0)?;
+            if crate::cloud::is_within(path, &from) {
+                let to: Option<String> = r.get(1)?;
+                return Ok(to.map(|t| (from, t)));
+            }
+        }
+        Ok(None)
     }
 
     /// The paths of failed records (such as DELETED_ON_CLOUD) at or below `path` (everything

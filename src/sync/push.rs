@@ -403,16 +403,31 @@ impl Pusher {
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => None,
             Err(e) => return Err(CloudError::Io(e)),
         };
+        // Gone here. If a change at or above it is still on its way to the journal (a folder
+        // renamed a moment ago), decide once it is queued: that rename moves this item.
+        if local.is_none() && self.shared.unflushed_at_or_above(path) {
+            return Ok(Outcome::Later);
+        }
         let rec = jr(self.journal.node(path))?;
+        if local.is_none()
+            && let Some((from, to)) = jr(self.journal.rename_over(path))?
+        {
+            // Gone because a folder above it was renamed, and that rename is still queued
+            // (this entry was queued after it, by a folder push listing its contents). The
+            // rename carries what is in the cloud; what never got there goes up under the
+            // new name.
+            return Ok(if rec.is_some() {
+                Outcome::Done
+            } else {
+                Outcome::Replace(vec![Change::Path(
+                    Op::Check,
+                    format!("{to}{}", &path[from.len()..]),
+                )])
+            });
+        }
         match local {
             None => {
                 let Some(r) = rec else {
-                    // Never in the cloud, and gone here. If a change above it is still on its
-                    // way to the journal (a folder renamed a moment ago), that change will move
-                    // this entry to the new name: wait for it rather than drop the entry.
-                    if self.shared.unflushed_at_or_above(path) {
-                        return Ok(Outcome::Later);
-                    }
                     return Ok(Outcome::Done);
                 };
                 if set.cloud_delete && r.kind == NodeKind::Dir {
