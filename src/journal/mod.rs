@@ -452,7 +452,8 @@ impl Journal {
         node_on(&self.r(), path)
     }
 
-    /// Every node record, for the start-up scan.
+    /// Every node record (tests only: the daemon streams records or reads them by path).
+    #[cfg(test)]
     pub fn all_nodes(&self) -> Result<Vec<NodeRecord>> {
         let c = self.r();
         let mut st = c.prepare("SELECT path, kind, size, mtime_ns, ctime_ns, ino, hash, etag, state, error, synced_at FROM nodes")?;
