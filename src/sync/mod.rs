@@ -298,6 +298,12 @@ pub fn mtime_ns(m: &Metadata) -> i64 {
     m.mtime() * 1_000_000_000 + m.mtime_nsec()
 }
 
+/// How long the journal writer lets changes gather before it commits them.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+/// The most changes committed in one transaction.
+const BATCH_MAX: usize = 4096;
+
 /// Nanoseconds of a metadata change-time pair.
 pub fn ctime_ns(m: &Metadata) -> i64 {
     m.ctime() * 1_000_000_000 + m.ctime_nsec()
@@ -320,14 +326,14 @@ impl Engine {
             .name("journal-writer".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
+                    // The batch gathers while the writer sleeps: senders never wake it for
+                    // each change of a burst, which would cost a context switch per change.
                     let mut batch = vec![first];
-                    let deadline = std::time::Instant::now() + Duration::from_millis(20);
-                    while batch.len() < 4096 {
-                        let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        match rx.recv_timeout(left) {
-                            Ok(c) => batch.push(c),
-                            Err(_) => break,
-                        }
+                    batch.extend(rx.try_iter().take(BATCH_MAX - 1));
+                    if batch.len() < BATCH_MAX {
+                        std::thread::sleep(BATCH_WINDOW);
+                        let room = BATCH_MAX - batch.len();
+                        batch.extend(rx.try_iter().take(room));
                     }
                     let not_before = now_ms() + push_delay.as_millis() as i64;
                     if let Err(e) = j.enqueue(&batch, not_before) {
