@@ -37,6 +37,10 @@ const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
 struct Backing {
     by_fh: HashMap<u64, Arc<BackingId>>,
     by_ino: HashMap<u64, Weak<BackingId>>,
+    /// Handles served through the daemon while passthrough is on, and how many each inode
+    /// has: the kernel refuses to mix the two kinds of handle on one inode.
+    daemon_fh: HashMap<u64, u64>,
+    daemon_ino: HashMap<u64, u32>,
 }
 
 /// The FUSE face of the filesystem.
@@ -45,7 +49,11 @@ pub struct FuseFs {
     onprem: std::path::PathBuf,
     want_passthrough: bool,
     passthrough: AtomicBool,
+    /// The kernel left clearing setuid and setgid bits to the daemon.
+    killpriv: AtomicBool,
     backing: Mutex<Backing>,
+    /// Tells the kernel about attribute changes it did not ask for; set once mounted.
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 impl FuseFs {
@@ -56,7 +64,9 @@ impl FuseFs {
             onprem: onprem.to_path_buf(),
             want_passthrough: passthrough,
             passthrough: AtomicBool::new(false),
+            killpriv: AtomicBool::new(false),
             backing: Mutex::new(Backing::default()),
+            notifier: Arc::default(),
         }
     }
 
@@ -64,20 +74,31 @@ impl FuseFs {
         self.backing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens (or reuses) the passthrough backing file of `ino`, opened as handle `fh`.
+    /// Opens (or reuses) the passthrough backing file of `ino`, opened as handle `o`.
+    ///
+    /// `None` serves the handle through the daemon: when passthrough is off, and for a setuid
+    /// or setgid file while the daemon clears those bits (it must see the writes), unless the
+    /// inode has passthrough handles already. An inode with handles served through the daemon
+    /// gets no passthrough handle either.
     fn backing_for(
         &self,
         ino: u64,
-        fh: u64,
+        o: &crate::fs::Opened,
         make: impl FnOnce(&File) -> std::io::Result<BackingId>,
     ) -> Option<Arc<BackingId>> {
         if !self.passthrough.load(Ordering::Relaxed) {
             return None;
         }
+        let fh = o.fh;
         let mut b = self.backing();
         if let Some(id) = b.by_ino.get(&ino).and_then(Weak::upgrade) {
             b.by_fh.insert(fh, id.clone());
             return Some(id);
+        }
+        if (o.setid && self.killpriv.load(Ordering::Relaxed)) || b.daemon_ino.contains_key(&ino) {
+            b.daemon_fh.insert(fh, ino);
+            *b.daemon_ino.entry(ino).or_default() += 1;
+            return None;
         }
         let file = self.fs.backing_file(fh).ok()?;
         match make(&file) {
@@ -177,6 +198,17 @@ impl Filesystem for FuseFs {
                 | InitFlags::FUSE_PARALLEL_DIROPS
                 | InitFlags::FUSE_ASYNC_DIO,
         );
+        // The daemon clears setuid and setgid bits itself (on writes through it and on
+        // truncation), so the kernel need not ask for `security.capability` before every
+        // write: without this, each write() of an open file cost a GETXATTR round trip,
+        // passthrough or not. Files with those bits are not opened for passthrough, whose
+        // writes the daemon never sees.
+        if config
+            .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_ok()
+        {
+            self.killpriv.store(true, Ordering::Relaxed);
+        }
         let _ = config.set_max_write(1 << 20);
         if self.want_passthrough {
             match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH) {
@@ -243,6 +275,9 @@ impl Filesystem for FuseFs {
             atime: set_time(atime),
             mtime: set_time(mtime),
             fh: fh.map(|f| f.0),
+            // What the kernel asks with FATTR_KILL_SUIDGID, which it sends for a truncation by
+            // a caller without CAP_FSETID: approximated by "not root".
+            kill_suidgid: self.killpriv.load(Ordering::Relaxed) && size.is_some() && req.uid() != 0,
         };
         match self.fs.setattr(ino.0, s) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
@@ -360,7 +395,7 @@ impl Filesystem for FuseFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _s = span!("open", req, ino.0);
         match self.fs.open(ino.0, flags.0) {
-            Ok(o) => match self.backing_for(ino.0, o.fh, |f| reply.open_backing(f)) {
+            Ok(o) => match self.backing_for(ino.0, &o, |f| reply.open_backing(f)) {
                 Some(id) => reply.opened_passthrough(FileHandle(o.fh), OPEN_FLAGS, &id),
                 None => reply.opened(FileHandle(o.fh), OPEN_FLAGS),
             },
@@ -393,14 +428,21 @@ impl Filesystem for FuseFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let _s = span!("write", req, ino.0);
-        match self.fs.write(fh.0, offset, data) {
-            Ok(n) => reply.written(n),
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.fs.write(fh.0, offset, data, kill) {
+            Ok(n) => {
+                if kill && let Some(n) = self.notifier.get() {
+                    // The mode changed: a later stat must not show the kernel's cached one.
+                    let _ = n.inval_inode(ino, -1, 0);
+                }
+                reply.written(n)
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -428,7 +470,18 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         let _s = span!("release", req, ino.0);
-        self.backing().by_fh.remove(&fh.0);
+        {
+            let mut b = self.backing();
+            b.by_fh.remove(&fh.0);
+            if let Some(ino) = b.daemon_fh.remove(&fh.0)
+                && let Some(n) = b.daemon_ino.get_mut(&ino)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    b.daemon_ino.remove(&ino);
+                }
+            }
+        }
         self.fs.release(fh.0);
         reply.ok();
     }
@@ -617,7 +670,7 @@ impl Filesystem for FuseFs {
         match self.fs.create(&ctx(req), parent.0, name, mode, flags) {
             Ok((a, o)) => {
                 let attr = file_attr(&a);
-                match self.backing_for(a.ino, o.fh, |f| reply.open_backing(f)) {
+                match self.backing_for(a.ino, &o, |f| reply.open_backing(f)) {
                     Some(id) => reply.created_passthrough(
                         &TTL,
                         &attr,
@@ -765,9 +818,10 @@ pub fn mount(
     cfg.acl = acl;
     cfg.n_threads = Some(4);
     cfg.clone_fd = true;
-    Ok(Mounted {
-        session: fuser::Session::new(fs, mountpoint, &cfg)?,
-    })
+    let slot = fs.notifier.clone();
+    let session = fuser::Session::new(fs, mountpoint, &cfg)?;
+    let _ = slot.set(session.notifier());
+    Ok(Mounted { session })
 }
 
 impl Mounted {

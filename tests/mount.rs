@@ -517,3 +517,83 @@ fn status_output_cut_off_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+/// Runs `script` with sh as the user and group nobody, in `dir`.
+fn as_nobody(dir: &std::path::Path, script: &str) {
+    run(Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(script)
+        .current_dir(dir));
+}
+
+/// An unprivileged write or truncation clears the setuid bit, and the setgid bit of a
+/// group-executable file, as on a local filesystem; root keeps them.
+fn setid_bits(extra: &[&str]) {
+    let mut args = vec!["-o", "allow_other", "-o", "default_permissions"];
+    args.extend_from_slice(extra);
+    let m = Mount::start(&args);
+    // nobody must reach the mount through the test's private temporary folder.
+    let top = m.mnt.parent().unwrap();
+    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(m.m(""), fs::Permissions::from_mode(0o777)).unwrap();
+    let mode = |rel: &str| {
+        (
+            fs::metadata(m.m(rel)).unwrap().mode() & 0o7777,
+            fs::metadata(m.o(rel)).unwrap().mode() & 0o7777,
+        )
+    };
+    let chmod = |rel: &str, mode: u32| {
+        fs::set_permissions(m.m(rel), fs::Permissions::from_mode(mode)).unwrap()
+    };
+    fs::write(m.m("f"), b"x").unwrap();
+
+    chmod("f", 0o4777);
+    as_nobody(&m.mnt, "printf y >> f");
+    assert_eq!(mode("f"), (0o777, 0o777), "a write by nobody clears setuid");
+
+    chmod("f", 0o2777);
+    as_nobody(&m.mnt, "truncate -s 1 f");
+    assert_eq!(
+        mode("f"),
+        (0o777, 0o777),
+        "a truncation by nobody clears setgid"
+    );
+
+    chmod("f", 0o4777);
+    as_nobody(&m.mnt, ": > f");
+    assert_eq!(mode("f"), (0o777, 0o777), "O_TRUNC by nobody clears setuid");
+
+    chmod("f", 0o2767);
+    as_nobody(&m.mnt, "printf y >> f");
+    assert_eq!(
+        mode("f"),
+        (0o2767, 0o2767),
+        "setgid without group execute stays"
+    );
+
+    chmod("f", 0o6777);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.m("f"))
+        .unwrap()
+        .write_all(b"z")
+        .unwrap();
+    assert_eq!(mode("f"), (0o6777, 0o6777), "root keeps both bits");
+    assert_eq!(fs::read(m.o("f")).unwrap(), b"yz");
+}
+
+#[test]
+fn setid_bits_with_passthrough() {
+    setid_bits(&[]);
+}
+
+#[test]
+fn setid_bits_through_the_daemon() {
+    setid_bits(&["--no-passthrough"]);
+}

@@ -182,6 +182,10 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
     /// The open file this applies to, if any.
     pub fh: Option<u64>,
+    /// The caller may not keep the setuid and setgid bits of a file it truncates: clear them
+    /// (setgid only with group execute), as a local filesystem would. The daemon changes files
+    /// as root, so the on-premise filesystem would keep them.
+    pub kill_suidgid: bool,
 }
 
 /// Result of `open` and `create`: the handle, and the file to hand the kernel for passthrough.
@@ -191,6 +195,19 @@ pub struct Opened {
     pub fh: u64,
     /// The open on-premise file.
     pub file: Arc<File>,
+    /// The file is setuid, or setgid and group-executable: a write must clear those bits.
+    pub setid: bool,
+}
+
+/// `mode` without the bits a write or truncate by an unprivileged caller clears: setuid, and
+/// setgid when group-executable. `None` when there is nothing to clear.
+fn without_setid(mode: u32) -> Option<u32> {
+    let mut m = mode & 0o7777;
+    m &= !libc::S_ISUID;
+    if m & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+        m &= !libc::S_ISGID;
+    }
+    (m != mode & 0o7777).then_some(m)
 }
 
 /// Filesystem statistics.
@@ -572,6 +589,12 @@ impl Fs {
         }
         if let Some(size) = s.size {
             target.truncate(size)?;
+            if s.kill_suidgid
+                && s.mode.is_none()
+                && let Some(m) = without_setid(target.metadata()?.mode())
+            {
+                target.chmod(m)?;
+            }
             if let Some(rel) = &rel {
                 self.report(Op::Modify, rel);
             }
@@ -759,7 +782,8 @@ impl Fs {
     }
 
     fn register(&self, ino: u64, file: File, flags: i32) -> FsResult<Opened> {
-        let st_ino = file.metadata()?.ino();
+        let m = file.metadata()?;
+        let (st_ino, setid) = (m.ino(), without_setid(m.mode()).is_some());
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let file = Arc::new(file);
         let fh = self.handles.add_file(FileHandle {
@@ -768,7 +792,7 @@ impl Fs {
             st_ino,
             writable,
         });
-        Ok(Opened { fh, file })
+        Ok(Opened { fh, file, setid })
     }
 
     /// Opens a file.
@@ -846,9 +870,13 @@ impl Fs {
         Ok(buf)
     }
 
-    /// Writes to an open file (when passthrough is not in use).
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    /// Writes to an open file (when passthrough is not in use). `kill_suidgid`: the caller may
+    /// not keep the setuid and setgid bits (see [`SetAttr::kill_suidgid`]).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> FsResult<u32> {
         let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        if kill_suidgid && let Some(m) = without_setid(f.metadata()?.mode()) {
+            Target::Open(&f).chmod(m)?;
+        }
         f.write_all_at(data, offset)?;
         Ok(data.len() as u32)
     }
@@ -1150,7 +1178,7 @@ mod tests {
         let (a, o) = fs
             .create(&ctx, dir.ino, OsStr::new("a.txt"), 0o644, libc::O_WRONLY)
             .unwrap();
-        assert_eq!(fs.write(o.fh, 0, b"hello").unwrap(), 5);
+        assert_eq!(fs.write(o.fh, 0, b"hello", false).unwrap(), 5);
         assert!(
             fs.writers()
                 .is_open(fs::metadata(d.path().join("docs/a.txt")).unwrap().ino())
@@ -1387,7 +1415,7 @@ mod tests {
         let (a, w) = fs
             .create(&ctx, ROOT, OsStr::new("f"), 0o644, libc::O_RDWR)
             .unwrap();
-        fs.write(w.fh, 0, b"hello").unwrap();
+        fs.write(w.fh, 0, b"hello", false).unwrap();
         fs.release(w.fh);
         let r = fs.open(a.ino, libc::O_RDONLY).unwrap();
         fs.unlink(ROOT, OsStr::new("f")).unwrap();
@@ -1463,7 +1491,7 @@ mod tests {
         let (a, o) = fs
             .create(&ctx, dir, OsStr::new("f"), 0o644, libc::O_WRONLY)
             .unwrap();
-        fs.write(o.fh, 0, b"deep").unwrap();
+        fs.write(o.fh, 0, b"deep", false).unwrap();
         fs.release(o.fh);
         assert_eq!(fs.lookup(dir, OsStr::new("f")).unwrap().size, 4);
         let s = fs
