@@ -923,19 +923,28 @@ impl Journal {
     }
 }
 
+/// The non-rename queue entries of a path.
+const ENTRIES_OF_PATH: &str = "SELECT id, op FROM queue WHERE path = ?1 AND op != 'rename'";
+
 fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: i64) -> Result<()> {
     // Fold into an existing non-rename entry for the same path, keeping the first kind of
     // change when it says more (a create followed by modifies is still a create).
-    let existing: Option<(i64, String)> = tx
-        .one(
-            // INDEXED BY: otherwise the planner weighs the partial index on renames against
-            // the bound path, and SQLite prepares the statement again on every run.
-            "SELECT id, op FROM queue INDEXED BY queue_path
-             WHERE path = ?1 AND op != 'rename' ORDER BY id DESC LIMIT 1",
-            [path],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    //
+    // The newest entry is picked here, not with `ORDER BY id DESC LIMIT 1`: with that clause
+    // SQLite prepared the statement again on every run (a new bound path each time), which
+    // made most of the journal writer's work.
+    let existing: Option<(i64, String)> = {
+        let mut st = tx.prepare_cached(ENTRIES_OF_PATH)?;
+        let mut rows = st.query([path])?;
+        let mut newest: Option<(i64, String)> = None;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            if newest.as_ref().is_none_or(|(n, _)| id > *n) {
+                newest = Some((id, r.get(1)?));
+            }
+        }
+        newest
+    };
     // A later rename touching this path must stay ordered after it; only fold when no rename
     // was queued since.
     if let Some((id, old)) = existing {
@@ -967,6 +976,27 @@ fn enqueue_path(tx: &rusqlite::Transaction<'_>, op: Op, path: &str, not_before: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queueing_changes_never_prepares_statements_again() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(&d.path().join("j.db")).unwrap();
+        for i in 0..20 {
+            let p = format!("s/f{i}");
+            j.enqueue(
+                &[
+                    Change::Path(Op::Create, p.clone()),
+                    Change::Path(Op::Modify, p),
+                ],
+                0,
+            )
+            .unwrap();
+        }
+        let c = j.w();
+        let st = c.prepare_cached(ENTRIES_OF_PATH).unwrap();
+        assert_eq!(st.get_status(rusqlite::StatementStatus::Run), 40);
+        assert_eq!(st.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
 
     #[test]
     fn pending_overlaps_matches_ancestors_descendants_and_rename_targets() {
