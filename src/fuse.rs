@@ -117,6 +117,26 @@ impl FuseFs {
     }
 }
 
+impl FuseFs {
+    /// For a change by a caller other than root that the kernel leaves to the daemon without
+    /// saying so (fallocate, copy_file_range): clears the setuid and setgid bits of the file,
+    /// as a local filesystem would, and drops the kernel's cached mode.
+    fn kill_suidgid(&self, req: &Request, ino: INodeNo, fh: FileHandle) {
+        if !self.killpriv.load(Ordering::Relaxed) || req.uid() == 0 {
+            return;
+        }
+        match self.fs.kill_suidgid(fh.0) {
+            Ok(true) => {
+                if let Some(n) = self.notifier.get() {
+                    let _ = n.inval_inode(ino, -1, 0);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => warn!(errno = e.0, "cannot clear setuid/setgid bits"),
+        }
+    }
+}
+
 fn ctx(req: &Request) -> Ctx {
     Ctx {
         uid: req.uid(),
@@ -718,6 +738,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         let _s = span!("fallocate", req, ino.0);
+        self.kill_suidgid(req, ino, fh);
         match self.fs.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
@@ -746,7 +767,7 @@ impl Filesystem for FuseFs {
         ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
@@ -754,6 +775,7 @@ impl Filesystem for FuseFs {
         reply: ReplyWrite,
     ) {
         let _s = span!("copy_file_range", req, ino_in.0);
+        self.kill_suidgid(req, ino_out, fh_out);
         match self
             .fs
             .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)

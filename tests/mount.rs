@@ -586,6 +586,15 @@ fn setid_bits(extra: &[&str]) {
         .unwrap();
     assert_eq!(mode("f"), (0o6777, 0o6777), "root keeps both bits");
     assert_eq!(fs::read(m.o("f")).unwrap(), b"yz");
+
+    chmod("f", 0o4777);
+    as_nobody(&m.mnt, "fallocate -l 8192 f");
+    assert_eq!(
+        mode("f"),
+        (0o777, 0o777),
+        "fallocate by nobody clears setuid"
+    );
+    assert_eq!(fs::metadata(m.o("f")).unwrap().len(), 8192);
 }
 
 #[test]

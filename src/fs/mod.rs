@@ -874,11 +874,24 @@ impl Fs {
     /// not keep the setuid and setgid bits (see [`SetAttr::kill_suidgid`]).
     pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> FsResult<u32> {
         let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
-        if kill_suidgid && let Some(m) = without_setid(f.metadata()?.mode()) {
-            Target::Open(&f).chmod(m)?;
+        if kill_suidgid {
+            self.kill_suidgid(fh)?;
         }
         f.write_all_at(data, offset)?;
         Ok(data.len() as u32)
+    }
+
+    /// Clears the setuid bit of the open file `fh`, and its setgid bit when group-executable,
+    /// for a change by a caller that may not keep them. True when a bit was cleared.
+    pub fn kill_suidgid(&self, fh: u64) -> FsResult<bool> {
+        let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
+        match without_setid(f.metadata()?.mode()) {
+            Some(m) => {
+                Target::Open(&f).chmod(m)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Flushes data of an open file to disk.
