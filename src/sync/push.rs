@@ -699,10 +699,12 @@ impl Pusher {
                 Self::blocking(move || hash_file(&p)).await?
             }
         };
-        info!(bytes = m.size(), "uploaded");
         jr(self
             .journal
             .put_node_dropping_meta(&record_of(path, &m, Some(hash), etag), &intent))?;
+        // Logged once recorded: a daemon killed before the record is written uploads the
+        // file again at the next start, and the log never says "uploaded" for it twice.
+        info!(bytes = m.size(), "uploaded");
         Ok(Outcome::Done)
     }
 
