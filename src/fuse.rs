@@ -115,16 +115,18 @@ impl FuseFs {
             }
         }
     }
-}
 
-impl FuseFs {
-    /// For a change by a caller other than root that the kernel leaves to the daemon without
-    /// saying so (fallocate, copy_file_range): clears the setuid and setgid bits of the file,
-    /// as a local filesystem would, and drops the kernel's cached mode.
-    fn kill_suidgid(&self, req: &Request, ino: INodeNo, fh: FileHandle) {
-        if !self.killpriv.load(Ordering::Relaxed) || req.uid() == 0 {
-            return;
-        }
+    /// True when the daemon must clear setuid and setgid bits for a change by the caller of
+    /// `req` that the kernel does not flag (truncation, fallocate, copy_file_range). The kernel
+    /// flags callers without CAP_FSETID; "not root" stands for that.
+    fn unprivileged(&self, req: &Request) -> bool {
+        self.killpriv.load(Ordering::Relaxed) && req.uid() != 0
+    }
+
+    /// Clears the setuid bit of the open file `fh`, and its setgid bit when group-executable,
+    /// as a local filesystem does for an unprivileged change, and drops the kernel's cached
+    /// mode.
+    fn kill_suidgid(&self, ino: INodeNo, fh: FileHandle) {
         match self.fs.kill_suidgid(fh.0) {
             Ok(true) => {
                 if let Some(n) = self.notifier.get() {
@@ -218,11 +220,11 @@ impl Filesystem for FuseFs {
                 | InitFlags::FUSE_PARALLEL_DIROPS
                 | InitFlags::FUSE_ASYNC_DIO,
         );
-        // The daemon clears setuid and setgid bits itself (on writes through it and on
-        // truncation), so the kernel need not ask for `security.capability` before every
-        // write: without this, each write() of an open file cost a GETXATTR round trip,
-        // passthrough or not. Files with those bits are not opened for passthrough, whose
-        // writes the daemon never sees.
+        // The daemon clears setuid and setgid bits itself (on writes it serves, and on
+        // truncation, fallocate and copy_file_range), so the kernel need not ask for
+        // `security.capability` before every write: without this, each write() of an open
+        // file cost a GETXATTR round trip, passthrough or not. Files with those bits are not
+        // opened for passthrough, whose writes the daemon never sees.
         if config
             .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
             .is_ok()
@@ -295,9 +297,7 @@ impl Filesystem for FuseFs {
             atime: set_time(atime),
             mtime: set_time(mtime),
             fh: fh.map(|f| f.0),
-            // What the kernel asks with FATTR_KILL_SUIDGID, which it sends for a truncation by
-            // a caller without CAP_FSETID: approximated by "not root".
-            kill_suidgid: self.killpriv.load(Ordering::Relaxed) && size.is_some() && req.uid() != 0,
+            kill_suidgid: size.is_some() && self.unprivileged(req),
         };
         match self.fs.setattr(ino.0, s) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
@@ -454,15 +454,11 @@ impl Filesystem for FuseFs {
         reply: ReplyWrite,
     ) {
         let _s = span!("write", req, ino.0);
-        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.fs.write(fh.0, offset, data, kill) {
-            Ok(n) => {
-                if kill && let Some(n) = self.notifier.get() {
-                    // The mode changed: a later stat must not show the kernel's cached one.
-                    let _ = n.inval_inode(ino, -1, 0);
-                }
-                reply.written(n)
-            }
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            self.kill_suidgid(ino, fh);
+        }
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -738,7 +734,9 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         let _s = span!("fallocate", req, ino.0);
-        self.kill_suidgid(req, ino, fh);
+        if self.unprivileged(req) {
+            self.kill_suidgid(ino, fh);
+        }
         match self.fs.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
@@ -775,7 +773,9 @@ impl Filesystem for FuseFs {
         reply: ReplyWrite,
     ) {
         let _s = span!("copy_file_range", req, ino_in.0);
-        self.kill_suidgid(req, ino_out, fh_out);
+        if self.unprivileged(req) {
+            self.kill_suidgid(ino_out, fh_out);
+        }
         match self
             .fs
             .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)

@@ -870,13 +870,9 @@ impl Fs {
         Ok(buf)
     }
 
-    /// Writes to an open file (when passthrough is not in use). `kill_suidgid`: the caller may
-    /// not keep the setuid and setgid bits (see [`SetAttr::kill_suidgid`]).
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> FsResult<u32> {
+    /// Writes to an open file (when passthrough is not in use).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
-        if kill_suidgid {
-            self.kill_suidgid(fh)?;
-        }
         f.write_all_at(data, offset)?;
         Ok(data.len() as u32)
     }
@@ -1191,7 +1187,7 @@ mod tests {
         let (a, o) = fs
             .create(&ctx, dir.ino, OsStr::new("a.txt"), 0o644, libc::O_WRONLY)
             .unwrap();
-        assert_eq!(fs.write(o.fh, 0, b"hello", false).unwrap(), 5);
+        assert_eq!(fs.write(o.fh, 0, b"hello").unwrap(), 5);
         assert!(
             fs.writers()
                 .is_open(fs::metadata(d.path().join("docs/a.txt")).unwrap().ino())
@@ -1428,7 +1424,7 @@ mod tests {
         let (a, w) = fs
             .create(&ctx, ROOT, OsStr::new("f"), 0o644, libc::O_RDWR)
             .unwrap();
-        fs.write(w.fh, 0, b"hello", false).unwrap();
+        fs.write(w.fh, 0, b"hello").unwrap();
         fs.release(w.fh);
         let r = fs.open(a.ino, libc::O_RDONLY).unwrap();
         fs.unlink(ROOT, OsStr::new("f")).unwrap();
@@ -1504,7 +1500,7 @@ mod tests {
         let (a, o) = fs
             .create(&ctx, dir, OsStr::new("f"), 0o644, libc::O_WRONLY)
             .unwrap();
-        fs.write(o.fh, 0, b"deep", false).unwrap();
+        fs.write(o.fh, 0, b"deep").unwrap();
         fs.release(o.fh);
         assert_eq!(fs.lookup(dir, OsStr::new("f")).unwrap().size, 4);
         let s = fs
