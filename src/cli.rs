@@ -64,7 +64,7 @@ pub struct MountArgs {
     /// Mount options: allow_other, default_permissions, ro (comma-separated or repeated).
     #[arg(short = 'o', value_name = "OPT", value_delimiter = ',')]
     pub options: Vec<String>,
-    /// Number of parallel transfers.
+    /// Number of parallel transfers (pushes, and downloads of new cloud files).
     #[arg(long, value_name = "N")]
     pub transfers: Option<usize>,
     /// Never use FUSE passthrough; all reads and writes go through the daemon.

@@ -234,6 +234,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         wake_pusher: wake.clone(),
         running: tokio::sync::Mutex::new(()),
         pulls: std::sync::atomic::AtomicU64::new(1),
+        transfers: cfg.transfers,
     });
     let puller_task = rt.spawn(puller.clone().run(
         cfg.pull_interval,

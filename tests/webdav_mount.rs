@@ -356,6 +356,52 @@ fn pull_new_files_folders_edits_and_deletes() {
     for_profiles(&all_profiles(), pull_scenario);
 }
 
+/// Files new in the cloud are downloaded several at a time. While every download fails (the
+/// server answers 503 to GET), none is half made on-premise; once downloads work again, all
+/// arrive, and none is pushed back or taken for a conflict.
+fn failed_downloads_scenario(p: Profile) {
+    let s = DavServer::start(p.clone());
+    let proxy = FaultProxy::start(s.addr);
+    let url = DavServer::url_for(&p, proxy.addr);
+    let name = |i: usize| format!("new/d{}/f{i:02}.txt", i % 3);
+    let body = |i: usize| format!("cloud file {i}\n").repeat(1 + i % 5);
+    for i in 0..60 {
+        s.write_on_disk(&name(i), body(i).as_bytes());
+    }
+    proxy.set(Fault::Only("GET".into(), Box::new(Fault::Status(503))));
+    let m = Mount::start_with_cloud(&url, &["--pull-interval", "1s"], &[]);
+    let _show = ShowOnPanic(&proxy);
+    wait_until(Duration::from_secs(20), "the cloud folders", || {
+        (0..3).all(|d| m.m(&format!("new/d{d}")).is_dir())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let here = tree(&m.onprem, &|_| false);
+    assert!(
+        here.iter()
+            .all(|(p, _)| !p.ends_with(".txt") && !p.contains(".cloudsync-dl-")),
+        "files appeared while every download failed: {here:?}"
+    );
+    proxy.set(Fault::Pass);
+    proxy.sever();
+    wait_until(Duration::from_secs(45), "all 60 cloud files", || {
+        (0..60).all(|i| fs::read_to_string(m.m(&name(i))).ok() == Some(body(i)))
+    });
+    wait_converged(&m, &s);
+    assert!(conflict_copies(&m.onprem).is_empty());
+    for i in 0..60 {
+        assert_eq!(m.uploads_of(&name(i)), 0, "{} was pushed back", name(i));
+    }
+}
+
+/// With folder ETags too: a folder whose files were left for later is walked again.
+#[test]
+fn new_cloud_files_arrive_after_downloads_failed_for_a_while() {
+    for_profiles(
+        &[Profile::Sabre, Profile::SabreFolderEtags],
+        failed_downloads_scenario,
+    );
+}
+
 /// Writes `body` to `url` with a plain HTTP PUT, as another WebDAV client of the server would,
 /// and returns once the server has answered.
 fn put_direct(url: &str, body: &[u8]) {

@@ -65,6 +65,15 @@ pub struct PullReport {
     pub other: u64,
 }
 
+impl PullReport {
+    fn absorb(&mut self, o: PullReport) {
+        self.requests += o.requests;
+        self.downloaded += o.downloaded;
+        self.conflicts += o.conflicts;
+        self.other += o.other;
+    }
+}
+
 /// Everything the puller needs.
 pub struct Puller {
     /// The journal.
@@ -91,6 +100,8 @@ pub struct Puller {
     pub running: tokio::sync::Mutex<()>,
     /// Pulls so far.
     pub pulls: std::sync::atomic::AtomicU64,
+    /// Downloads of new files that may run at once.
+    pub transfers: usize,
 }
 
 /// Every this many pulls, folder tags are ignored and the whole tree is walked.
@@ -430,6 +441,10 @@ impl Puller {
         // Paths left for later (busy, or failed to merge): folder tags above them are not
         // remembered, so the next pull walks there again.
         let mut incomplete: Vec<String> = Vec::new();
+        // Files new in the cloud, with nothing on-premise and no record: downloaded after the
+        // pass below, `transfers` at a time. Everything else (folders, deletes, moves,
+        // conflicts) is merged in order first, so their folders exist by then.
+        let mut new_files: Vec<&str> = Vec::new();
         for &path in &paths {
             if self.ignore.path_excluded(path) {
                 continue;
@@ -479,6 +494,14 @@ impl Puller {
                     fresh.as_ref()
                 }
             };
+            if rec.is_none()
+                && !conflicted.contains_key(path)
+                && found.get(path).is_some_and(|e| !e.is_dir)
+                && std::fs::symlink_metadata(self.full(path)).is_err()
+            {
+                new_files.push(path);
+                continue;
+            }
             match self
                 .merge_path(set, path, found.get(path), rec, report)
                 .await
@@ -492,6 +515,8 @@ impl Puller {
                 }
             }
         }
+        self.download_new(set, &found, new_files, &is_busy, &mut incomplete, report)
+            .await?;
         // Remember folder tags only after the whole walk was merged.
         let covers_incomplete = |dir: &str| incomplete.iter().any(|p| cloud::is_within(p, dir));
         for (p, e) in &found {
@@ -513,6 +538,84 @@ impl Puller {
                 .set_meta(&format!("root_etag:{}", set.local), &root))?;
         }
         Ok(())
+    }
+
+    /// Merges the files new in the cloud that `pull_set` set aside, `transfers` at a time.
+    /// Each is looked at again when its turn comes: a change on-premise since then is merged
+    /// like any other. After a transient error no new download starts; those under way finish,
+    /// and the error is returned.
+    async fn download_new(
+        &self,
+        set: &SyncSet,
+        found: &BTreeMap<String, CloudEntry>,
+        paths: Vec<&str>,
+        is_busy: &(dyn Fn(&str) -> Result<bool, CloudError> + Sync),
+        incomplete: &mut Vec<String>,
+        report: &mut PullReport,
+    ) -> Result<(), CloudError> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let mut waiting = paths.into_iter();
+        let mut running = FuturesUnordered::new();
+        let mut first_transient = None;
+        loop {
+            while running.len() < self.transfers.max(1)
+                && let Some(path) = waiting.next()
+            {
+                running.push(self.merge_new(set, found, path, is_busy, &stopped));
+            }
+            let Some((path, res, r)) = running.next().await else {
+                break;
+            };
+            report.absorb(r);
+            match res {
+                Ok(()) => {}
+                Err(None) => incomplete.push(path.to_string()),
+                Err(Some(e)) if e.is_transient() => {
+                    incomplete.push(path.to_string());
+                    first_transient.get_or_insert(e);
+                }
+                Err(Some(e)) => {
+                    incomplete.push(path.to_string());
+                    warn!(path = %path, error = %e, "cannot merge a cloud change")
+                }
+            }
+        }
+        match first_transient {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// One merge of [`Puller::download_new`]: `Err(None)` when it was left for later.
+    async fn merge_new<'a>(
+        &self,
+        set: &SyncSet,
+        found: &BTreeMap<String, CloudEntry>,
+        path: &'a str,
+        is_busy: &(dyn Fn(&str) -> Result<bool, CloudError> + Sync),
+        stopped: &std::sync::atomic::AtomicBool,
+    ) -> (&'a str, Result<(), Option<CloudError>>, PullReport) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut r = PullReport::default();
+        if stopped.load(Relaxed) {
+            return (path, Err(None), r);
+        }
+        let res = match is_busy(path) {
+            Ok(true) => return (path, Err(None), r),
+            Ok(false) => match jr(self.journal.node(path)) {
+                Ok(rec) => self
+                    .merge_path(set, path, found.get(path), rec.as_ref(), &mut r)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if res.as_ref().is_err_and(CloudError::is_transient) {
+            stopped.store(true, Relaxed);
+        }
+        (path, res.map_err(Some), r)
     }
 
     async fn local_side(
