@@ -393,6 +393,33 @@ fn failed_downloads_scenario(p: Profile) {
     }
 }
 
+/// While a cloud edit is being downloaded, the file and its folders read `downloading`, and
+/// the mount still shows the old content; then `synced` and the new content.
+#[test]
+fn a_file_being_downloaded_reads_downloading() {
+    let s = DavServer::start(Profile::Sabre);
+    let proxy = FaultProxy::start(s.addr);
+    let url = DavServer::url_for(&Profile::Sabre, proxy.addr);
+    let m = Mount::start_with_cloud(&url, &["--pull-interval", "1s"], &[]);
+    let _show = ShowOnPanic(&proxy);
+    fs::create_dir_all(m.m("dir")).unwrap();
+    fs::write(m.m("dir/doc.txt"), b"v1").unwrap();
+    wait_converged(&m, &s);
+    proxy.set(Fault::Only(
+        "GET".into(),
+        Box::new(Fault::Delay(Duration::from_secs(3))),
+    ));
+    proxy.sever();
+    s.write_on_disk("dir/doc.txt", b"v2 from the cloud");
+    wait_status(&m, "dir/doc.txt", "downloading", Duration::from_secs(20));
+    assert_eq!(m.status("dir").as_deref(), Some("downloading"));
+    assert_eq!(m.status("").as_deref(), Some("downloading"));
+    assert_eq!(fs::read(m.m("dir/doc.txt")).unwrap(), b"v1");
+    wait_status(&m, "dir/doc.txt", "synced", Duration::from_secs(20));
+    assert_eq!(fs::read(m.m("dir/doc.txt")).unwrap(), b"v2 from the cloud");
+    assert_eq!(m.status("dir").as_deref(), Some("synced"));
+}
+
 /// With folder ETags too: a folder whose files were left for later is walked again.
 #[test]
 fn new_cloud_files_arrive_after_downloads_failed_for_a_while() {

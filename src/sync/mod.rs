@@ -29,6 +29,8 @@ use crate::status::{self, Status};
 pub struct Shared {
     /// Entries being transferred now: queue id to (path, dest).
     pub in_flight: Mutex<HashMap<i64, (String, Option<String>)>>,
+    /// Paths the puller is downloading now, with how many downloads of each run.
+    pub downloading: Mutex<HashMap<String, u32>>,
     /// Since when the cloud has been unreachable (ms), if it is.
     pub offline_since: Mutex<Option<i64>>,
     /// Pushing stopped after a 401, until a sync is requested.
@@ -132,7 +134,53 @@ impl Counters {
     }
 }
 
+/// A download under way, counted in [`Shared::downloading`] until dropped.
+pub struct Downloading<'a> {
+    shared: &'a Shared,
+    path: String,
+}
+
+impl Drop for Downloading<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .shared
+            .downloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.path) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.path);
+            }
+        }
+    }
+}
+
 impl Shared {
+    /// Counts a download of `path` until the returned guard is dropped: meanwhile the file and
+    /// its folders read `downloading`.
+    pub fn downloading(&self, path: &str) -> Downloading<'_> {
+        *self
+            .downloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.to_string())
+            .or_default() += 1;
+        Downloading {
+            shared: self,
+            path: path.to_string(),
+        }
+    }
+
+    fn downloading_under(&self, path: &str, subtree: bool) -> bool {
+        let m = self.downloading.lock().unwrap_or_else(|p| p.into_inner());
+        if subtree {
+            m.keys().any(|p| crate::cloud::is_within(p, path))
+        } else {
+            m.contains_key(path)
+        }
+    }
+
     fn in_flight_under(&self, path: &str, subtree: bool) -> bool {
         let m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         m.values().any(|(p, d)| {
@@ -576,6 +624,9 @@ impl Engine {
                 return Some((Status::Offline, None));
             }
             return Some((Status::Pending, None));
+        }
+        if self.shared.downloading_under(path, subtree) {
+            return Some((Status::Downloading, None));
         }
         None
     }

@@ -928,6 +928,7 @@ impl Puller {
             debug!(path, "open for writing; the download waits for close");
             return Ok(false);
         }
+        let _downloading = self.shared.downloading(path);
         if let Some(parent) = full.parent() {
             make_dirs(parent).map_err(map_io)?;
         }
