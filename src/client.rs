@@ -243,21 +243,20 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
         } else {
             rels.clone()
         };
-        ask(loc, &Request::Sync { paths })?;
-        if a.now {
-            // Pull at once, and say what it cost.
-            let r = ask(loc, &Request::Pull)?;
-            if let Some(p) = r.pull {
-                println!(
-                    "{}: pulled in {:.1} ms with {} requests: {} downloaded, {} conflicts, {} other changes",
-                    loc.mountpoint.display(),
-                    p.ms,
-                    p.requests,
-                    p.downloaded,
-                    p.conflicts,
-                    p.other
-                );
-            }
+        // With --now the daemon pulls before it answers, and says what the pull cost.
+        let r = ask(loc, &Request::Sync { paths, now: a.now })?;
+        if a.now
+            && let Some(p) = r.pull
+        {
+            println!(
+                "{}: pulled in {:.1} ms with {} requests: {} downloaded, {} conflicts, {} other changes",
+                loc.mountpoint.display(),
+                p.ms,
+                p.requests,
+                p.downloaded,
+                p.conflicts,
+                p.other
+            );
         }
     }
     if !a.wait {

@@ -38,6 +38,10 @@ pub enum Request {
     Sync {
         /// Paths relative to the on-premise root; empty means everything.
         paths: Vec<String>,
+        /// Pull before answering, and report what the pull cost (`sync --now`). Otherwise
+        /// the pull runs in the background once the queue is drained.
+        #[serde(default)]
+        now: bool,
     },
     /// Pause pushing and/or pulling.
     Pause {
@@ -194,7 +198,7 @@ impl Control {
     async fn handle(&self, req: Request) -> Response {
         match req {
             Request::Status { paths, failed } => self.status(paths, failed),
-            Request::Sync { paths } => self.sync(paths),
+            Request::Sync { paths, now } => self.sync(paths, now).await,
             Request::Pause { push, pull } => self.pause(push, pull, true),
             Request::Resume { push, pull } => self.pause(push, pull, false),
             Request::Conflicts => self.conflicts(),
@@ -294,7 +298,7 @@ impl Control {
         }
     }
 
-    fn sync(&self, paths: Vec<String>) -> Response {
+    async fn sync(&self, paths: Vec<String>, now: bool) -> Response {
         let mut clean_paths = Vec::new();
         for p in paths {
             match clean(&p) {
@@ -302,7 +306,10 @@ impl Control {
                 Err(e) => return Response::err(e),
             }
         }
-        match self.engine.request_sync(&clean_paths) {
+        match self.engine.request_sync(&clean_paths, !now) {
+            // The pull of `sync --now` is the one the request asks for: the background puller
+            // is not woken for another.
+            Ok(()) if now => self.pull().await,
             Ok(()) => Response {
                 ok: true,
                 ..Default::default()
@@ -349,7 +356,7 @@ impl Control {
             .shared
             .pull_requested_at
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        match self.puller.pull_once().await {
+        match self.puller.pull_counted().await {
             Ok(r) => Response {
                 ok: true,
                 pull: Some(PullStats {

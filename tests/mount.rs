@@ -609,3 +609,37 @@ fn setid_bits_with_passthrough() {
 fn setid_bits_through_the_daemon() {
     setid_bits(&["--no-passthrough"]);
 }
+
+/// Pulls so far, as `cloudsync status` reports them.
+fn pulls_ok(m: &Mount) -> u64 {
+    let out = Command::new(harness::bin())
+        .arg("status")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rest = text
+        .split("pulls: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no pull counts in {text}"));
+    rest.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// `sync --now` is one pull: the daemon runs the pull the request asks for itself, and starts
+/// no other for it.
+#[test]
+fn sync_now_is_one_pull() {
+    let m = Mount::start(&["--pull-interval", "1h"]);
+    fs::write(m.m("a.txt"), b"a").unwrap();
+    m.wait_all_synced();
+    wait_until(Duration::from_secs(10), "the start-up pull", || {
+        pulls_ok(&m) >= 1
+    });
+    let before = pulls_ok(&m);
+    run(Command::new(harness::bin())
+        .args(["sync", "--now"])
+        .arg(&m.mnt));
+    // Time for a second pull, had the request started one in the background.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pulls_ok(&m), before + 1);
+}

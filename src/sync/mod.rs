@@ -437,9 +437,10 @@ impl Engine {
 
     /// A sync request for `paths` (relative; empty or `""` means everything): unsynced paths
     /// are synced again, failed items and DELETED_ON_CLOUD records are pushed again, pushing
-    /// resumes after an authentication failure, everything queued is due now, and a pull
-    /// follows at once.
-    pub fn request_sync(&self, paths: &[String]) -> Result<(), String> {
+    /// resumes after an authentication failure, and everything queued is due now. With `pull`,
+    /// a pull follows in the background once the queue is drained (at once while pushing is
+    /// paused); without, the caller pulls itself.
+    pub fn request_sync(&self, paths: &[String], pull: bool) -> Result<(), String> {
         let all = [String::new()];
         let paths = if paths.is_empty() { &all[..] } else { paths };
         let j = &self.journal;
@@ -477,9 +478,11 @@ impl Engine {
             .offline_since
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
-        if let Some((push, pull)) = self.notify.get() {
-            if self.shared.push_paused.load(Ordering::Relaxed) {
-                pull.notify_one();
+        if let Some((push, puller)) = self.notify.get() {
+            if !pull {
+                // The caller pulls itself.
+            } else if self.shared.push_paused.load(Ordering::Relaxed) {
+                puller.notify_one();
             } else {
                 // The pusher starts the pull once it has sent what is queued.
                 self.shared
@@ -671,7 +674,7 @@ impl SyncHooks for Engine {
             return Err(libc::EPERM);
         }
         let r = match value.strip_suffix(b"\n").unwrap_or(value) {
-            b"sync" => self.request_sync(&[path.to_string()]),
+            b"sync" => self.request_sync(&[path.to_string()], true),
             b"unsync" => self.unsync(path),
             _ => return Err(libc::EINVAL),
         };

@@ -148,13 +148,10 @@ impl Puller {
             {
                 debug!("pulling is paused");
             } else {
-                let started = std::time::Instant::now();
-                let r = tokio::select! {
+                tokio::select! {
                     _ = stop.cancelled() => break,
-                    r = self.pull_once() => r,
+                    _ = self.pull_counted() => {}
                 };
-                self.shared.counters.pull(r.is_ok(), started.elapsed());
-                self.report(r);
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -164,7 +161,16 @@ impl Puller {
         }
     }
 
-    fn report(&self, r: Result<PullReport, CloudError>) {
+    /// One pull, counted in the status counters and reported in the log, whoever asked for it.
+    pub async fn pull_counted(&self) -> Result<PullReport, CloudError> {
+        let started = std::time::Instant::now();
+        let r = self.pull_once().await;
+        self.shared.counters.pull(r.is_ok(), started.elapsed());
+        self.report(&r);
+        r
+    }
+
+    fn report(&self, r: &Result<PullReport, CloudError>) {
         {
             match r {
                 Ok(r) => debug!(?r, "pull done"),
