@@ -56,7 +56,7 @@ fn main() {
     let ignore = Ignore::new(&[]).expect("ignore");
     let all = |_: &str| true;
     let t = Instant::now();
-    let r = scan::scan(&root, &j, &ignore, &all).expect("scan");
+    let r = scan::scan(&root, &j, &ignore, &all, 0).expect("scan");
     println!(
         "unchanged: {} items seen, {} queued, {:.0} ms",
         r.seen,
@@ -71,7 +71,7 @@ fn main() {
         .expect("write");
     }
     let t = Instant::now();
-    let r = scan::scan(&root, &j, &ignore, &all).expect("scan");
+    let r = scan::scan(&root, &j, &ignore, &all, 0).expect("scan");
     println!(
         "1% changed: {} items seen, {} queued, {:.0} ms",
         r.seen,

@@ -58,6 +58,10 @@ pub struct MountArgs {
     /// Time between two pulls of cloud changes, like 30s or 5m.
     #[arg(long, value_name = "DUR")]
     pub pull_interval: Option<String>,
+    /// Time between two rescans of the on-premise folder for changes made straight in it
+    /// (not through the mount), like 10m; 0 turns them off.
+    #[arg(long, value_name = "DUR")]
+    pub rescan_interval: Option<String>,
     /// Return once the mount is ready, leaving the daemon in the background.
     #[arg(long)]
     pub daemon: bool,

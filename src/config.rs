@@ -15,6 +15,8 @@ use crate::cli::MountArgs;
 pub const DEFAULT_PUSH_DELAY: Duration = Duration::from_secs(2);
 /// Default time between pulls.
 pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time between two rescans of the on-premise folder.
+pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(600);
 /// Default number of parallel transfers.
 pub const DEFAULT_TRANSFERS: usize = 4;
 
@@ -34,6 +36,8 @@ pub struct FileConfig {
     pub push_delay: Option<String>,
     /// Time between pulls, like "30s".
     pub pull_interval: Option<String>,
+    /// Time between rescans of the on-premise folder, like "10m"; "0" for none.
+    pub rescan_interval: Option<String>,
     /// Mount options.
     pub options: Option<Vec<String>>,
     /// Parallel transfers.
@@ -101,6 +105,8 @@ pub struct Config {
     pub push_delay: Duration,
     /// Time between pulls.
     pub pull_interval: Duration,
+    /// Time between rescans of the on-premise folder; `None` for none.
+    pub rescan_interval: Option<Duration>,
     /// Mount options.
     pub mount: MountOptions,
     /// Parallel transfers.
@@ -238,6 +244,18 @@ impl Config {
         if pull_interval < Duration::from_secs(1) {
             bail!("pull_interval must be at least 1s");
         }
+        let rescan_interval = match args
+            .rescan_interval
+            .as_ref()
+            .or(file.rescan_interval.as_ref())
+        {
+            Some(s) => parse_duration("rescan_interval", s)?,
+            None => DEFAULT_RESCAN_INTERVAL,
+        };
+        if !rescan_interval.is_zero() && rescan_interval < Duration::from_secs(1) {
+            bail!("rescan_interval must be 0 (no rescans) or at least 1s");
+        }
+        let rescan_interval = Some(rescan_interval).filter(|d| !d.is_zero());
         let mut opts = file.options.unwrap_or_default();
         opts.extend(args.options.iter().cloned());
         let mount = parse_options(&opts)?;
@@ -305,6 +323,7 @@ impl Config {
             state_dir: state_abs,
             push_delay,
             pull_interval,
+            rescan_interval,
             mount,
             transfers,
             passthrough: !args.no_passthrough && file.passthrough.unwrap_or(true),
@@ -362,6 +381,34 @@ mod tests {
         assert_eq!(c.push_delay, Duration::from_secs(1));
         assert!(c.mount.read_only);
         assert_eq!(c.pull_interval, DEFAULT_PULL_INTERVAL);
+        assert_eq!(c.rescan_interval, Some(DEFAULT_RESCAN_INTERVAL));
+    }
+
+    #[test]
+    fn rescan_interval_zero_turns_rescans_off() {
+        let d = tempfile::tempdir().unwrap();
+        let on = d.path().join("on");
+        let mp = d.path().join("mp");
+        std::fs::create_dir_all(&on).unwrap();
+        std::fs::create_dir_all(&mp).unwrap();
+        let merge = |v: &str| {
+            let file: FileConfig = toml::from_str(&format!(
+                "onprem = {on:?}\nmountpoint = {mp:?}\ncloud = \"file:///x\"\nrescan_interval = {v:?}\n"
+            ))
+            .unwrap();
+            let args = MountArgs {
+                state_dir: Some(d.path().join("st")),
+                ..Default::default()
+            };
+            Config::merge(&args, file)
+        };
+        assert_eq!(merge("0").unwrap().rescan_interval, None);
+        assert_eq!(
+            merge("1h").unwrap().rescan_interval,
+            Some(Duration::from_secs(3600))
+        );
+        let e = merge("200ms").unwrap_err();
+        assert!(format!("{e:#}").contains("rescan_interval"), "{e:#}");
     }
 
     #[test]

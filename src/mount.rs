@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::fs::Fs;
@@ -284,20 +284,24 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         }
     });
 
-    // The start-up scan runs beside the mount, never holding it up.
+    // The start-up scan runs beside the mount, never holding it up. Then, every
+    // `rescan_interval`, the same scan finds changes made straight in ONPREM meanwhile; they
+    // are due after the push delay, like changes made through the mount.
     {
-        let (onprem, j, ig, w, eng) = (
+        let (onprem, j, ig, w, eng, st) = (
             cfg.onprem.clone(),
             journal.clone(),
             ignore.clone(),
             wake.clone(),
             engine.clone(),
+            stop.clone(),
         );
+        let (every, delay) = (cfg.rescan_interval, cfg.push_delay);
         std::thread::Builder::new()
             .name("scan".into())
             .spawn(move || {
                 let t = std::time::Instant::now();
-                match scan::scan(&onprem, &j, &ig, &|p| eng.syncable(p)) {
+                match scan::scan(&onprem, &j, &ig, &|p| eng.syncable(p), 0) {
                     Ok(r) => info!(
                         seen = r.seen,
                         queued = r.queued,
@@ -307,6 +311,35 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
                     Err(e) => warn!(error = %e, "start-up scan failed"),
                 }
                 w.notify_one();
+                let Some(every) = every else { return };
+                loop {
+                    let until = std::time::Instant::now() + every;
+                    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                        if st.is_cancelled() {
+                            return;
+                        }
+                        std::thread::sleep(left.min(Duration::from_millis(200)));
+                    }
+                    let t = std::time::Instant::now();
+                    let due = crate::journal::now_ms() + delay.as_millis() as i64;
+                    match scan::scan(&onprem, &j, &ig, &|p| eng.syncable(p), due) {
+                        Ok(r) if r.queued > 0 => {
+                            info!(
+                                seen = r.seen,
+                                queued = r.queued,
+                                ms = t.elapsed().as_millis() as u64,
+                                "rescan found changes made straight in the on-premise folder"
+                            );
+                            w.notify_one();
+                        }
+                        Ok(r) => debug!(
+                            seen = r.seen,
+                            ms = t.elapsed().as_millis() as u64,
+                            "rescan: no change"
+                        ),
+                        Err(e) => warn!(error = %e, "rescan failed"),
+                    }
+                }
             })?;
     }
 

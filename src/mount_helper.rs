@@ -81,8 +81,9 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             ("allow_other" | "default_permissions" | "ro", None) => fuse_opts.push(k.to_string()),
             ("no_passthrough", None) => out.push("--no-passthrough".into()),
             (
-                "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval" | "transfers"
-                | "user" | "password_file" | "ca_file" | "log_level",
+                "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
+                | "rescan_interval" | "transfers" | "user" | "password_file" | "ca_file"
+                | "log_level",
                 Some(v),
             ) => {
                 out.push(format!("--{}", k.replace('_', "-")));

@@ -351,6 +351,30 @@ fn changes_made_while_down_are_pushed_at_start() {
     assert!(!m.c("gone.txt").exists());
 }
 
+/// Changes made straight in the on-premise folder while it is mounted (not through the mount)
+/// reach the cloud at the next rescan: a new file and folder, an edit, a delete.
+#[test]
+fn changes_made_straight_in_onprem_while_mounted_are_found_by_the_rescan() {
+    let m = Mount::start(&["--rescan-interval", "1s"]);
+    fs::write(m.m("edit.txt"), b"one").unwrap();
+    fs::write(m.m("gone.txt"), b"bye").unwrap();
+    m.wait_all_synced();
+    fs::write(m.o("edit.txt"), b"two, edited behind the mount").unwrap();
+    fs::remove_file(m.o("gone.txt")).unwrap();
+    fs::create_dir(m.o("new")).unwrap();
+    fs::write(m.o("new/n.txt"), b"new behind the mount").unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the direct changes in the cloud",
+        || {
+            fs::read(m.c("edit.txt")).ok().as_deref() == Some(b"two, edited behind the mount")
+                && !m.c("gone.txt").exists()
+                && fs::read(m.c("new/n.txt")).ok().as_deref() == Some(b"new behind the mount")
+        },
+    );
+    assert_converged(&m);
+}
+
 #[test]
 fn kill9_during_a_burst_loses_nothing() {
     let mut m = Mount::start(&[]);

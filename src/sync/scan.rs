@@ -22,7 +22,8 @@ pub struct ScanReport {
     pub queued: u64,
 }
 
-/// Scans `onprem` against the journal and queues differences, due at once.
+/// Scans `onprem` against the journal and queues differences, due at `not_before` (ms; 0 for
+/// at once).
 ///
 /// `syncable` says whether a path reaches the cloud at all (inside a sync set, not unsynced).
 /// A record kept on purpose (DELETED_ON_CLOUD) is queued only when the file changed.
@@ -31,6 +32,7 @@ pub fn scan(
     journal: &Journal,
     ignore: &Ignore,
     syncable: &dyn Fn(&str) -> bool,
+    not_before: i64,
 ) -> Result<ScanReport, JournalError> {
     let mut known: HashMap<String, (NodeKind, u64, i64, i64, u64)> = HashMap::new();
     journal.for_each_stat(|path, kind, size, mt, ct, ino| {
@@ -92,7 +94,7 @@ pub fn scan(
             }
             if batch.len() >= 1000 {
                 report.queued += batch.len() as u64;
-                journal.enqueue(&batch, 0)?;
+                journal.enqueue(&batch, not_before)?;
                 batch.clear();
             }
         }
@@ -104,6 +106,6 @@ pub fn scan(
         }
     }
     report.queued += batch.len() as u64;
-    journal.enqueue(&batch, 0)?;
+    journal.enqueue(&batch, not_before)?;
     Ok(report)
 }
