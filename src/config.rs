@@ -360,18 +360,23 @@ mod tests {
         assert!(format!("{e:#}").contains("push_delay"));
     }
 
-    #[test]
-    fn flags_override_file() {
+    /// A temporary folder holding an on-premise folder and a mount point, and the first
+    /// lines of a config file naming them with a file:// cloud.
+    fn folders() -> (tempfile::TempDir, String) {
         let d = tempfile::tempdir().unwrap();
         let on = d.path().join("on");
         let mp = d.path().join("mp");
         std::fs::create_dir_all(&on).unwrap();
         std::fs::create_dir_all(&mp).unwrap();
-        let file: FileConfig = toml::from_str(&format!(
-            "onprem = {:?}\nmountpoint = {:?}\ncloud = \"file:///x\"\npush_delay = \"7s\"\noptions = [\"ro\"]\n",
-            on, mp
-        ))
-        .unwrap();
+        let head = format!("onprem = {on:?}\nmountpoint = {mp:?}\ncloud = \"file:///x\"\n");
+        (d, head)
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let (d, head) = folders();
+        let file: FileConfig =
+            toml::from_str(&format!("{head}push_delay = \"7s\"\noptions = [\"ro\"]\n")).unwrap();
         let args = MountArgs {
             push_delay: Some("1s".into()),
             state_dir: Some(d.path().join("st")),
@@ -386,16 +391,10 @@ mod tests {
 
     #[test]
     fn rescan_interval_zero_turns_rescans_off() {
-        let d = tempfile::tempdir().unwrap();
-        let on = d.path().join("on");
-        let mp = d.path().join("mp");
-        std::fs::create_dir_all(&on).unwrap();
-        std::fs::create_dir_all(&mp).unwrap();
+        let (d, head) = folders();
         let merge = |v: &str| {
-            let file: FileConfig = toml::from_str(&format!(
-                "onprem = {on:?}\nmountpoint = {mp:?}\ncloud = \"file:///x\"\nrescan_interval = {v:?}\n"
-            ))
-            .unwrap();
+            let file: FileConfig =
+                toml::from_str(&format!("{head}rescan_interval = {v:?}\n")).unwrap();
             let args = MountArgs {
                 state_dir: Some(d.path().join("st")),
                 ..Default::default()
