@@ -37,10 +37,10 @@ const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
 struct Backing {
     by_fh: HashMap<u64, Arc<BackingId>>,
     by_ino: HashMap<u64, Weak<BackingId>>,
-    /// Handles served through the daemon while passthrough is on, and how many each inode
-    /// has: the kernel refuses to mix the two kinds of handle on one inode.
+    /// Handles served through the daemon while passthrough is on, with their inodes: the
+    /// kernel refuses to mix the two kinds of handle on one inode. Few: setuid and setgid
+    /// files only.
     daemon_fh: HashMap<u64, u64>,
-    daemon_ino: HashMap<u64, u32>,
 }
 
 /// The FUSE face of the filesystem.
@@ -95,9 +95,10 @@ impl FuseFs {
             b.by_fh.insert(fh, id.clone());
             return Some(id);
         }
-        if (o.setid && self.killpriv.load(Ordering::Relaxed)) || b.daemon_ino.contains_key(&ino) {
+        if (o.setid && self.killpriv.load(Ordering::Relaxed))
+            || b.daemon_fh.values().any(|&i| i == ino)
+        {
             b.daemon_fh.insert(fh, ino);
-            *b.daemon_ino.entry(ino).or_default() += 1;
             return None;
         }
         let file = self.fs.backing_file(fh).ok()?;
@@ -489,14 +490,7 @@ impl Filesystem for FuseFs {
         {
             let mut b = self.backing();
             b.by_fh.remove(&fh.0);
-            if let Some(ino) = b.daemon_fh.remove(&fh.0)
-                && let Some(n) = b.daemon_ino.get_mut(&ino)
-            {
-                *n -= 1;
-                if *n == 0 {
-                    b.daemon_ino.remove(&ino);
-                }
-            }
+            b.daemon_fh.remove(&fh.0);
         }
         self.fs.release(fh.0);
         reply.ok();

@@ -265,6 +265,14 @@ impl Target<'_> {
         Ok(())
     }
 
+    /// Clears the setuid bit, and the setgid bit when group-executable. True when it did.
+    fn clear_setid(&self) -> FsResult<bool> {
+        match without_setid(self.metadata()?.mode()) {
+            Some(m) => self.chmod(m).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     fn truncate(&self, size: u64) -> FsResult<()> {
         match self {
             Target::Open(f) => match f.set_len(size) {
@@ -589,11 +597,8 @@ impl Fs {
         }
         if let Some(size) = s.size {
             target.truncate(size)?;
-            if s.kill_suidgid
-                && s.mode.is_none()
-                && let Some(m) = without_setid(target.metadata()?.mode())
-            {
-                target.chmod(m)?;
+            if s.kill_suidgid && s.mode.is_none() {
+                target.clear_setid()?;
             }
             if let Some(rel) = &rel {
                 self.report(Op::Modify, rel);
@@ -881,13 +886,7 @@ impl Fs {
     /// for a change by a caller that may not keep them. True when a bit was cleared.
     pub fn kill_suidgid(&self, fh: u64) -> FsResult<bool> {
         let (f, _) = self.handles.file(fh).ok_or(FsError(libc::EBADF))?;
-        match without_setid(f.metadata()?.mode()) {
-            Some(m) => {
-                Target::Open(&f).chmod(m)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Target::Open(&f).clear_setid()
     }
 
     /// Flushes data of an open file to disk.

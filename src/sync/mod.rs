@@ -29,8 +29,8 @@ use crate::status::{self, Status};
 pub struct Shared {
     /// Entries being transferred now: queue id to (path, dest).
     pub in_flight: Mutex<HashMap<i64, (String, Option<String>)>>,
-    /// Paths the puller is downloading now, with how many downloads of each run.
-    pub downloading: Mutex<HashMap<String, u32>>,
+    /// Paths the puller is downloading now.
+    pub downloading: PathCounts,
     /// Since when the cloud has been unreachable (ms), if it is.
     pub offline_since: Mutex<Option<i64>>,
     /// Pushing stopped after a 401, until a sync is requested.
@@ -43,7 +43,7 @@ pub struct Shared {
     pub counters: Counters,
     /// Paths with changes still on their way to the journal, so status never says `synced`
     /// for a change the queue has not recorded yet.
-    pub unflushed: Mutex<HashMap<String, u32>>,
+    pub unflushed: PathCounts,
     /// When a sync request asked for a pull (ms), if that pull has not started yet. The pusher
     /// starts it once the queue is drained, so that the two do not compete for the server, or
     /// after [`PULL_AFTER_SYNC_WAIT`] whatever the queue holds.
@@ -134,6 +134,56 @@ impl Counters {
     }
 }
 
+/// Paths with something under way for each (a change on its way to the journal, a download),
+/// counted, so that status can ask about a path and what lies below or above it.
+#[derive(Debug, Default)]
+pub struct PathCounts(Mutex<HashMap<String, u32>>);
+
+impl PathCounts {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, path: &str) {
+        *self.map().entry(path.to_string()).or_default() += 1;
+    }
+
+    fn sub(&self, path: &str) {
+        let mut m = self.map();
+        if let Some(n) = m.get_mut(path) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(path);
+            }
+        }
+    }
+
+    /// `path` itself has a count, or with `subtree` anything at or below it.
+    fn under(&self, path: &str, subtree: bool) -> bool {
+        let m = self.map();
+        if subtree {
+            !m.is_empty() && m.keys().any(|p| crate::cloud::is_within(p, path))
+        } else {
+            m.contains_key(path)
+        }
+    }
+
+    /// `path` or one of its folders has a count.
+    fn at_or_above(&self, path: &str) -> bool {
+        let m = self.map();
+        let mut a = path;
+        loop {
+            if m.contains_key(a) {
+                return true;
+            }
+            match a.rsplit_once('/') {
+                Some((up, _)) => a = up,
+                None => return false,
+            }
+        }
+    }
+}
+
 /// A download under way, counted in [`Shared::downloading`] until dropped.
 pub struct Downloading<'a> {
     shared: &'a Shared,
@@ -142,17 +192,7 @@ pub struct Downloading<'a> {
 
 impl Drop for Downloading<'_> {
     fn drop(&mut self) {
-        let mut m = self
-            .shared
-            .downloading
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.path) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.path);
-            }
-        }
+        self.shared.downloading.sub(&self.path);
     }
 }
 
@@ -160,24 +200,10 @@ impl Shared {
     /// Counts a download of `path` until the returned guard is dropped: meanwhile the file and
     /// its folders read `downloading`.
     pub fn downloading(&self, path: &str) -> Downloading<'_> {
-        *self
-            .downloading
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(path.to_string())
-            .or_default() += 1;
+        self.downloading.add(path);
         Downloading {
             shared: self,
             path: path.to_string(),
-        }
-    }
-
-    fn downloading_under(&self, path: &str, subtree: bool) -> bool {
-        let m = self.downloading.lock().unwrap_or_else(|p| p.into_inner());
-        if subtree {
-            m.keys().any(|p| crate::cloud::is_within(p, path))
-        } else {
-            m.contains_key(path)
         }
     }
 
@@ -195,51 +221,22 @@ impl Shared {
         })
     }
 
-    fn unflushed_under(&self, path: &str, subtree: bool) -> bool {
-        let m = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
-        if m.is_empty() {
-            return false;
-        }
-        if subtree {
-            m.keys().any(|p| crate::cloud::is_within(p, path))
-        } else {
-            m.contains_key(path)
-        }
-    }
-
     /// True while a change to `path` or to one of its folders is still on its way to the
     /// journal: a rename of a folder above it, say, that will move its queued entry.
     pub fn unflushed_at_or_above(&self, path: &str) -> bool {
-        let m = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
-        if m.is_empty() {
-            return false;
-        }
-        let mut a = path;
-        loop {
-            if m.contains_key(a) {
-                return true;
-            }
-            match a.rsplit_once('/') {
-                Some((up, _)) => a = up,
-                None => return false,
-            }
-        }
+        self.unflushed.at_or_above(path)
     }
 
     fn track(&self, c: &Change, delta: i32) {
-        let mut m = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
         let paths: [Option<&String>; 2] = match c {
             Change::Path(_, p) => [Some(p), None],
             Change::Rename(a, b) => [Some(a), Some(b)],
         };
         for p in paths.into_iter().flatten() {
             if delta > 0 {
-                *m.entry(p.clone()).or_default() += 1;
-            } else if let Some(n) = m.get_mut(p) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(p);
-                }
+                self.unflushed.add(p);
+            } else {
+                self.unflushed.sub(p);
             }
         }
     }
@@ -589,7 +586,7 @@ impl Engine {
 
     /// What the queue says of `path` (and of its subtree, for a folder), if anything.
     fn subtree_status(&self, path: &str, subtree: bool) -> Option<(Status, Option<String>)> {
-        if self.shared.unflushed_under(path, subtree) {
+        if self.shared.unflushed.under(path, subtree) {
             return Some((Status::Pending, None));
         }
         let j = &self.journal;
@@ -628,7 +625,7 @@ impl Engine {
             }
             return Some((Status::Pending, None));
         }
-        if self.shared.downloading_under(path, subtree) {
+        if self.shared.downloading.under(path, subtree) {
             return Some((Status::Downloading, None));
         }
         None
