@@ -55,8 +55,9 @@ fn main() {
     j.put_nodes(&records).expect("records");
     let ignore = Ignore::new(&[]).expect("ignore");
     let all = |_: &str| true;
+    let door = cloudsync::onprem::Onprem::open(&root, 0o022).expect("onprem");
     let t = Instant::now();
-    let r = scan::scan(&root, &j, &ignore, &all, 0).expect("scan");
+    let r = scan::scan(&door, &j, &ignore, &all, 0).expect("scan");
     println!(
         "unchanged: {} items seen, {} queued, {:.0} ms",
         r.seen,
@@ -71,7 +72,7 @@ fn main() {
         .expect("write");
     }
     let t = Instant::now();
-    let r = scan::scan(&root, &j, &ignore, &all, 0).expect("scan");
+    let r = scan::scan(&door, &j, &ignore, &all, 0).expect("scan");
     println!(
         "1% changed: {} items seen, {} queued, {:.0} ms",
         r.seen,

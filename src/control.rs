@@ -152,8 +152,8 @@ pub struct Control {
     pub journal: Arc<Journal>,
     /// The cloud, for `unsync --delete-cloud`.
     pub cloud: Arc<dyn Cloud>,
-    /// The on-premise root.
-    pub onprem: PathBuf,
+    /// The on-premise folder, reached only through its door.
+    pub onprem: Arc<crate::onprem::Onprem>,
     /// Wakes the pusher.
     pub wake_pusher: Arc<Notify>,
     /// Triggers a pull.
@@ -172,9 +172,21 @@ impl Control {
     /// Serves requests on `socket` until the task is dropped.
     pub async fn serve(self: Arc<Self>, socket: PathBuf) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&socket);
-        let (_dir, short) = reachable(&socket)?;
-        let listener = tokio::net::UnixListener::bind(&short)?;
-        std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        // Bound in a fresh folder only the daemon can enter, made private, and only then
+        // moved to its name: the socket is never reachable by others, not even for an instant.
+        let parent = socket.parent().unwrap_or(Path::new("."));
+        let private = tempfile::Builder::new()
+            .prefix(".control-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(parent)?;
+        let fresh = private.path().join("s");
+        let listener = {
+            let (_dir, short) = reachable(&fresh)?;
+            tokio::net::UnixListener::bind(&short)?
+        };
+        std::fs::set_permissions(&fresh, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        std::fs::rename(&fresh, &socket)?;
+        drop(private);
         loop {
             let (stream, _) = listener.accept().await?;
             let me = self.clone();
@@ -208,13 +220,8 @@ impl Control {
     }
 
     fn item(&self, path: &str) -> Item {
-        let full = if path.is_empty() {
-            self.onprem.clone()
-        } else {
-            self.onprem.join(path)
-        };
-        match std::fs::symlink_metadata(&full) {
-            Ok(m) => {
+        match self.onprem.stat(path) {
+            Ok(Some(m)) => {
                 let (st, err) = self.engine.status(path, &m);
                 let name = path.rsplit('/').next().unwrap_or(path);
                 Item {
@@ -224,6 +231,12 @@ impl Control {
                     original: is_conflict_name(name).then(|| original_of(path)),
                 }
             }
+            Ok(None) => Item {
+                path: path.to_string(),
+                status: "missing".into(),
+                error: Some("nothing is there on-premise".into()),
+                original: None,
+            },
             Err(e) => Item {
                 path: path.to_string(),
                 status: "missing".into(),
@@ -259,26 +272,37 @@ impl Control {
             // Everything: walk the on-premise folder.
             let mut stack = vec![String::new()];
             while let Some(dir) = stack.pop() {
-                let full = if dir.is_empty() {
-                    self.onprem.clone()
-                } else {
-                    self.onprem.join(&dir)
-                };
-                let Ok(rd) = std::fs::read_dir(&full) else {
+                let Ok(rd) = self.onprem.read_dir(&dir) else {
                     continue;
                 };
                 for de in rd.flatten() {
-                    let Some(name) = de.file_name().to_str().map(str::to_string) else {
+                    let Some(name) = de.name.to_str().map(str::to_string) else {
                         continue;
                     };
                     let p = cloud::join(&dir, &name);
-                    if de.file_type().is_ok_and(|t| t.is_dir()) {
+                    if de.meta.as_ref().is_ok_and(|m| m.is_dir()) {
                         stack.push(p.clone());
                     }
                     items.push(self.item(&p));
                 }
             }
+            // Failures of cloud items with nothing on-premise (say, one whose way is blocked
+            // by a link) are listed too: they are not met by the walk.
+            let have: std::collections::HashSet<String> =
+                items.iter().map(|i| i.path.clone()).collect();
+            for e in self.journal.queue().unwrap_or_default() {
+                if e.state == crate::journal::QueueState::Failed && !have.contains(&e.path) {
+                    let code = e.failure.map_or("UNKNOWN", |c| c.as_str());
+                    items.push(Item {
+                        path: e.path,
+                        status: "failed".into(),
+                        error: Some(format!("{code}: {}", e.last_error.unwrap_or_default())),
+                        original: None,
+                    });
+                }
+            }
             items.sort_by(|a, b| a.path.cmp(&b.path));
+            items.dedup_by(|a, b| a.path == b.path);
         } else {
             for p in paths {
                 match clean(&p) {

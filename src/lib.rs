@@ -18,5 +18,6 @@ pub mod ignore;
 pub mod journal;
 pub mod mount;
 pub mod mount_helper;
+pub mod onprem;
 pub mod status;
 pub mod sync;

@@ -94,8 +94,19 @@ fn host_id() -> String {
 
 /// Creates and locks the state dir, refusing a second daemon.
 pub fn lock_state_dir(dir: &Path) -> Result<StateDir> {
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
+    // Private from its first instant: the journal names every synced file.
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
+    }
+    match std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot create the state dir {}", dir.display()));
+        }
+    }
     let _ = fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
     let lock_path = dir.join("lock");
     let mut f = fs::OpenOptions::new()
@@ -176,6 +187,16 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         .enable_all()
         .thread_name("cloudsync-sync")
         .build()?;
+    // FUSE handlers create with the mode the kernel already masked for the caller, so the
+    // process umask is 0 from here on. The engine never relies on it: everything it makes in
+    // ONPREM is created private and given an explicit mode (0666/0777 minus the umask the
+    // daemon was started with), through the one door below.
+    // SAFETY: umask has no preconditions.
+    let start_umask = unsafe { libc::umask(0) };
+    let onprem = Arc::new(
+        crate::onprem::Onprem::open(&cfg.onprem, start_umask)
+            .with_context(|| format!("cannot open {}", cfg.onprem.display()))?,
+    );
     let wake = Arc::new(tokio::sync::Notify::new());
     let pull_now = Arc::new(tokio::sync::Notify::new());
     let w = wake.clone();
@@ -190,7 +211,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let pusher = Arc::new(Pusher {
         journal: journal.clone(),
         cloud: cloud.clone(),
-        onprem: cfg.onprem.clone(),
+        onprem: onprem.clone(),
         ignore: ignore.clone(),
         writers: fs_core.writers(),
         shared: engine.shared.clone(),
@@ -204,9 +225,6 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let pusher_task = rt.spawn(pusher.clone().run(stop.clone()));
 
-    // SAFETY: umask has no preconditions; modes the caller asked for are applied exactly
-    // (the kernel has already applied the caller's umask).
-    unsafe { libc::umask(0) };
     let fuse_fs = FuseFs::new(fs_core.clone(), &cfg.onprem, cfg.passthrough);
     let fsname = format!("cloudsync:{}", cfg.onprem.display());
     let mut session = match crate::fuse::mount(fuse_fs, &cfg.mountpoint, &fsname, &cfg.mount) {
@@ -224,7 +242,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     let puller = Arc::new(Puller {
         journal: journal.clone(),
         cloud: cloud.clone(),
-        onprem: cfg.onprem.clone(),
+        onprem: onprem.clone(),
         ignore: ignore.clone(),
         writers: fs_core.writers(),
         shared: engine.shared.clone(),
@@ -273,7 +291,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         engine: engine.clone(),
         journal: journal.clone(),
         cloud: cloud.clone(),
-        onprem: cfg.onprem.clone(),
+        onprem: onprem.clone(),
         wake_pusher: wake.clone(),
         pull_now: pull_now.clone(),
         puller: puller.clone(),
@@ -289,7 +307,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     // are due after the push delay, like changes made through the mount.
     {
         let (onprem, j, ig, w, eng, st) = (
-            cfg.onprem.clone(),
+            onprem.clone(),
             journal.clone(),
             ignore.clone(),
             wake.clone(),

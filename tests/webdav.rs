@@ -20,6 +20,16 @@ use support::webdav::{DavServer, Profile};
 const ROOT: &str = "sync root ü";
 const ROOT_ENC: &str = "sync%20root%20%C3%BC";
 
+/// Opens a local file for an upload.
+fn open(p: &Path) -> std::fs::File {
+    std::fs::File::open(p).unwrap()
+}
+
+/// Creates (or truncates) a local file for a download.
+fn create(p: &Path) -> std::fs::File {
+    std::fs::File::create(p).unwrap()
+}
+
 fn strip_weak(t: &str) -> &str {
     t.strip_prefix("W/").unwrap_or(t)
 }
@@ -104,13 +114,17 @@ async fn conformance(profile: Profile) {
     // Create, then a second create must not overwrite.
     let one = src("one", b"version one");
     let tag1 = c
-        .put_file("a.txt", &one, &Precondition::IfNoneMatch)
+        .put_file("a.txt", &open(&one), &Precondition::IfNoneMatch)
         .await
         .unwrap()
         .expect("an ETag after the first upload");
     let e = expect_err(
-        c.put_file("a.txt", &src("other", b"other"), &Precondition::IfNoneMatch)
-            .await,
+        c.put_file(
+            "a.txt",
+            &open(&src("other", b"other")),
+            &Precondition::IfNoneMatch,
+        )
+        .await,
         "second create",
     );
     assert!(matches!(e, CloudError::PreconditionFailed), "{e}");
@@ -126,7 +140,7 @@ async fn conformance(profile: Profile) {
     // Update with the right tag (on Apache it is still weak here).
     let two = src("two", b"version two, longer");
     let tag2 = c
-        .put_file("a.txt", &two, &Precondition::IfMatch(tag1.clone()))
+        .put_file("a.txt", &open(&two), &Precondition::IfMatch(tag1.clone()))
         .await
         .unwrap()
         .expect("an ETag after the update");
@@ -140,7 +154,7 @@ async fn conformance(profile: Profile) {
     let three = src("three", b"version three");
     for stale in [tag1.clone(), "\"no-such-tag\"".to_string()] {
         let e = expect_err(
-            c.put_file("a.txt", &three, &Precondition::IfMatch(stale))
+            c.put_file("a.txt", &open(&three), &Precondition::IfMatch(stale))
                 .await,
             "stale update",
         );
@@ -154,7 +168,7 @@ async fn conformance(profile: Profile) {
     // Another client changes the file behind our back: our update must not overwrite it.
     server.write_on_disk(&format!("{ROOT}/a.txt"), b"changed by someone else");
     let e = expect_err(
-        c.put_file("a.txt", &three, &Precondition::IfMatch(tag2.clone()))
+        c.put_file("a.txt", &open(&three), &Precondition::IfMatch(tag2.clone()))
             .await,
         "update over a foreign change",
     );
@@ -165,7 +179,11 @@ async fn conformance(profile: Profile) {
     );
     let cur = c.stat("a.txt").await.unwrap().unwrap();
     let tag3 = c
-        .put_file("a.txt", &three, &Precondition::IfMatch(cur.etag.unwrap()))
+        .put_file(
+            "a.txt",
+            &open(&three),
+            &Precondition::IfMatch(cur.etag.unwrap()),
+        )
         .await
         .unwrap();
     assert!(tag3.is_some());
@@ -173,8 +191,12 @@ async fn conformance(profile: Profile) {
 
     // An update of something that is gone.
     let e = expect_err(
-        c.put_file("gone.txt", &three, &Precondition::IfMatch(tag2.clone()))
-            .await,
+        c.put_file(
+            "gone.txt",
+            &open(&three),
+            &Precondition::IfMatch(tag2.clone()),
+        )
+        .await,
         "update of a missing file",
     );
     assert!(matches!(e, CloudError::NotFound), "{e}");
@@ -188,7 +210,7 @@ async fn conformance(profile: Profile) {
     assert!(c.stat("x/y z").await.unwrap().unwrap().is_dir);
 
     // An upload into missing folders creates them.
-    c.put_file("new/deep/f.txt", &one, &Precondition::IfNoneMatch)
+    c.put_file("new/deep/f.txt", &open(&one), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     assert_eq!(
@@ -224,7 +246,7 @@ async fn conformance(profile: Profile) {
     for (i, n) in names.iter().enumerate() {
         let content = format!("content {i}");
         let p = src(&format!("n{i}"), content.as_bytes());
-        c.put_file(&format!("names/{n}"), &p, &Precondition::IfNoneMatch)
+        c.put_file(&format!("names/{n}"), &open(&p), &Precondition::IfNoneMatch)
             .await
             .unwrap_or_else(|e| panic!("upload of {n:?}: {e}"));
         assert_eq!(
@@ -233,7 +255,10 @@ async fn conformance(profile: Profile) {
             "{n:?} on disk"
         );
         let got = tmp.path().join("got");
-        let e = c.get_file(&format!("names/{n}"), &got).await.unwrap();
+        let e = c
+            .get_file(&format!("names/{n}"), &create(&got))
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(&got).unwrap(), content.as_bytes());
         assert_eq!(e.path, format!("names/{n}"));
     }
@@ -260,7 +285,7 @@ async fn conformance(profile: Profile) {
     c.rename("new", "x/moved").await.unwrap();
     assert!(disk("x/moved/deep/f.txt").is_file());
     assert!(c.stat("x/moved/deep/f.txt").await.unwrap().is_some());
-    c.put_file("b.txt", &one, &Precondition::IfNoneMatch)
+    c.put_file("b.txt", &open(&one), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let e = expect_err(
@@ -285,7 +310,7 @@ async fn conformance(profile: Profile) {
 
     // Download.
     let got = tmp.path().join("download");
-    let e = c.get_file("x/renamed.txt", &got).await.unwrap();
+    let e = c.get_file("x/renamed.txt", &create(&got)).await.unwrap();
     assert_eq!(std::fs::read(&got).unwrap(), b"version three");
     assert_eq!(e.size, 13);
     assert!(!e.is_dir);
@@ -294,7 +319,10 @@ async fn conformance(profile: Profile) {
         strip_weak(e.etag.as_deref().expect("an ETag from GET")),
         strip_weak(st.etag.as_deref().unwrap())
     );
-    let e = expect_err(c.get_file("x/none.txt", &got).await, "download of nothing");
+    let e = expect_err(
+        c.get_file("x/none.txt", &create(&got)).await,
+        "download of nothing",
+    );
     assert!(matches!(e, CloudError::NotFound), "{e}");
 
     // Deletes: conditional on files, recursive on folders.
@@ -317,13 +345,17 @@ async fn conformance(profile: Profile) {
 
     // Unsafe paths never reach the server.
     assert!(c.stat("../escape").await.is_err());
-    assert!(c.put_file("/abs", &one, &Precondition::None).await.is_err());
+    assert!(
+        c.put_file("/abs", &open(&one), &Precondition::None)
+            .await
+            .is_err()
+    );
 
     // A 50 MiB file streams both ways, byte for byte.
     let big = tmp.path().join("big");
     write_pseudo_random(&big, 50 << 20, 0x5eed);
     let tag = c
-        .put_file("big/blob.bin", &big, &Precondition::IfNoneMatch)
+        .put_file("big/blob.bin", &open(&big), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     assert!(tag.is_some());
@@ -336,7 +368,7 @@ async fn conformance(profile: Profile) {
         50 << 20
     );
     let back = tmp.path().join("back");
-    let e = c.get_file("big/blob.bin", &back).await.unwrap();
+    let e = c.get_file("big/blob.bin", &create(&back)).await.unwrap();
     assert_eq!(e.size, 50 << 20);
     assert!(same_file(&big, &back), "downloaded 50 MiB differ");
 
@@ -359,7 +391,7 @@ async fn sabre_with_folder_etags() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("f");
     std::fs::write(&p, b"one").unwrap();
-    c.put_file("f/g/h.txt", &p, &Precondition::IfNoneMatch)
+    c.put_file("f/g/h.txt", &open(&p), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let before = c.stat_entry("f").await.unwrap().unwrap();
@@ -390,7 +422,7 @@ async fn apache() {
     let p = tmp.path().join("f");
     std::fs::write(&p, b"one").unwrap();
     let weak = c
-        .put_file("w.txt", &p, &Precondition::IfNoneMatch)
+        .put_file("w.txt", &open(&p), &Precondition::IfNoneMatch)
         .await
         .unwrap()
         .unwrap();
@@ -399,7 +431,7 @@ async fn apache() {
     assert!(!now.starts_with("W/"), "{now}");
     assert_eq!(strip_weak(&weak), now);
     std::fs::write(&p, b"two").unwrap();
-    c.put_file("w.txt", &p, &Precondition::IfMatch(weak.clone()))
+    c.put_file("w.txt", &open(&p), &Precondition::IfMatch(weak.clone()))
         .await
         .unwrap();
     assert_eq!(
@@ -407,7 +439,7 @@ async fn apache() {
         b"two"
     );
     let e = c
-        .put_file("w.txt", &p, &Precondition::IfMatch(weak))
+        .put_file("w.txt", &open(&p), &Precondition::IfMatch(weak))
         .await
         .unwrap_err();
     assert!(matches!(e, CloudError::PreconditionFailed), "{e}");
@@ -486,7 +518,7 @@ async fn faults_map_to_the_right_errors() {
         "{e}"
     );
     let e = c
-        .put_file("up.txt", &src, &Precondition::None)
+        .put_file("up.txt", &open(&src), &Precondition::None)
         .await
         .unwrap_err();
     assert!(
@@ -512,7 +544,7 @@ async fn faults_map_to_the_right_errors() {
 
     proxy.set(Fault::Status(507));
     let e = c
-        .put_file("up.txt", &src, &Precondition::None)
+        .put_file("up.txt", &open(&src), &Precondition::None)
         .await
         .unwrap_err();
     assert!(
@@ -521,14 +553,14 @@ async fn faults_map_to_the_right_errors() {
     );
 
     proxy.set(Fault::Status(403));
-    let e = c.get_file("f.txt", &dest).await.unwrap_err();
+    let e = c.get_file("f.txt", &create(&dest)).await.unwrap_err();
     assert!(
         matches!(e, CloudError::Forbidden) && !e.is_transient(),
         "{e}"
     );
 
     proxy.set(Fault::Truncate);
-    let e = c.get_file("f.txt", &dest).await.unwrap_err();
+    let e = c.get_file("f.txt", &create(&dest)).await.unwrap_err();
     assert!(
         matches!(e, CloudError::Transport(_)) && e.is_transient(),
         "{e}"
@@ -538,7 +570,7 @@ async fn faults_map_to_the_right_errors() {
 
     // And back to normal.
     proxy.set(Fault::Pass);
-    let got = c.get_file("f.txt", &dest).await.unwrap();
+    let got = c.get_file("f.txt", &create(&dest)).await.unwrap();
     assert_eq!(got.size, 5);
     assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
     assert!(proxy.connections() > 10);
@@ -566,11 +598,11 @@ async fn one_gib_streams_through_apache() {
     let big = tmp.path().join("big");
     write_pseudo_random(&big, 1 << 30, 0x1de);
     let before = peak_rss();
-    c.put_file("huge.bin", &big, &Precondition::IfNoneMatch)
+    c.put_file("huge.bin", &open(&big), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let back = tmp.path().join("back");
-    let e = c.get_file("huge.bin", &back).await.unwrap();
+    let e = c.get_file("huge.bin", &create(&back)).await.unwrap();
     assert_eq!(e.size, 1 << 30);
     let peak = peak_rss();
     assert!(same_file(&big, &server.disk(&format!("{ROOT}/huge.bin"))));
@@ -593,11 +625,11 @@ async fn https_with_a_private_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("f");
     std::fs::write(&p, b"over TLS").unwrap();
-    c.put_file("t.txt", &p, &Precondition::IfNoneMatch)
+    c.put_file("t.txt", &open(&p), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let back = tmp.path().join("back");
-    c.get_file("t.txt", &back).await.unwrap();
+    c.get_file("t.txt", &create(&back)).await.unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), b"over TLS");
 
     // Without the CA the server is not trusted.
@@ -645,13 +677,13 @@ async fn conditions_are_found_out_per_server() {
             .collect();
         assert!(left.is_empty(), "{profile:?}: the probe left {left:?}");
         let up = c
-            .upload("a/b.txt", &p, &Precondition::IfNoneMatch)
+            .upload("a/b.txt", &open(&p), &Precondition::IfNoneMatch)
             .await
             .unwrap();
         assert_eq!(up.hash.as_deref(), Some(want.as_str()), "{profile:?}");
         // Created meanwhile by someone else: never overwritten, whichever way it is checked.
         let e = c
-            .upload("a/b.txt", &p, &Precondition::IfNoneMatch)
+            .upload("a/b.txt", &open(&p), &Precondition::IfNoneMatch)
             .await
             .unwrap_err();
         assert!(

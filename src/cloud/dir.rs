@@ -203,11 +203,11 @@ impl Cloud for DirCloud {
     async fn put_file(
         &self,
         path: &str,
-        src: &Path,
+        src: &fs::File,
         cond: &Precondition,
     ) -> Result<Option<String>, CloudError> {
         let target = self.full(path)?;
-        let src = src.to_path_buf();
+        let src = src.try_clone()?;
         let cond = cond.clone();
         blocking(move || {
             let dir = target.parent().ok_or(CloudError::MissingParent)?;
@@ -216,7 +216,8 @@ impl Cloud for DirCloud {
             }
             let tmp = tmp_name(dir);
             let result = (|| {
-                let mut input = fs::File::open(&src).map_err(CloudError::Io)?;
+                let mut input = &src;
+                io::Seek::seek(&mut input, io::SeekFrom::Start(0)).map_err(CloudError::Io)?;
                 let mut out = new_file(&tmp).map_err(map_io)?;
                 io::copy(&mut input, &mut out).map_err(map_io)?;
                 out.sync_all().map_err(map_io)?;
@@ -233,9 +234,9 @@ impl Cloud for DirCloud {
         .await
     }
 
-    async fn get_file(&self, path: &str, dest: &Path) -> Result<CloudEntry, CloudError> {
+    async fn get_file(&self, path: &str, dest: &fs::File) -> Result<CloudEntry, CloudError> {
         let full = self.full(path)?;
-        let dest = dest.to_path_buf();
+        let dest = dest.try_clone()?;
         let path = path.to_string();
         blocking(move || {
             let mut input = fs::File::open(&full).map_err(map_io)?;
@@ -246,7 +247,9 @@ impl Cloud for DirCloud {
                     detail: format!("{path} is a folder"),
                 });
             }
-            let mut out = new_file(&dest).map_err(CloudError::Io)?;
+            let mut out = &dest;
+            out.set_len(0).map_err(CloudError::Io)?;
+            io::Seek::seek(&mut out, io::SeekFrom::Start(0)).map_err(CloudError::Io)?;
             io::copy(&mut input, &mut out).map_err(CloudError::Io)?;
             Ok(entry_of(path, &meta))
         })
@@ -339,31 +342,36 @@ mod tests {
         fs::write(src.path(), b"one").unwrap();
         let c = DirCloud::new(d.path()).unwrap();
         let tag = c
-            .put_file("a.txt", src.path(), &Precondition::IfNoneMatch)
+            .put_file("a.txt", src.as_file(), &Precondition::IfNoneMatch)
             .await
             .unwrap()
             .unwrap();
         // A second create must not overwrite.
         assert!(matches!(
-            c.put_file("a.txt", src.path(), &Precondition::IfNoneMatch)
+            c.put_file("a.txt", src.as_file(), &Precondition::IfNoneMatch)
                 .await,
             Err(CloudError::PreconditionFailed)
         ));
         // An update with a stale tag must not overwrite.
         assert!(matches!(
-            c.put_file("a.txt", src.path(), &Precondition::IfMatch("\"x\"".into()))
-                .await,
+            c.put_file(
+                "a.txt",
+                src.as_file(),
+                &Precondition::IfMatch("\"x\"".into())
+            )
+            .await,
             Err(CloudError::PreconditionFailed)
         ));
         fs::write(src.path(), b"two").unwrap();
-        c.put_file("a.txt", src.path(), &Precondition::IfMatch(tag))
+        c.put_file("a.txt", src.as_file(), &Precondition::IfMatch(tag))
             .await
             .unwrap();
         assert_eq!(fs::read(d.path().join("a.txt")).unwrap(), b"two");
         c.mkdir("x/y").await.unwrap();
         c.rename("a.txt", "x/y/b.txt").await.unwrap();
         assert!(matches!(
-            c.put_file("nope/z", src.path(), &Precondition::None).await,
+            c.put_file("nope/z", src.as_file(), &Precondition::None)
+                .await,
             Err(CloudError::MissingParent)
         ));
         let l = c.list("x/y").await.unwrap();

@@ -89,6 +89,10 @@ pub enum CloudError {
     /// The server's answer made no sense or was hostile; refused.
     #[error("refused a malformed server answer: {0}")]
     Protocol(String),
+    /// The on-premise path goes through a symbolic link or a special file; nothing is read or
+    /// written through it.
+    #[error("{0}")]
+    Blocked(String),
     /// Reading or writing the local side failed.
     #[error("local I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -115,6 +119,7 @@ impl CloudError {
             | CloudError::InsufficientStorage
             | CloudError::InvalidName(_)
             | CloudError::Status { .. }
+            | CloudError::Blocked(_)
             | CloudError::Protocol(_) => false,
         }
     }
@@ -127,7 +132,7 @@ impl CloudError {
             CloudError::ContentTooLarge => FailureCode::ContentLimit,
             CloudError::InsufficientStorage => FailureCode::QuotaLimit,
             CloudError::InvalidName(_) => FailureCode::InvalidName,
-            CloudError::PreconditionFailed => FailureCode::NameClash,
+            CloudError::PreconditionFailed | CloudError::Blocked(_) => FailureCode::NameClash,
             CloudError::MissingParent => FailureCode::TargetNoLongerExists,
             CloudError::NotFound
             | CloudError::Status { .. }
@@ -166,12 +171,13 @@ pub trait Cloud: Send + Sync {
     /// The direct children of the folder at `path`.
     async fn list(&self, path: &str) -> Result<Vec<CloudEntry>, CloudError>;
 
-    /// Streams the local file `src` to `path` under `cond`, never holding it whole in memory.
-    /// Returns the new ETag when the cloud has one.
+    /// Streams the open local file `src` (from its start) to `path` under `cond`, never
+    /// holding it whole in memory. Returns the new ETag when the cloud has one. The engine
+    /// opens `src` through [`crate::onprem::Onprem`], so no cloud reads a path itself.
     async fn put_file(
         &self,
         path: &str,
-        src: &Path,
+        src: &std::fs::File,
         cond: &Precondition,
     ) -> Result<Option<String>, CloudError>;
 
@@ -181,7 +187,7 @@ pub trait Cloud: Send + Sync {
     async fn upload(
         &self,
         path: &str,
-        src: &Path,
+        src: &std::fs::File,
         cond: &Precondition,
     ) -> Result<Uploaded, CloudError> {
         Ok(Uploaded {
@@ -195,8 +201,9 @@ pub trait Cloud: Send + Sync {
         false
     }
 
-    /// Streams the cloud file at `path` into the local file `dest` (created or truncated).
-    async fn get_file(&self, path: &str, dest: &Path) -> Result<CloudEntry, CloudError>;
+    /// Streams the cloud file at `path` into the open local file `dest`, from its start
+    /// (what it held before is cut off).
+    async fn get_file(&self, path: &str, dest: &std::fs::File) -> Result<CloudEntry, CloudError>;
 
     /// Creates the folder at `path` and any missing parents; an existing folder is fine.
     async fn mkdir(&self, path: &str) -> Result<(), CloudError>;

@@ -26,8 +26,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::Read;
-use std::path::Path;
+use std::io::{Read, Seek};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,7 +41,7 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio_util::bytes::Bytes;
 use tokio_util::io::ReaderStream;
 use url::Url;
@@ -1205,7 +1204,7 @@ impl WebDav {
     async fn put_once(
         &self,
         url: &Url,
-        src: &Path,
+        src: &std::fs::File,
         if_match: Option<&str>,
         if_none_match: bool,
     ) -> Result<(reqwest::Response, Option<String>), CloudError> {
@@ -1215,7 +1214,8 @@ impl WebDav {
         // A small file (most are) is opened, read and hashed right here: a trip to the blocking
         // pool and back costs more than that read. Larger files stream from the pool.
         let opened = (|| -> std::io::Result<Source> {
-            let mut file = std::fs::File::open(src)?;
+            let mut file = src.try_clone()?;
+            file.seek(std::io::SeekFrom::Start(0))?;
             let len = file.metadata()?.len();
             if len > SMALL_UPLOAD {
                 return Ok(Source::Large(file, len));
@@ -1232,10 +1232,7 @@ impl WebDav {
             Source::Changed => {
                 return Err(CloudError::Io(std::io::Error::new(
                     std::io::ErrorKind::Interrupted,
-                    format!(
-                        "{} changed size while it was read; it will be sent again",
-                        src.display()
-                    ),
+                    format!("{url} changed size while it was read; it will be sent again"),
                 )));
             }
             Source::Small(bytes, h) => {
@@ -1276,10 +1273,7 @@ impl WebDav {
             Some(Err(_)) if changed.load(Ordering::Relaxed) => {
                 Err(CloudError::Io(std::io::Error::new(
                     std::io::ErrorKind::Interrupted,
-                    format!(
-                        "{} changed size during the upload; it will be sent again",
-                        src.display()
-                    ),
+                    format!("{url} changed size during the upload; it will be sent again"),
                 )))
             }
             Some(Err(e)) => Err(self.transport(&what, e)),
@@ -1411,7 +1405,7 @@ impl Cloud for WebDav {
     async fn put_file(
         &self,
         path: &str,
-        src: &Path,
+        src: &std::fs::File,
         cond: &Precondition,
     ) -> Result<Option<String>, CloudError> {
         Ok(self.upload(path, src, cond).await?.etag)
@@ -1424,7 +1418,7 @@ impl Cloud for WebDav {
     async fn upload(
         &self,
         path: &str,
-        src: &Path,
+        src: &std::fs::File,
         cond: &Precondition,
     ) -> Result<Uploaded, CloudError> {
         name_op_path(path)?;
@@ -1491,7 +1485,7 @@ impl Cloud for WebDav {
         })
     }
 
-    async fn get_file(&self, path: &str, dest: &Path) -> Result<CloudEntry, CloudError> {
+    async fn get_file(&self, path: &str, dest: &std::fs::File) -> Result<CloudEntry, CloudError> {
         let url = self.url_of(path, false)?;
         let what = format!("GET {url}");
         let mut resp = self.send(Method::GET, url, HeaderMap::new(), None).await?;
@@ -1509,7 +1503,10 @@ impl Cloud for WebDav {
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_http_time);
-        let mut out = tokio::fs::File::create(dest).await?;
+        let out = dest.try_clone()?;
+        out.set_len(0)?;
+        let mut out = tokio::fs::File::from_std(out);
+        out.seek(std::io::SeekFrom::Start(0)).await?;
         let mut got: u64 = 0;
         loop {
             let chunk = match tokio::time::timeout(self.idle_timeout, resp.chunk()).await {

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +16,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::push::hash_file;
 use super::reconcile::{Action, Side, Winner, conflict_name, reconcile};
 use super::sets::{SyncSet, SyncSets};
 use super::{Shared, jr, mtime_ns, record_of};
@@ -25,6 +23,7 @@ use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
 use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
+use crate::onprem::{self, Onprem};
 
 /// Tells the kernel that an on-premise path changed behind its back.
 pub trait Invalidate: Send + Sync {
@@ -80,8 +79,8 @@ pub struct Puller {
     pub journal: Arc<Journal>,
     /// The cloud.
     pub cloud: Arc<dyn Cloud>,
-    /// The on-premise root.
-    pub onprem: PathBuf,
+    /// The on-premise folder, reached only through its door.
+    pub onprem: Arc<Onprem>,
     /// Excluded names.
     pub ignore: Ignore,
     /// Files open for writing through the mount.
@@ -120,15 +119,17 @@ fn map_io(e: std::io::Error) -> CloudError {
     CloudError::Io(e)
 }
 
-impl Puller {
-    fn full(&self, path: &str) -> PathBuf {
-        if path.is_empty() {
-            self.onprem.clone()
-        } else {
-            self.onprem.join(path)
-        }
-    }
+/// True when nothing is at `path` on-premise (a path blocked by a link is not free).
+fn free(o: &Onprem, path: &str) -> bool {
+    matches!(o.stat(path), Ok(None))
+}
 
+/// True when `e` says the on-premise path crosses a link or a special file.
+fn crossing(e: &CloudError) -> bool {
+    matches!(e, CloudError::Io(e) if onprem::is_crossing(e))
+}
+
+impl Puller {
     /// Pulls every `interval` and whenever `now` is notified, until `stop` is cancelled.
     pub async fn run(
         self: Arc<Self>,
@@ -429,7 +430,7 @@ impl Puller {
                 for (p, e) in &found {
                     if !e.is_dir
                         && tag(&e.etag) == tag(&r.etag)
-                        && !self.full(p).exists()
+                        && free(&self.onprem, p)
                         && jr(self.journal.node(p))?.is_none()
                     {
                         target = Some(p.clone());
@@ -503,7 +504,7 @@ impl Puller {
             if rec.is_none()
                 && !conflicted.contains_key(path)
                 && found.get(path).is_some_and(|e| !e.is_dir)
-                && std::fs::symlink_metadata(self.full(path)).is_err()
+                && free(&self.onprem, path)
             {
                 new_files.push(path);
                 continue;
@@ -515,6 +516,10 @@ impl Puller {
                 Ok(Some(d)) => removed_dirs.push(d),
                 Ok(None) => {}
                 Err(e) if e.is_transient() => return Err(e),
+                Err(e) if crossing(&e) => {
+                    incomplete.push(path.to_string());
+                    self.blocked(path)?;
+                }
                 Err(e) => {
                     incomplete.push(path.to_string());
                     warn!(path = %path, error = %e, "cannot merge a cloud change")
@@ -581,6 +586,10 @@ impl Puller {
                     incomplete.push(path.to_string());
                     first_transient.get_or_insert(e);
                 }
+                Err(Some(e)) if crossing(&e) => {
+                    incomplete.push(path.to_string());
+                    self.blocked(path)?;
+                }
                 Err(Some(e)) => {
                     incomplete.push(path.to_string());
                     warn!(path = %path, error = %e, "cannot merge a cloud change")
@@ -629,14 +638,16 @@ impl Puller {
         path: &str,
         rec: Option<&NodeRecord>,
     ) -> Result<Option<(Side, std::fs::Metadata)>, CloudError> {
-        let m = match std::fs::symlink_metadata(self.full(path)) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
-            Err(e) => return Err(map_io(e)),
+        let m = match self.onprem.stat(path).map_err(map_io)? {
+            Some(m) => m,
+            None => return Ok(None),
         };
         if !(m.is_file() || m.is_dir()) {
-            return Ok(None);
+            // A link or a special file holds the name: nothing of the cloud's goes there,
+            // and nothing is read through it.
+            return Err(CloudError::Io(std::io::Error::from_raw_os_error(
+                libc::ELOOP,
+            )));
         }
         let kind = if m.is_dir() {
             NodeKind::Dir
@@ -651,8 +662,8 @@ impl Puller {
                 if r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino() {
                     false
                 } else {
-                    let p = self.full(path);
-                    let h = tokio::task::spawn_blocking(move || hash_file(&p))
+                    let (o, p) = (self.onprem.clone(), path.to_string());
+                    let h = tokio::task::spawn_blocking(move || o.hash(&p))
                         .await
                         .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
                         .map_err(map_io)?;
@@ -717,8 +728,7 @@ impl Puller {
                 Ok(None)
             }
             Action::CreateDir => {
-                make_dirs(&self.full(path)).map_err(map_io)?;
-                let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
+                let m = self.make_dir(path)?;
                 jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                 self.invalidate.changed(path);
                 report.other += 1;
@@ -735,7 +745,6 @@ impl Puller {
                 Ok(None)
             }
             Action::DeleteLocal => {
-                let full = self.full(path);
                 let m = local.map(|(_, m)| m);
                 if m.as_ref().is_some_and(|m| m.is_dir()) {
                     self.delete_local_tree(path)?;
@@ -746,7 +755,7 @@ impl Puller {
                 if m.as_ref().is_some_and(|m| self.writers.is_open(m.ino())) {
                     return Ok(None);
                 }
-                match std::fs::remove_file(&full) {
+                match self.onprem.remove_file(path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(map_io(e)),
@@ -816,41 +825,47 @@ impl Puller {
                 }
                 // Equal content on both sides (say, a crash between an upload and its journal
                 // write) is no conflict: only the record changes.
-                let tmp = self.temp_beside(path);
-                let got = match self.cloud.get_file(&set.to_cloud(path), &tmp).await {
-                    Ok(g) => g,
-                    Err(err) => {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Err(err);
-                    }
-                };
-                let (t, f) = (tmp.clone(), self.full(path));
-                let hashes = tokio::task::spawn_blocking(move || {
-                    Ok::<_, std::io::Error>((hash_file(&t)?, hash_file(&f)?))
-                })
-                .await
-                .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
-                .map_err(map_io)?;
-                if hashes.0 == hashes.1 {
-                    let _ = std::fs::remove_file(&tmp);
-                    let etag = got.etag.or_else(|| e.etag.clone());
+                let (tmp, got, cloud_hash) = self.fetch(set, path, e).await?;
+                let (o, p) = (self.onprem.clone(), path.to_string());
+                let local_hash = tokio::task::spawn_blocking(move || o.hash(&p))
+                    .await
+                    .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+                    .map_err(map_io)?;
+                let etag = got.etag.clone().or_else(|| e.etag.clone());
+                if cloud_hash == local_hash {
+                    drop(tmp);
                     jr(self
                         .journal
-                        .put_node(&record_of(path, m, Some(hashes.1), etag)))?;
+                        .put_node(&record_of(path, m, Some(local_hash), etag)))?;
                     debug!(path, "both sides hold the same content; no conflict");
                     return Ok(None);
                 }
-                let copy = self.copy_path(path);
+                let copy = self.copy_path(path)?;
+                // Each version keeps the mode and owner of the file it stands for.
+                onprem::finish(&tmp.file, onprem::like(m)).map_err(map_io)?;
                 match winner {
                     Winner::Cloud => {
-                        let _ = std::fs::remove_file(&tmp);
-                        std::fs::rename(self.full(path), self.full(&copy)).map_err(map_io)?;
+                        if !self.still(path, m)? {
+                            return Ok(None); // changed again meanwhile: the next pull
+                        }
+                        self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
                         self.invalidate.changed(&copy);
-                        self.download(set, path, e, None).await?;
+                        if tmp.place(path, true).is_err() {
+                            debug!(
+                                path,
+                                "created again during the merge; merged at the next pull"
+                            );
+                            return Ok(None);
+                        }
+                        let now = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
+                        jr(self
+                            .journal
+                            .put_node(&record_of(path, &now, Some(cloud_hash), etag)))?;
+                        self.invalidate.changed(path);
                         info!(path, copy = %copy, "conflict: the cloud version won; the on-premise edit is kept as a conflict copy");
                     }
                     Winner::Onprem => {
-                        std::fs::rename(&tmp, self.full(&copy)).map_err(map_io)?;
+                        tmp.place(&copy, true).map_err(map_io)?;
                         self.invalidate.changed(&copy);
                         // Push the on-premise version over the cloud version just saved.
                         // An unknown stat makes the pusher upload, with If-Match on the
@@ -875,14 +890,13 @@ impl Puller {
                 if m.is_file() && self.writers.is_open(m.ino()) {
                     return Ok(None);
                 }
-                let copy = self.copy_path(path);
-                std::fs::rename(self.full(path), self.full(&copy)).map_err(map_io)?;
+                let copy = self.copy_path(path)?;
+                self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
                 jr(self.journal.delete_subtree(path))?;
                 self.invalidate.changed(&copy);
                 let e = entry.expect("type conflict has a cloud entry");
                 if e.is_dir {
-                    make_dirs(&self.full(path)).map_err(map_io)?;
-                    let m = std::fs::symlink_metadata(self.full(path)).map_err(map_io)?;
+                    let m = self.make_dir(path)?;
                     jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                     self.invalidate.changed(path);
                 } else {
@@ -895,27 +909,81 @@ impl Puller {
         }
     }
 
-    fn copy_path(&self, path: &str) -> String {
+    /// A free name for the conflict copy of `path`, short enough for the local filesystem.
+    fn copy_path(&self, path: &str) -> Result<String, CloudError> {
         let name = path.rsplit('/').next().unwrap_or(path);
-        let base = conflict_name(name, SystemTime::now());
-        let mut n = base.clone();
-        let mut k = 2;
-        while self.full(&cloud::join(cloud::parent(path), &n)).exists() {
-            // report (conflict 2026-11-25 225500) 2.odt
-            let cut = base.find(" (conflict ").map_or(base.len(), |i| i + 29);
-            n = format!("{} {k}{}", &base[..cut], &base[cut..]);
-            k += 1;
+        let dir = cloud::parent(path);
+        let now = SystemTime::now();
+        for k in 1..1000 {
+            let n = conflict_name(name, now, k);
+            let p = cloud::join(dir, &n);
+            if free(&self.onprem, &p) {
+                return Ok(p);
+            }
         }
-        cloud::join(cloud::parent(path), &n)
+        Err(CloudError::Io(std::io::Error::other(format!(
+            "no free conflict-copy name beside {path}"
+        ))))
     }
 
-    fn temp_beside(&self, path: &str) -> PathBuf {
-        let dir = self.full(cloud::parent(path));
-        dir.join(format!(
-            ".cloudsync-dl-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ))
+    /// True when `path` still is what `m` describes.
+    fn still(&self, path: &str, m: &std::fs::Metadata) -> Result<bool, CloudError> {
+        let now = self.onprem.stat(path).map_err(map_io)?;
+        Ok(now.is_some_and(|n| same_file(m, &n)) && !self.writers.is_open(m.ino()))
+    }
+
+    /// Creates the folder `path` (and those above it) and returns its metadata.
+    fn make_dir(&self, path: &str) -> Result<std::fs::Metadata, CloudError> {
+        self.onprem.create_dirs(path).map_err(map_io)?;
+        self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)
+    }
+
+    /// A cloud item whose on-premise path goes through a link or a special file: left alone,
+    /// and shown failed until the way is clear and a sync is requested.
+    fn blocked(&self, path: &str) -> Result<(), CloudError> {
+        warn!(path, "{}", onprem::crossing_detail(path));
+        jr(self
+            .journal
+            .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+        self.wake_pusher.notify_one();
+        Ok(())
+    }
+
+    /// Downloads the cloud file `path` into a new private temporary file beside its target
+    /// (the folders above it are made first). Returns it with what the cloud said and the hash
+    /// of the bytes received. The temporary file goes away on any error.
+    async fn fetch(
+        &self,
+        set: &SyncSet,
+        path: &str,
+        e: &CloudEntry,
+    ) -> Result<(Temp, CloudEntry, String), CloudError> {
+        let dir = cloud::parent(path);
+        self.onprem.create_dirs(dir).map_err(map_io)?;
+        let (file, rel) = self.onprem.create_temp(dir).map_err(map_io)?;
+        let tmp = Temp {
+            onprem: self.onprem.clone(),
+            rel,
+            file,
+            placed: false,
+        };
+        let got = self.cloud.get_file(&set.to_cloud(path), &tmp.file).await?;
+        let mtime = got.mtime.or(e.mtime);
+        let f = tmp.file.try_clone().map_err(map_io)?;
+        let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            use std::io::Seek;
+            let mut f = f;
+            if let Some(mt) = mtime {
+                f.set_modified(mt)?;
+            }
+            f.sync_all()?;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            onprem::hash_reader(&mut f)
+        })
+        .await
+        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+        .map_err(map_io)?;
+        Ok((tmp, got, hash))
     }
 
     /// Downloads `path` over the on-premise file, unless it changed meanwhile or is open for
@@ -927,7 +995,6 @@ impl Puller {
         e: &CloudEntry,
         seen: Option<&std::fs::Metadata>,
     ) -> Result<bool, CloudError> {
-        let full = self.full(path);
         if let Some(m) = seen
             && self.writers.is_open(m.ino())
         {
@@ -935,63 +1002,47 @@ impl Puller {
             return Ok(false);
         }
         let _downloading = self.shared.downloading(path);
-        if let Some(parent) = full.parent() {
-            make_dirs(parent).map_err(map_io)?;
-        }
-        let tmp = self.temp_beside(path);
-        let got = match self.cloud.get_file(&set.to_cloud(path), &tmp).await {
-            Ok(g) => g,
-            Err(err) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(err);
+        let (tmp, got, hash) = self.fetch(set, path, e).await?;
+        // Mode and owner stay on-premise: a replaced file keeps its own; a new file gets the
+        // daemon's file mode and the owner and group of its folder.
+        let like = match seen {
+            Some(m) => onprem::like(m),
+            None => {
+                let dir = self
+                    .onprem
+                    .stat(cloud::parent(path))
+                    .map_err(map_io)?
+                    .ok_or_else(gone)?;
+                (self.onprem.file_mode(), dir.uid(), dir.gid())
             }
         };
-        let mtime = got.mtime.or(e.mtime);
-        let t = tmp.clone();
-        // Mode and owner stay on-premise: a replaced file keeps its own, a new file gets 0644
-        // and the owner of its folder.
-        let like = seen
-            .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()))
-            .or_else(|| {
-                full.parent()
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .map(|m| (0o644, m.uid(), m.gid()))
-            });
-        let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-            if let Some((mode, uid, gid)) = like {
-                std::fs::set_permissions(&t, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-                let _ = std::os::unix::fs::chown(&t, Some(uid), Some(gid));
-            }
-            let f = std::fs::OpenOptions::new().write(true).open(&t)?;
-            if let Some(mt) = mtime {
-                f.set_modified(mt)?;
-            }
-            f.sync_all()?;
-            hash_file(&t)
-        })
-        .await
-        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
-        .map_err(map_io)?;
+        onprem::finish(&tmp.file, like).map_err(map_io)?;
         // Never replace a file that changed while we downloaded.
-        let now = std::fs::symlink_metadata(&full).ok();
+        let now = self.onprem.stat(path).map_err(map_io)?;
         let unchanged = match (seen, &now) {
             (None, None) => true,
-            (Some(a), Some(b)) => {
-                a.ino() == b.ino() && a.size() == b.size() && mtime_ns(a) == mtime_ns(b)
-            }
+            (Some(a), Some(b)) => same_file(a, b),
             (None, Some(_)) => false,
             (Some(_), None) => false,
         };
         if !unchanged || now.as_ref().is_some_and(|m| self.writers.is_open(m.ino())) {
-            let _ = std::fs::remove_file(&tmp);
             debug!(
                 path,
                 "changed on-premise during the download; merged at the next pull"
             );
             return Ok(false);
         }
-        std::fs::rename(&tmp, &full).map_err(map_io)?;
-        let m = std::fs::symlink_metadata(&full).map_err(map_io)?;
+        if let Err(err) = tmp.place(path, seen.is_none()) {
+            if err.raw_os_error() == Some(libc::EEXIST) {
+                debug!(
+                    path,
+                    "created on-premise during the download; merged at the next pull"
+                );
+                return Ok(false);
+            }
+            return Err(map_io(err));
+        }
+        let m = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
         let etag = got.etag.or_else(|| e.etag.clone());
         jr(self
             .journal
@@ -1002,8 +1053,7 @@ impl Puller {
     }
 
     async fn apply_move(&self, from: &str, to: &str, e: &CloudEntry) -> Result<bool, CloudError> {
-        let (src, dst) = (self.full(from), self.full(to));
-        let Ok(m) = std::fs::symlink_metadata(&src) else {
+        let Ok(Some(m)) = self.onprem.stat(from) else {
             return Ok(false);
         };
         let rec = jr(self.journal.node(from))?;
@@ -1011,14 +1061,12 @@ impl Puller {
             .as_ref()
             .is_none_or(|r| !(r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino()))
             || self.writers.is_open(m.ino())
-            || dst.exists()
+            || !free(&self.onprem, to)
         {
             return Ok(false);
         }
-        if let Some(p) = dst.parent() {
-            make_dirs(p).map_err(map_io)?;
-        }
-        std::fs::rename(&src, &dst).map_err(map_io)?;
+        self.onprem.create_dirs(cloud::parent(to)).map_err(map_io)?;
+        self.onprem.rename_noreplace(from, to).map_err(map_io)?;
         jr(self.journal.move_subtree(from, to))?;
         if let Some(mut r) = jr(self.journal.node(to))? {
             r.etag = e.etag.clone();
@@ -1032,7 +1080,6 @@ impl Puller {
 
     /// Deletes a folder the cloud deleted, keeping anything changed or unknown on-premise.
     fn delete_local_tree(&self, path: &str) -> Result<(), CloudError> {
-        let full = self.full(path);
         let mut kept = false;
         let mut records: HashMap<String, NodeRecord> = HashMap::new();
         jr(self.journal.for_each_node_under(path, |r| {
@@ -1040,34 +1087,38 @@ impl Puller {
         }))?;
         fn walk(
             me: &Puller,
-            dir: &Path,
             rel: &str,
             records: &HashMap<String, NodeRecord>,
             kept: &mut bool,
         ) -> std::io::Result<()> {
-            for de in std::fs::read_dir(dir)? {
-                let de = de?;
-                let name = de.file_name().to_string_lossy().to_string();
-                let r = cloud::join(rel, &name);
-                let m = de.metadata()?;
+            for ent in me.onprem.read_dir(rel)? {
+                let ent = ent?;
+                let Some(name) = ent.name.to_str() else {
+                    *kept = true;
+                    continue;
+                };
+                let r = cloud::join(rel, name);
+                let m = ent.meta?;
                 if m.is_dir() {
-                    walk(me, &de.path(), &r, records, kept)?;
-                    if std::fs::remove_dir(de.path()).is_err() {
+                    walk(me, &r, records, kept)?;
+                    if me.onprem.remove_dir(&r).is_err() {
                         *kept = true;
                     }
-                } else if records.get(&r).is_some_and(|x| {
-                    x.size == m.size() && x.mtime_ns == mtime_ns(&m) && x.ino == m.ino()
-                }) && !me.writers.is_open(m.ino())
+                } else if m.is_file()
+                    && records.get(&r).is_some_and(|x| {
+                        x.size == m.size() && x.mtime_ns == mtime_ns(&m) && x.ino == m.ino()
+                    })
+                    && !me.writers.is_open(m.ino())
                 {
-                    std::fs::remove_file(de.path())?;
+                    me.onprem.remove_file(&r)?;
                 } else {
                     *kept = true;
                 }
             }
             Ok(())
         }
-        walk(self, &full, path, &records, &mut kept).map_err(map_io)?;
-        if std::fs::remove_dir(&full).is_err() {
+        walk(self, path, &records, &mut kept).map_err(map_io)?;
+        if self.onprem.remove_dir(path).is_err() {
             kept = true;
         }
         jr(self.journal.delete_subtree(path))?;
@@ -1086,11 +1137,41 @@ impl Puller {
     }
 }
 
-/// Creates a folder and its parents with mode 0755, whatever the process umask.
-fn make_dirs(p: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(p)
+/// The same file, unchanged: same inode, size and modification time.
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.ino() == b.ino() && a.size() == b.size() && mtime_ns(a) == mtime_ns(b)
+}
+
+fn gone() -> CloudError {
+    CloudError::Io(std::io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// A download in a private temporary file beside its target. Removed when dropped, unless it
+/// was renamed into place.
+struct Temp {
+    onprem: Arc<Onprem>,
+    rel: String,
+    file: std::fs::File,
+    placed: bool,
+}
+
+impl Temp {
+    /// Renames the file to `to`; with `noreplace`, never over an item that is there.
+    fn place(mut self, to: &str, noreplace: bool) -> std::io::Result<()> {
+        if noreplace {
+            self.onprem.rename_noreplace(&self.rel, to)?;
+        } else {
+            self.onprem.rename(&self.rel, to)?;
+        }
+        self.placed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = self.onprem.remove_file(&self.rel);
+        }
+    }
 }

@@ -8,9 +8,8 @@
 //! call succeeded.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use crate::ignore::Ignore;
 use crate::journal::{
     Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueEntry, QueueState, now_ms,
 };
+use crate::onprem::Onprem;
 
 /// Longest wait between two retries of a transient failure.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -47,8 +47,8 @@ pub struct Pusher {
     pub journal: Arc<Journal>,
     /// The cloud.
     pub cloud: Arc<dyn Cloud>,
-    /// The on-premise root.
-    pub onprem: PathBuf,
+    /// The on-premise folder, reached only through its door.
+    pub onprem: Arc<Onprem>,
     /// Excluded names.
     pub ignore: Ignore,
     /// Files open for writing through the mount.
@@ -129,17 +129,19 @@ pub fn backoff_ms(attempts: u32) -> i64 {
     (capped as f64 * jitter) as i64
 }
 
-/// Hashes a file's content (BLAKE3, hex).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
+/// Hashes an open file's content from its start (BLAKE3, hex), whatever its offset.
+pub fn hash_open(f: &std::fs::File) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read_at(&mut buf, at)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        at += n as u64;
     }
     Ok(h.finalize().to_hex().to_string())
 }
@@ -149,14 +151,6 @@ fn same_stat(r: &NodeRecord, m: &std::fs::Metadata) -> bool {
 }
 
 impl Pusher {
-    fn full(&self, path: &str) -> PathBuf {
-        if path.is_empty() {
-            self.onprem.clone()
-        } else {
-            self.onprem.join(path)
-        }
-    }
-
     /// Runs until `stop` is cancelled. In-flight transfers are abandoned at stop; their entries
     /// stay queued and run again at the next start.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
@@ -396,11 +390,12 @@ impl Pusher {
             }
             return Ok(Outcome::Done);
         }
-        let full = self.full(path);
-        let local = match std::fs::symlink_metadata(&full) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => None,
+        let local = match self.onprem.stat(path) {
+            Ok(m) => m,
+            // Never pushed, and never taken for a delete: left alone until the way is clear.
+            Err(e) if crate::onprem::is_crossing(&e) => {
+                return Err(CloudError::Blocked(crate::onprem::crossing_detail(path)));
+            }
             Err(e) => return Err(CloudError::Io(e)),
         };
         // Gone here. If a change at or above it is still on its way to the journal (a folder
@@ -481,14 +476,14 @@ impl Pusher {
                 self.cloud.mkdir(&cpath).await?;
                 jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                 // Whatever is already inside (a folder moved in, or found by a scan) follows.
-                let children = Self::list_children(&full, path, &self.ignore).await?;
+                let children = Self::list_children(&self.onprem, path, &self.ignore).await?;
                 if children.is_empty() {
                     Ok(Outcome::Done)
                 } else {
                     Ok(Outcome::Replace(children))
                 }
             }
-            Some(m) if m.is_file() => self.push_file(path, &cpath, &full, m, rec).await,
+            Some(m) if m.is_file() => self.push_file(path, &cpath, m, rec).await,
             Some(_) => Ok(Outcome::Done), // symlinks and special files stay on-premise
         }
     }
@@ -555,18 +550,18 @@ impl Pusher {
     }
 
     async fn list_children(
-        full: &Path,
+        onprem: &Arc<Onprem>,
         path: &str,
         ignore: &Ignore,
     ) -> Result<Vec<Change>, CloudError> {
-        let full = full.to_path_buf();
+        let onprem = onprem.clone();
         let path = path.to_string();
         let ignore = ignore.clone();
         Self::blocking(move || {
             let mut v = Vec::new();
-            for de in std::fs::read_dir(&full)? {
+            for de in onprem.read_dir(&path)? {
                 let de = de?;
-                if let Some(name) = de.file_name().to_str()
+                if let Some(name) = de.name.to_str()
                     && !ignore.name_excluded(name)
                 {
                     v.push(Change::Path(Op::Check, cloud::join(&path, name)));
@@ -581,11 +576,24 @@ impl Pusher {
         &self,
         path: &str,
         cpath: &str,
-        full: &Path,
         m: std::fs::Metadata,
         rec: Option<NodeRecord>,
     ) -> Result<Outcome, CloudError> {
         if self.writers.is_open(m.ino()) {
+            return Ok(Outcome::Later);
+        }
+        // Opened once, through the door: what is hashed and sent is this file, whatever
+        // happens to its name meanwhile.
+        let file = match self.onprem.open_file(path) {
+            Ok(f) => Arc::new(f),
+            // Renamed or deleted meanwhile: the queue holds what happened to it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Later),
+            Err(e) if crate::onprem::is_crossing(&e) => {
+                return Err(CloudError::Blocked(crate::onprem::crossing_detail(path)));
+            }
+            Err(e) => return Err(CloudError::Io(e)),
+        };
+        if file.metadata()?.ino() != m.ino() {
             return Ok(Outcome::Later);
         }
         if let Some(r) = &rec
@@ -604,15 +612,8 @@ impl Pusher {
                 && r.size == m.size()
         });
         let hash = if same_size_synced || !self.cloud.hashes_uploads() {
-            let p = full.to_path_buf();
-            match Self::blocking(move || hash_file(&p)).await {
-                Ok(h) => Some(h),
-                // Renamed or deleted meanwhile: the queue holds what happened to it.
-                Err(CloudError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(Outcome::Later);
-                }
-                Err(e) => return Err(e),
-            }
+            let f = file.clone();
+            Some(Self::blocking(move || hash_open(&f)).await?)
         } else {
             None
         };
@@ -651,16 +652,16 @@ impl Pusher {
         let intent = format!("intent:{path}");
         let leftover = jr(self.journal.meta(&intent))?.is_some();
         jr(self.journal.set_meta(&intent, &now_ms().to_string()))?;
-        let put = match self.cloud.upload(cpath, full, &cond).await {
+        let put = match self.cloud.upload(cpath, &file, &cond).await {
             Err(CloudError::MissingParent) => match self.cloud.mkdir(cloud::parent(cpath)).await {
-                Ok(()) => self.cloud.upload(cpath, full, &cond).await,
+                Ok(()) => self.cloud.upload(cpath, &file, &cond).await,
                 Err(e) => Err(e),
             },
             Err(CloudError::PreconditionFailed) if leftover => match self.cloud.stat(cpath).await {
                 Ok(Some(e)) if !e.is_dir && e.etag.is_some() => {
                     info!("replacing what an interrupted upload left in the cloud");
                     let cond = Precondition::IfMatch(e.etag.unwrap_or_default());
-                    self.cloud.upload(cpath, full, &cond).await
+                    self.cloud.upload(cpath, &file, &cond).await
                 }
                 Ok(_) => Err(CloudError::PreconditionFailed),
                 Err(e) => Err(e),
@@ -675,7 +676,7 @@ impl Pusher {
         let crate::cloud::Uploaded { etag, hash: sent } = put?;
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
-        let after = std::fs::symlink_metadata(full).ok();
+        let after = self.onprem.stat(path).ok().flatten();
         if !after.as_ref().is_some_and(|a| {
             a.size() == m.size() && mtime_ns(a) == mtime_ns(&m) && a.ino() == m.ino()
         }) || self.writers.is_open(m.ino())
@@ -695,8 +696,8 @@ impl Pusher {
         let hash = match sent.or(hash) {
             Some(h) => h,
             None => {
-                let p = full.to_path_buf();
-                Self::blocking(move || hash_file(&p)).await?
+                let f = file.clone();
+                Self::blocking(move || hash_open(&f)).await?
             }
         };
         jr(self

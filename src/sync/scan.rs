@@ -4,9 +4,9 @@
 //! It compares size, mtime, ctime and inode only; the pusher hashes what differs, so an
 //! unchanged tree of 100k files costs one walk and no reads.
 
+use crate::onprem::Onprem;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 use super::{ctime_ns, mtime_ns};
 use crate::cloud;
@@ -28,7 +28,7 @@ pub struct ScanReport {
 /// `syncable` says whether a path reaches the cloud at all (inside a sync set, not unsynced).
 /// A record kept on purpose (DELETED_ON_CLOUD) is queued only when the file changed.
 pub fn scan(
-    onprem: &Path,
+    onprem: &Onprem,
     journal: &Journal,
     ignore: &Ignore,
     syncable: &dyn Fn(&str) -> bool,
@@ -42,12 +42,8 @@ pub fn scan(
     let mut batch: Vec<Change> = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(dir) = stack.pop() {
-        let full = if dir.is_empty() {
-            onprem.to_path_buf()
-        } else {
-            onprem.join(&dir)
-        };
-        let rd = match std::fs::read_dir(&full) {
+        let full = onprem.display(&dir);
+        let rd = match onprem.read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
                 tracing::warn!(dir = %full.display(), error = %e, "scan cannot read a folder");
@@ -58,18 +54,18 @@ pub fn scan(
             }
         };
         for de in rd.flatten() {
-            let Some(name) = de.file_name().to_str().map(str::to_string) else {
+            let Some(name) = de.name.to_str().map(str::to_string) else {
                 tracing::warn!(dir = %full.display(), "skipping a name that is not UTF-8");
                 continue;
             };
             if ignore.name_excluded(&name) {
-                if crate::cloud::dir::is_stale_tmp(&name, ".cloudsync-dl-") {
+                if crate::cloud::dir::is_stale_tmp(&name, crate::onprem::TEMP_PREFIX) {
                     // A download cut short by a crash.
-                    let _ = std::fs::remove_file(de.path());
+                    let _ = onprem.remove_file(&cloud::join(&dir, &name));
                 }
                 continue;
             }
-            let Ok(m) = de.metadata() else { continue };
+            let Ok(m) = de.meta else { continue };
             let path = cloud::join(&dir, &name);
             report.seen += 1;
             let rec = known.remove(&path);
