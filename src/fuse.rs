@@ -634,7 +634,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         let _s = span!("setxattr", req, ino.0);
-        match self.fs.setxattr(ino.0, name, value, flags) {
+        match self.fs.setxattr(&ctx(req), ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }

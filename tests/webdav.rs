@@ -219,12 +219,14 @@ async fn conformance(profile: Profile) {
     );
 
     // Listing: direct children only, never the folder itself.
-    let mut l = c.list("").await.unwrap();
+    let listing = c.list("").await.unwrap();
+    assert!(listing.is_complete(), "{:?}", listing.skipped);
+    let mut l = listing.entries;
     l.sort_by(|a, b| a.path.cmp(&b.path));
     let names: Vec<_> = l.iter().map(|e| (e.path.as_str(), e.is_dir)).collect();
     assert_eq!(names, [("a.txt", false), ("new", true), ("x", true)]);
     assert_eq!(l[0].size, 13);
-    let l = c.list("x").await.unwrap();
+    let l = c.list("x").await.unwrap().entries;
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].path, "x/y z");
     assert!(matches!(c.list("nope").await, Err(CloudError::NotFound)));
@@ -266,6 +268,7 @@ async fn conformance(profile: Profile) {
         .list("names")
         .await
         .unwrap()
+        .entries
         .into_iter()
         .map(|e| e.path)
         .collect();
@@ -403,7 +406,7 @@ async fn sabre_with_folder_etags() {
     server.write_on_disk(&format!("{ROOT}/f/g/h.txt"), b"two!");
     let after = c.stat_entry("f").await.unwrap().unwrap();
     assert_ne!(after.entry.etag, before.entry.etag);
-    let listed = c.list_entries("f/g").await.unwrap();
+    let listed = c.list_entries("f/g").await.unwrap().entries;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].file_id, file_before.file_id);
     c.rename("f/g/h.txt", "f/h2.txt").await.unwrap();

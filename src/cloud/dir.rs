@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Cloud, CloudEntry, CloudError, Precondition, check_rel_path};
+use super::{Cloud, CloudEntry, CloudError, Listing, Precondition, check_rel_path};
 
 /// Prefix of the temporary files this backend writes; they are never listed.
 const TMP_PREFIX: &str = ".cloudsync-tmp-";
@@ -167,21 +167,28 @@ impl Cloud for DirCloud {
         .await
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<CloudEntry>, CloudError> {
+    /// Names that are not UTF-8, symbolic links and special files are not listed, and
+    /// neither are temporary files of uploads under way; all of them are counted as skipped.
+    async fn list(&self, path: &str) -> Result<Listing, CloudError> {
         let full = self.full(path)?;
         let path = path.to_string();
         blocking(move || {
-            let mut out = Vec::new();
+            let mut out = Listing::default();
             for de in fs::read_dir(&full).map_err(map_io)? {
                 let de = de.map_err(map_io)?;
                 let Some(name) = de.file_name().to_str().map(str::to_string) else {
                     tracing::warn!(dir = %full.display(), "skipping a cloud name that is not UTF-8");
+                    out.skipped
+                        .push(de.file_name().to_string_lossy().into_owned());
                     continue;
                 };
                 if name.starts_with(TMP_PREFIX) {
                     if is_stale_tmp(&name, TMP_PREFIX) {
                         // Left by a writer that died mid-upload.
                         let _ = fs::remove_file(de.path());
+                    } else {
+                        // An upload under way: not an item yet, but not ours to delete.
+                        out.skipped.push(name);
                     }
                     continue;
                 }
@@ -191,9 +198,11 @@ impl Cloud for DirCloud {
                     Err(e) => return Err(map_io(e)),
                 };
                 if !(meta.is_dir() || meta.is_file()) {
+                    tracing::debug!(dir = %full.display(), name, "skipping a cloud item that is neither a file nor a folder");
+                    out.skipped.push(name);
                     continue;
                 }
-                out.push(entry_of(super::join(&path, &name), &meta));
+                out.entries.push(entry_of(super::join(&path, &name), &meta));
             }
             Ok(out)
         })
@@ -375,10 +384,38 @@ mod tests {
             Err(CloudError::MissingParent)
         ));
         let l = c.list("x/y").await.unwrap();
-        assert_eq!(l.len(), 1);
-        assert_eq!(l[0].path, "x/y/b.txt");
+        assert_eq!(l.entries.len(), 1);
+        assert_eq!(l.entries[0].path, "x/y/b.txt");
+        assert!(l.is_complete());
         assert!(c.stat("../etc").await.is_err());
         c.delete("x", &Precondition::None).await.unwrap();
         assert!(c.stat("x").await.unwrap().is_none());
+    }
+
+    /// What a listing cannot show is counted, so that a folder delete knows it is not alone.
+    #[tokio::test]
+    async fn listing_counts_what_it_cannot_show() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("sub")).unwrap();
+        fs::write(d.path().join("ok.txt"), b"x").unwrap();
+        fs::write(
+            d.path().join(std::ffi::OsStr::from_bytes(b"bad-\xff.txt")),
+            b"x",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+        let fifo = std::ffi::CString::new(d.path().join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: fifo is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let c = DirCloud::new(d.path()).unwrap();
+        let mut l = c.list("").await.unwrap();
+        let mut names: Vec<_> = l.entries.iter().map(|e| e.path.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["ok.txt", "sub"]);
+        l.skipped.sort();
+        assert_eq!(l.skipped, ["bad-\u{fffd}.txt", "fifo", "link"]);
+        assert!(!l.is_complete());
+        assert!(c.list("sub").await.unwrap().is_complete());
     }
 }

@@ -29,6 +29,34 @@ pub struct CloudEntry {
     pub etag: Option<String>,
 }
 
+/// What a folder listing found: the entries it understood, and what it could not show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing<T = CloudEntry> {
+    /// The direct children that were understood, each with a checked path.
+    pub entries: Vec<T>,
+    /// The children the listing saw but cannot represent, as raw (lossy) names or hrefs: a
+    /// name that is not UTF-8, a symbolic link or special file, a refused href, an answer
+    /// without properties. They exist in the cloud, so a delete of the folder in one request
+    /// would delete them too.
+    pub skipped: Vec<String>,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Listing {
+            entries: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+}
+
+impl<T> Listing<T> {
+    /// True when nothing was skipped: the entries are all there is.
+    pub fn is_complete(&self) -> bool {
+        self.skipped.is_empty()
+    }
+}
+
 /// A condition on a write, so that a newer cloud version is never silently overwritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
@@ -168,8 +196,8 @@ pub trait Cloud: Send + Sync {
     /// The item at `path`, or `None` when it does not exist.
     async fn stat(&self, path: &str) -> Result<Option<CloudEntry>, CloudError>;
 
-    /// The direct children of the folder at `path`.
-    async fn list(&self, path: &str) -> Result<Vec<CloudEntry>, CloudError>;
+    /// The direct children of the folder at `path`, and what of them could not be shown.
+    async fn list(&self, path: &str) -> Result<Listing, CloudError>;
 
     /// Streams the open local file `src` (from its start) to `path` under `cond`, never
     /// holding it whole in memory. Returns the new ETag when the cloud has one. The engine

@@ -10,7 +10,9 @@
 //! - **Names from the server are never trusted.** Every `href` is decoded segment by segment and
 //!   refused (skipped with a warning) when it names another origin, lies outside the synced
 //!   root, has a `.`/`..`/empty segment, or decodes to a name holding `/` or NUL. Every path
-//!   returned passes [`check_rel_path`], and `list` returns only direct children of the folder.
+//!   returned passes [`check_rel_path`], and `list` returns only direct children of the folder;
+//!   what it refused, or found without properties, is counted in [`Listing::skipped`], so that
+//!   a folder is never deleted whole over items nobody could see.
 //!   PROPFIND answers larger than [`MAX_PROPFIND_BYTES`] are refused.
 //! - **Uploads never overwrite a newer cloud copy.** On a server that honours `If-Match` and
 //!   `If-None-Match` (found out once, by `probe_conditions`) the header alone guards a PUT.
@@ -46,7 +48,9 @@ use tokio_util::bytes::Bytes;
 use tokio_util::io::ReaderStream;
 use url::Url;
 
-use super::{Cloud, CloudEntry, CloudError, Precondition, Uploaded, check_rel_path, join, parent};
+use super::{
+    Cloud, CloudEntry, CloudError, Listing, Precondition, Uploaded, check_rel_path, join, parent,
+};
 use crate::config::CloudOptions;
 
 /// The largest PROPFIND answer accepted. At the few hundred bytes an entry takes, a Depth-1
@@ -561,6 +565,9 @@ struct Sorted {
     me: Option<DavEntry>,
     /// Its direct children.
     children: Vec<DavEntry>,
+    /// What the answer held that could not be taken, other than the item itself: refused
+    /// hrefs, responses without a 2xx propstat, items deeper down. Raw hrefs (or a note).
+    skipped: Vec<String>,
     /// The server said, inside the multistatus, that the item asked for does not exist.
     gone: bool,
 }
@@ -988,19 +995,22 @@ impl WebDav {
 
     /// Sorts checked responses into the item at `path` itself and its direct children.
     /// Anything else the server sent (refused names, items deeper down or elsewhere,
-    /// duplicates) is skipped with a warning.
+    /// duplicates) is skipped with a warning; all but duplicates and the item's own answer are
+    /// counted in [`Sorted::skipped`], since they may be items inside the folder.
     fn sort_responses(&self, path: &str, responses: Vec<RawResponse>) -> Sorted {
         let mut out = Sorted::default();
         let want: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         for r in responses {
             let Some(href) = r.hrefs.first() else {
                 tracing::warn!(cloud = %self.base, "skipping a PROPFIND response without href");
+                out.skipped.push("(a response without href)".into());
                 continue;
             };
             let rel = match self.href_to_rel(href) {
                 Ok(rel) => rel,
                 Err(why) => {
                     tracing::warn!(cloud = %self.base, href = ?href, "refusing a server name: {why}");
+                    out.skipped.push(href.clone());
                     continue;
                 }
             };
@@ -1010,11 +1020,18 @@ impl WebDav {
             let is_self = under && segs.len() == want.len();
             let is_child = under && segs.len() == want.len() + 1;
             let Some(props) = r.props else {
-                if r.status == Some(404) {
-                    out.gone |= is_self;
+                // A status-only response may name several hrefs; only the first can be the
+                // item itself.
+                let first = if r.status == Some(404) && is_self {
+                    out.gone = true;
+                    1
+                } else if is_self {
+                    1
                 } else {
                     tracing::warn!(cloud = %self.base, href = ?href, "skipping a response without properties");
-                }
+                    0
+                };
+                out.skipped.extend(r.hrefs[first..].iter().cloned());
                 continue;
             };
             let entry_path = if is_self {
@@ -1024,9 +1041,11 @@ impl WebDav {
                 join(path, segs[segs.len() - 1])
             } else {
                 tracing::warn!(cloud = %self.base, href = ?href, path, "refusing an answer that is not the item asked for or a direct child of it");
+                out.skipped.push(href.clone());
                 continue;
             };
             if check_rel_path(&entry_path).is_err() {
+                out.skipped.push(href.clone());
                 continue;
             }
             let entry = DavEntry {
@@ -1080,8 +1099,9 @@ impl WebDav {
         }
     }
 
-    /// The direct children of the folder at `path`, with their server ids.
-    pub async fn list_entries(&self, path: &str) -> Result<Vec<DavEntry>, CloudError> {
+    /// The direct children of the folder at `path`, with their server ids, and the hrefs of
+    /// what the answer held but could not be taken.
+    pub async fn list_entries(&self, path: &str) -> Result<Listing<DavEntry>, CloudError> {
         check_rel_path(path)?;
         let responses = self.propfind(path, 1).await?.ok_or(CloudError::NotFound)?;
         let sorted = self.sort_responses(path, responses);
@@ -1095,7 +1115,10 @@ impl WebDav {
                 detail: format!("{path} is a file, not a folder"),
             });
         }
-        Ok(sorted.children)
+        Ok(Listing {
+            entries: sorted.children,
+            skipped: sorted.skipped,
+        })
     }
 
     /// Whether the server honours `If-Match` and `If-None-Match` on PUT. Found out once, on
@@ -1393,13 +1416,12 @@ impl Cloud for WebDav {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<CloudEntry>, CloudError> {
-        Ok(self
-            .list_entries(path)
-            .await?
-            .into_iter()
-            .map(|e| e.entry)
-            .collect())
+    async fn list(&self, path: &str) -> Result<Listing, CloudError> {
+        let l = self.list_entries(path).await?;
+        Ok(Listing {
+            entries: l.entries.into_iter().map(|e| e.entry).collect(),
+            skipped: l.skipped,
+        })
     }
 
     async fn put_file(
@@ -1810,6 +1832,33 @@ mod tests {
             check_rel_path(&e.entry.path).unwrap();
             assert_eq!(parent(&e.entry.path), "f");
         }
+        // Everything refused is counted; the duplicate is not.
+        assert_eq!(sorted.skipped.len(), 7, "{:?}", sorted.skipped);
+    }
+
+    /// A member without a 2xx propstat, or with a status only, cannot be represented: it is
+    /// counted as skipped, while the folder's own answer is not.
+    #[test]
+    fn members_without_properties_are_counted() {
+        let d = dav("http://h/dav/");
+        let body = ms(&[
+            resp("/dav/f/", true),
+            "<d:response><d:href>/dav/f/secret.txt</d:href><d:propstat><d:prop><d:getetag>\"1\"</d:getetag></d:prop>\
+             <d:status>HTTP/1.1 403 Forbidden</d:status></d:propstat></d:response>"
+                .to_string(),
+            "<d:response><d:href>/dav/f/a</d:href><d:href>/dav/f/b</d:href>\
+             <d:status>HTTP/1.1 423 Locked</d:status></d:response>"
+                .to_string(),
+            resp("/dav/f/ok.txt", false),
+        ]
+        .concat());
+        let sorted = d.sort_responses("f", parse_multistatus(&body).unwrap());
+        assert_eq!(sorted.children.len(), 1);
+        assert_eq!(
+            sorted.skipped,
+            ["/dav/f/secret.txt", "/dav/f/a", "/dav/f/b"]
+        );
+        assert!(!sorted.gone);
     }
 
     #[test]
@@ -1968,8 +2017,19 @@ mod tests {
         .await;
         let d = dav(&url);
         let l = d.list("").await.unwrap();
-        assert_eq!(l.len(), 1);
-        assert_eq!(l[0].path, "fine.txt");
+        assert_eq!(l.entries.len(), 1);
+        assert_eq!(l.entries[0].path, "fine.txt");
+        // Everything refused is counted, so that a folder delete knows it is not alone.
+        assert_eq!(
+            l.skipped,
+            [
+                "/dav/../etc/passwd",
+                "/etc/shadow",
+                "http://other.example/dav/x",
+                "/dav/sub/deeper.txt",
+                "/dav/a%2F..%2F..%2Fb",
+            ]
+        );
         assert!(matches!(d.list("").await, Err(CloudError::Protocol(_))));
         // A 404 inside the multistatus means "not there".
         assert_eq!(d.stat("x").await.unwrap(), None);

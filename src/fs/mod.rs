@@ -50,9 +50,10 @@ pub trait SyncHooks: Send + Sync {
     fn locked(&self, _path: &str) -> bool {
         false
     }
-    /// A write to the reserved attribute `name` (without the namespace prefix, like
-    /// `user.cloudsync.request`) of `path`: an errno when refused.
-    fn control(&self, _path: &str, _name: &str, _value: &[u8]) -> Result<(), i32> {
+    /// A write by `caller` to the reserved attribute `name` (the full name, like
+    /// `user.cloudsync.request`) of `path`: an errno when refused. The core has already checked
+    /// that the caller may control the item (see [`Fs::setxattr`]).
+    fn control(&self, _caller: &Ctx, _path: &str, _name: &str, _value: &[u8]) -> Result<(), i32> {
         Err(libc::EPERM)
     }
 }
@@ -360,6 +361,8 @@ pub struct Fs {
     hooks: Arc<dyn SyncHooks>,
     read_only: bool,
     as_root: bool,
+    /// The daemon's own user id: it may always control items (see [`Fs::setxattr`]).
+    daemon_uid: u32,
 }
 
 impl std::fmt::Debug for Fs {
@@ -395,6 +398,8 @@ impl Fs {
             read_only,
             // SAFETY: geteuid has no preconditions.
             as_root: unsafe { libc::geteuid() } == 0,
+            // SAFETY: geteuid has no preconditions.
+            daemon_uid: unsafe { libc::geteuid() },
         })
     }
 
@@ -1123,20 +1128,45 @@ impl Fs {
         Ok(out)
     }
 
-    /// Writes an xattr; reserved names are refused with `EPERM`.
-    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+    /// Writes an xattr. A reserved name is a control request (`user.cloudsync.request`), handed
+    /// to the sync engine, and only the daemon's own user, root and the owner of the item may
+    /// make one: anyone else gets `EPERM`, whatever the item's mode says, so a user who may
+    /// write a shared file or folder cannot take it, or the whole mount, out of sync.
+    pub fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
         if xattr::is_reserved(name) {
-            // Reserved names are answers, except the control name, which takes requests.
             let rel = self.inodes.path(ino).ok_or(FsError(libc::ESTALE))?;
+            let owner = fs::symlink_metadata(self.host(&rel)?)?.uid();
+            if !self.may_control(ctx, owner) {
+                tracing::info!(
+                    path = %rel.display(),
+                    uid = ctx.uid,
+                    owner,
+                    "control request refused: only the owner, root or the daemon's user may make it"
+                );
+                return Err(FsError(libc::EPERM));
+            }
             let path = rel_str(&rel).ok_or(FsError(libc::EPERM))?;
             let name = name.to_str().ok_or(FsError(libc::EPERM))?;
-            return self.hooks.control(path, name, value).map_err(FsError);
+            return self.hooks.control(ctx, path, name, value).map_err(FsError);
         }
         self.writable()?;
         if let Some(rel) = self.inodes.path(ino) {
             self.check_locked(&rel)?;
         }
         xattr::set(&self.node(ino)?, name, value, flags)
+    }
+
+    /// True when `ctx` may make control requests on an item owned by `owner`: the daemon's own
+    /// user, root, or the owner.
+    fn may_control(&self, ctx: &Ctx, owner: u32) -> bool {
+        ctx.uid == 0 || ctx.uid == self.daemon_uid || ctx.uid == owner
     }
 
     /// Removes an xattr; reserved names are refused with `EPERM`.
@@ -1152,6 +1182,7 @@ impl Fs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -1168,6 +1199,17 @@ mod tests {
         }
         fn xattrs(&self, _: &str, _: &Metadata) -> Vec<(&'static str, String)> {
             vec![("user.cloudsync.status", "pending".into())]
+        }
+        fn control(&self, caller: &Ctx, path: &str, name: &str, value: &[u8]) -> Result<(), i32> {
+            if name != "user.cloudsync.request" {
+                return Err(libc::EPERM);
+            }
+            let v = String::from_utf8_lossy(value);
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("control {} {path:?} {v}", caller.uid));
+            Ok(())
         }
     }
 
@@ -1242,6 +1284,60 @@ mod tests {
         );
     }
 
+    /// A user who may write a shared item but does not own it cannot take it, or the mount
+    /// root, out of sync; the owner, root and the daemon's own user can.
+    #[test]
+    fn control_request_by_a_non_owner_is_refused() {
+        let (d, rec, mut fs) = setup();
+        fs.daemon_uid = 4242;
+        fs::write(d.path().join("f"), b"x").unwrap();
+        let owner = 1000;
+        std::os::unix::fs::lchown(d.path().join("f"), Some(owner), None).unwrap();
+        std::os::unix::fs::lchown(d.path(), Some(owner), None).unwrap();
+        fs::set_permissions(d.path().join("f"), fs::Permissions::from_mode(0o666)).unwrap();
+        let f = fs.lookup(ROOT, OsStr::new("f")).unwrap().ino;
+        let as_uid = |uid| Ctx {
+            uid,
+            gid: uid,
+            pid: 1,
+        };
+        let req = OsStr::new("user.cloudsync.request");
+        for ino in [ROOT, f] {
+            assert_eq!(
+                fs.setxattr(&as_uid(65534), ino, req, b"unsync", 0),
+                Err(FsError(libc::EPERM)),
+                "a stranger, on node {ino}"
+            );
+            assert_eq!(
+                fs.setxattr(
+                    &as_uid(65534),
+                    ino,
+                    OsStr::new("user.cloudsync.etag"),
+                    b"x",
+                    0
+                ),
+                Err(FsError(libc::EPERM)),
+            );
+        }
+        assert!(
+            rec.0.lock().unwrap().is_empty(),
+            "no request reached the engine"
+        );
+        for uid in [owner, 0, 4242] {
+            fs.setxattr(&as_uid(uid), f, req, b"sync", 0).unwrap();
+        }
+        fs.setxattr(&as_uid(owner), ROOT, req, b"sync", 0).unwrap();
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "control 1000 \"f\" sync",
+                "control 0 \"f\" sync",
+                "control 4242 \"f\" sync",
+                "control 1000 \"\" sync",
+            ]
+        );
+    }
+
     #[test]
     fn reserved_xattrs() {
         let (d, _rec, fs) = setup();
@@ -1253,10 +1349,16 @@ mod tests {
             b"pending"
         );
         assert_eq!(
-            fs.setxattr(a.ino, OsStr::new("user.cloudsync.status"), b"synced", 0),
+            fs.setxattr(
+                &Ctx::default(),
+                a.ino,
+                OsStr::new("user.cloudsync.status"),
+                b"synced",
+                0
+            ),
             Err(FsError(libc::EPERM))
         );
-        fs.setxattr(a.ino, OsStr::new("user.color"), b"red", 0)
+        fs.setxattr(&Ctx::default(), a.ino, OsStr::new("user.color"), b"red", 0)
             .unwrap();
         assert_eq!(
             fs.getxattr(a.ino, OsStr::new("user.color")).unwrap(),
@@ -1513,7 +1615,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!((s.perm, s.size), (0o600, 1));
-        fs.setxattr(a.ino, OsStr::new("user.k"), b"v", 0).unwrap();
+        fs.setxattr(&Ctx::default(), a.ino, OsStr::new("user.k"), b"v", 0)
+            .unwrap();
         assert_eq!(fs.getxattr(a.ino, OsStr::new("user.k")).unwrap(), b"v");
         fs.symlink(&ctx, dir, OsStr::new("l"), Path::new("f"))
             .unwrap();

@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::fs::SyncHooks;
+use crate::fs::{Ctx, SyncHooks};
 use crate::ignore::Ignore;
 use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState, now_ms};
 use crate::status::{self, Status};
@@ -666,17 +666,18 @@ impl SyncHooks for Engine {
                 .is_ok_and(|r| r.is_some())
     }
 
-    fn control(&self, path: &str, name: &str, value: &[u8]) -> Result<(), i32> {
+    fn control(&self, caller: &Ctx, path: &str, name: &str, value: &[u8]) -> Result<(), i32> {
         if name != status::XATTR_REQUEST {
             return Err(libc::EPERM);
         }
+        tracing::info!(path, uid = caller.uid, pid = caller.pid, "control request");
         let r = match value.strip_suffix(b"\n").unwrap_or(value) {
             b"sync" => self.request_sync(&[path.to_string()], true),
             b"unsync" => self.unsync(path),
             _ => return Err(libc::EINVAL),
         };
         r.map_err(|e| {
-            tracing::warn!(path, error = %e, "control request refused");
+            tracing::warn!(path, uid = caller.uid, error = %e, "control request refused");
             libc::EINVAL
         })
     }

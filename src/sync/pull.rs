@@ -251,7 +251,7 @@ impl Puller {
             };
             let (dir, r) = done.map_err(|e| CloudError::Io(std::io::Error::other(e)))?;
             requests += 1;
-            let entries = r?;
+            let entries = r?.entries;
             for e in entries {
                 if cloud::check_rel_path(&e.path).is_err() || cloud::parent(&e.path) != dir {
                     warn!(path = %e.path, "refusing a cloud entry outside the listed folder");

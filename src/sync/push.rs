@@ -426,12 +426,16 @@ impl Pusher {
                     return Ok(Outcome::Done);
                 };
                 if set.cloud_delete && r.kind == NodeKind::Dir {
-                    if self.delete_dir_safely(&cpath, set).await? {
+                    let kept = self.delete_dir_keeping(&cpath, set).await?;
+                    if kept.is_empty() {
                         info!("deleted in the cloud");
                     } else {
                         info!(
-                            "folder kept in the cloud: it holds what changed there since the last sync"
+                            kept = kept.len(),
+                            "folder kept in the cloud: it holds what changed there since the last sync, or what cannot be synced"
                         );
+                        self.remember_kept(path, &r, set, &kept)?;
+                        return Ok(Outcome::Done);
                     }
                 } else if set.cloud_delete {
                     let cond = match &r.etag {
@@ -488,30 +492,57 @@ impl Pusher {
         }
     }
 
-    /// Deletes a cloud folder, but never what changed there since the last sync: when every
-    /// file below it is one the journal knows with the same ETag, the folder goes in one
-    /// request; otherwise the known files go one by one and the rest stays (the next pull
-    /// brings it back). Returns true when the folder is gone.
+    /// Deletes a cloud folder, but never what changed there since the last sync; true when
+    /// the folder is gone. See [`Pusher::delete_dir_keeping`].
     async fn delete_dir_safely(
         &self,
         cpath: &str,
         set: &super::sets::SyncSet,
     ) -> Result<bool, CloudError> {
+        Ok(self.delete_dir_keeping(cpath, set).await?.is_empty())
+    }
+
+    /// Deletes a cloud folder, but never what changed there since the last sync, nor what its
+    /// listing could not show. The folder goes in one request only when every entry below
+    /// it, at every depth, was understood (the listings skipped nothing: no name that is not
+    /// UTF-8, no symbolic link or special file, no refused href) and is known to the journal
+    /// (a file with the same ETag, or a folder). Otherwise the known files go one by one, then
+    /// the known folders left empty, deepest first, and the rest stays. Returns the cloud
+    /// folders left in place, `cpath` among them; none when the folder is gone.
+    async fn delete_dir_keeping(
+        &self,
+        cpath: &str,
+        set: &super::sets::SyncSet,
+    ) -> Result<Vec<String>, CloudError> {
         let strip =
             |t: &Option<String>| t.as_deref().map(|t| t.trim_start_matches("W/").to_string());
+        let known_dir = |p: &str| -> Result<bool, CloudError> {
+            Ok(p == cpath
+                || jr(self.journal.node(&set.to_local(p)))?
+                    .is_some_and(|r| r.kind == NodeKind::Dir))
+        };
         let mut known = Vec::new();
-        let mut unknown = false;
+        let mut whole = true;
         let mut dirs = vec![cpath.to_string()];
         let mut all_dirs = Vec::new();
         while let Some(d) = dirs.pop() {
-            let entries = match self.cloud.list(&d).await {
-                Ok(e) => e,
+            let listing = match self.cloud.list(&d).await {
+                Ok(l) => l,
                 Err(CloudError::NotFound) => continue,
                 Err(e) => return Err(e),
             };
+            if !listing.is_complete() {
+                info!(
+                    folder = %d,
+                    skipped = ?listing.skipped,
+                    "the cloud folder holds items that cannot be synced; they stay in the cloud"
+                );
+                whole = false;
+            }
             all_dirs.push(d);
-            for e in entries {
+            for e in listing.entries {
                 if e.is_dir {
+                    whole &= known_dir(&e.path)?;
                     dirs.push(e.path);
                     continue;
                 }
@@ -524,13 +555,13 @@ impl Pusher {
                     {
                         known.push((e.path, r.etag.unwrap_or_default()));
                     }
-                    _ => unknown = true,
+                    _ => whole = false,
                 }
             }
         }
-        if !unknown {
+        if whole {
             return match self.cloud.delete(cpath, &Precondition::None).await {
-                Ok(()) | Err(CloudError::NotFound) => Ok(true),
+                Ok(()) | Err(CloudError::NotFound) => Ok(Vec::new()),
                 Err(e) => Err(e),
             };
         }
@@ -540,13 +571,67 @@ impl Pusher {
                 Err(e) => return Err(e),
             }
         }
-        // Folders left empty go too, deepest first.
-        for d in all_dirs.iter().rev() {
-            if self.cloud.list(d).await.is_ok_and(|l| l.is_empty()) {
-                let _ = self.cloud.delete(d, &Precondition::None).await;
+        // Known folders left empty go too, deepest first (a folder was listed before anything
+        // in it); a folder that still holds anything, even what a listing skips, stays.
+        let mut kept = Vec::new();
+        for d in all_dirs.into_iter().rev() {
+            if known_dir(&d)? {
+                match self.cloud.list(&d).await {
+                    Ok(l) if l.entries.is_empty() && l.is_complete() => {
+                        match self.cloud.delete(&d, &Precondition::None).await {
+                            Ok(()) | Err(CloudError::NotFound) => continue,
+                            Err(e) if e.is_transient() => return Err(e),
+                            Err(_) => {}
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(CloudError::NotFound) => continue,
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(_) => {}
+                }
             }
+            kept.push(d);
         }
-        Ok(false)
+        Ok(kept)
+    }
+
+    /// After an on-premise delete of the folder `path` (record `rec`) that left the cloud
+    /// folders `kept` in place: each of them keeps a record (a copy of the folder's own for one
+    /// the journal did not know), so the next pull does not bring them back on-premise, and
+    /// every other record below `path` is forgotten, so what changed in the cloud is pulled
+    /// again as new. A later delete of the same records (the next scan queues one) tries again.
+    fn remember_kept(
+        &self,
+        path: &str,
+        rec: &NodeRecord,
+        set: &super::sets::SyncSet,
+        kept: &[String],
+    ) -> Result<(), CloudError> {
+        let kept: HashSet<String> = kept.iter().map(|c| set.to_local(c)).collect();
+        let mut others = Vec::new();
+        let mut have = HashSet::new();
+        jr(self.journal.for_each_node_under(path, |r| {
+            // The folders kept are closed under their parents, so no other record holds one.
+            if !kept.contains(&r.path) {
+                others.push(r.path);
+            } else if r.kind == NodeKind::Dir {
+                have.insert(r.path);
+            }
+        }))?;
+        let missing: Vec<NodeRecord> = kept
+            .iter()
+            .filter(|p| !have.contains(*p))
+            .map(|p| NodeRecord {
+                path: p.clone(),
+                etag: None,
+                ..rec.clone()
+            })
+            .collect();
+        jr(self.journal.put_nodes(&missing))?;
+        for p in others {
+            jr(self.journal.delete_subtree(&p))?;
+        }
+        Ok(())
     }
 
     async fn list_children(
