@@ -253,6 +253,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         running: tokio::sync::Mutex::new(()),
         pulls: std::sync::atomic::AtomicU64::new(1),
         transfers: cfg.transfers,
+        gets: std::sync::atomic::AtomicU64::new(0),
     });
     let puller_task = rt.spawn(puller.clone().run(
         cfg.pull_interval,

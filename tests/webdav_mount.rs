@@ -819,6 +819,62 @@ fn wrong_password_makes_no_retry_storm_and_never_shows() {
     assert_never_shown(&m, "alice", SECRET);
 }
 
+/// A 401 in the middle of a pull stops it at once: 200 files new in the cloud, every GET
+/// refused, and one `sync --now` sends no more than the downloads already under way, then
+/// pulling and pushing pause (a retry storm can trip a server's brute-force lockout).
+#[test]
+fn a_401_during_a_pull_stops_it_at_once() {
+    let s = DavServer::start(Profile::Sabre);
+    for i in 0..200 {
+        s.write_on_disk(&format!("new-{i:03}.txt"), b"new in the cloud");
+    }
+    let proxy = FaultProxy::start(s.addr);
+    proxy.set(Fault::Only("GET".into(), Box::new(Fault::Status(401))));
+    let m = Mount::start_with_cloud(
+        &proxy.url("/dav/"),
+        &["--pull-interval", "1h", "--transfers", "4"],
+        &[],
+    );
+    let gets = || -> Vec<String> {
+        proxy
+            .requests()
+            .into_iter()
+            .filter(|r| r.starts_with("GET "))
+            .collect()
+    };
+    // The pull at start: stopped by the first refusal, with at most the downloads under way.
+    wait_until(Duration::from_secs(20), "the refusal", || {
+        m.log_text().contains("refused the credentials")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let first = gets();
+    assert!(
+        !first.is_empty() && first.len() <= 4,
+        "{} GETs were sent by one pull with refused credentials:\n{}",
+        first.len(),
+        first.join("\n")
+    );
+    // A sync request tries again, once: the same bound.
+    let out = Command::new(harness::bin())
+        .args(["sync", "--now", m.mnt.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "sync --now says the refusal");
+    std::thread::sleep(Duration::from_secs(1));
+    let all = gets();
+    assert!(
+        all.len() <= first.len() + 4,
+        "{} GETs after a sync request:\n{}",
+        all.len() - first.len(),
+        all.join("\n")
+    );
+    assert!(
+        m.log_text().contains("refused the credentials"),
+        "{}",
+        m.log_text()
+    );
+}
+
 #[test]
 fn wrong_password_shows_authentication_error() {
     let (_s, _proxy, m) = wrong_password_mount();

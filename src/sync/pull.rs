@@ -54,7 +54,7 @@ struct Walk {
 /// What one pull did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PullReport {
-    /// Cloud listing requests sent.
+    /// Cloud requests sent: listings and downloads.
     pub requests: u64,
     /// Files downloaded.
     pub downloaded: u64,
@@ -101,6 +101,8 @@ pub struct Puller {
     pub pulls: std::sync::atomic::AtomicU64,
     /// Downloads of new files that may run at once.
     pub transfers: usize,
+    /// Downloads sent so far, for the pull report.
+    pub gets: std::sync::atomic::AtomicU64,
 }
 
 /// Every this many pulls, folder tags are ignored and the whole tree is walked.
@@ -122,6 +124,13 @@ fn map_io(e: std::io::Error) -> CloudError {
 /// True when nothing is at `path` on-premise (a path blocked by a link is not free).
 fn free(o: &Onprem, path: &str) -> bool {
     matches!(o.stat(path), Ok(None))
+}
+
+/// True when no further request of this pull should be sent: the cloud is unreachable, or it
+/// refused the credentials (one refused request is enough: a retry storm can trip a server's
+/// brute-force lockout).
+fn ends_pull(e: &CloudError) -> bool {
+    e.is_transient() || matches!(e, CloudError::Unauthorized)
 }
 
 /// True when `e` says the on-premise path crosses a link or a special file.
@@ -298,6 +307,7 @@ impl Puller {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
         let mut report = PullReport::default();
+        let gets = self.gets.load(std::sync::atomic::Ordering::Relaxed);
         // An idle tree on a server with subtree ETags costs one request per set, and the
         // journal is not even read.
         let mut idle = Vec::new();
@@ -329,6 +339,7 @@ impl Puller {
             );
             self.wake_pusher.notify_one();
         }
+        report.requests += self.gets.load(std::sync::atomic::Ordering::Relaxed) - gets;
         Ok(report)
     }
 
@@ -515,7 +526,7 @@ impl Puller {
             {
                 Ok(Some(d)) => removed_dirs.push(d),
                 Ok(None) => {}
-                Err(e) if e.is_transient() => return Err(e),
+                Err(e) if ends_pull(&e) => return Err(e),
                 Err(e) if crossing(&e) => {
                     incomplete.push(path.to_string());
                     self.blocked(path)?;
@@ -582,7 +593,7 @@ impl Puller {
             match res {
                 Ok(()) => {}
                 Err(None) => incomplete.push(path.to_string()),
-                Err(Some(e)) if e.is_transient() => {
+                Err(Some(e)) if ends_pull(&e) => {
                     incomplete.push(path.to_string());
                     first_transient.get_or_insert(e);
                 }
@@ -627,7 +638,7 @@ impl Puller {
             },
             Err(e) => Err(e),
         };
-        if res.as_ref().is_err_and(CloudError::is_transient) {
+        if res.as_ref().is_err_and(ends_pull) {
             stopped.store(true, Relaxed);
         }
         (path, res.map_err(Some), r)
@@ -967,6 +978,7 @@ impl Puller {
             file,
             placed: false,
         };
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let got = self.cloud.get_file(&set.to_cloud(path), &tmp.file).await?;
         let mtime = got.mtime.or(e.mtime);
         let f = tmp.file.try_clone().map_err(map_io)?;
