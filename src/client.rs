@@ -293,7 +293,25 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
             }
         }
         if pending.is_empty() {
-            return Ok(0);
+            // Everything is in the cloud; a conflict copy at or below a path still needs a
+            // person, so the wait ends in 1 and names it.
+            let mut conflicts = 0;
+            for (loc, rels) in &groups {
+                let r = ask(loc, &Request::Conflicts)?;
+                for i in r.items {
+                    if rels.iter().any(|p| crate::cloud::is_within(&i.path, p)) {
+                        eprintln!(
+                            "cloudsync: {}: conflict copy of {}",
+                            loc.mountpoint.join(&i.path).display(),
+                            loc.mountpoint
+                                .join(i.original.as_deref().unwrap_or_default())
+                                .display()
+                        );
+                        conflicts += 1;
+                    }
+                }
+            }
+            return Ok(u8::from(conflicts > 0));
         }
         if start.elapsed() >= timeout {
             for p in pending {

@@ -319,3 +319,45 @@ fn pulls_during_a_first_upload_never_take_new_files_for_deleted_ones() {
     );
     assert!(pulls > 1, "only {pulls} pulls ran during the upload");
 }
+
+/// `sync --wait` on a folder holding a conflict copy exits 1 and names the copy, as the man
+/// page says, though everything in it reached the cloud; the folder itself reads `synced`.
+#[test]
+fn sync_wait_exits_1_while_a_conflict_copy_is_below_the_path() {
+    let mut m = Mount::start(&["--pull-interval", "1h"]);
+    fs::create_dir_all(m.m("docs")).unwrap();
+    fs::write(m.m("docs/report.txt"), "v1").unwrap();
+    fs::write(m.m("other.txt"), "o").unwrap();
+    m.wait_all_synced();
+    m.unmount();
+    fs::write(m.o("docs/report.txt"), "local edit").unwrap();
+    fs::write(m.c("docs/report.txt"), "cloud edit!").unwrap();
+    m.spawn();
+    let wait = |p: &Path| {
+        std::process::Command::new(harness::bin())
+            .args(["sync", "--wait", "--timeout", "30s"])
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let now = std::process::Command::new(harness::bin())
+        .args(["sync", "--now"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(now.status.success(), "{now:?}");
+    let out = wait(&m.m("docs"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(conflict ") && err.contains("report.txt"),
+        "{err}"
+    );
+    assert_eq!(wait(&m.mnt).status.code(), Some(1));
+    // A path with no conflict copy below it is fine.
+    assert_eq!(wait(&m.m("other.txt")).status.code(), Some(0));
+    assert_eq!(
+        xattr(&m.m("docs"), "user.cloudsync.status").as_deref(),
+        Some("synced")
+    );
+}
