@@ -819,6 +819,43 @@ fn wrong_password_makes_no_retry_storm_and_never_shows() {
     assert_never_shown(&m, "alice", SECRET);
 }
 
+/// A 412 that no cloud change explains (a proxy's, say) sends the file to the reconciler, which
+/// finds nothing changed in the cloud. The push must not be dropped: the edit still reaches the
+/// cloud, with no conflict copy.
+#[test]
+fn a_spurious_412_never_drops_the_push() {
+    let s = DavServer::start(Profile::Sabre);
+    let proxy = FaultProxy::start(s.addr);
+    proxy.set(Fault::Logged);
+    let m = Mount::start_with_cloud(&proxy.url("/dav/"), &["--pull-interval", "1h"], &[]);
+    fs::write(m.m("f.txt"), b"v1").unwrap();
+    wait_status(&m, "f.txt", "synced", Duration::from_secs(20));
+    proxy.set(Fault::Only("PUT".into(), Box::new(Fault::Status(412))));
+    fs::write(m.m("f.txt"), b"v2, edited").unwrap();
+    wait_until(Duration::from_secs(20), "the refused PUT", || {
+        proxy.requests().iter().any(|r| r.starts_with("PUT "))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.set(Fault::Logged);
+    let out = Command::new(harness::bin())
+        .args(["sync", "--wait", "--timeout", "30s"])
+        .arg(m.m("f.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", m.log_text());
+    wait_until(Duration::from_secs(20), "the edit in the cloud", || {
+        fs::read(s.disk("f.txt")).is_ok_and(|c| c == b"v2, edited")
+    });
+    assert!(
+        !fs::read_dir(&m.onprem).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("(conflict ")),
+        "no conflict copy"
+    );
+}
+
 /// A 401 in the middle of a pull stops it at once: 200 files new in the cloud, every GET
 /// refused, and one `sync --now` sends no more than the downloads already under way, then
 /// pulling and pushing pause (a retry storm can trip a server's brute-force lockout).

@@ -1160,9 +1160,31 @@ impl WebDav {
                 detail: "no answer yet to whether the server honours If-Match".into(),
             });
         }
-        let yes = status == StatusCode::PRECONDITION_FAILED;
+        let mut yes = status == StatusCode::PRECONDITION_FAILED;
         if status.is_success() {
             let _ = self.send(Method::DELETE, url, HeaderMap::new(), None).await;
+        }
+        if yes {
+            // If-Match alone says nothing of If-None-Match: * (a server may honour one only):
+            // a file is made, and made again under the condition, which must be refused.
+            let url = self.url_of(&format!("{name}-n"), false)?;
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            let made = self
+                .send(Method::PUT, url.clone(), h.clone(), Some(""))
+                .await?;
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+            let again = if made.status().is_success() {
+                Some(
+                    self.send(Method::PUT, url.clone(), h, Some(""))
+                        .await?
+                        .status(),
+                )
+            } else {
+                None
+            };
+            let _ = self.send(Method::DELETE, url, HeaderMap::new(), None).await;
+            yes = again == Some(StatusCode::PRECONDITION_FAILED);
         }
         tracing::info!(
             cloud = %self.base,
@@ -1220,6 +1242,16 @@ impl WebDav {
                 }
             }
         }
+    }
+
+    /// An ETag as a header value. A tag that cannot be sent (a hostile or broken server's) is an
+    /// error: the write would otherwise go without its condition.
+    fn tag_header(tag: &str) -> Result<HeaderValue, CloudError> {
+        HeaderValue::from_str(tag).map_err(|_| {
+        CloudError::Protocol(format!(
+            "the server's ETag {tag:?} cannot be sent back in If-Match; nothing is written without it"
+        ))
+    })
     }
 
     /// One PUT of the local file. Returns the answer, whatever its status, and the BLAKE3 hash
@@ -1284,8 +1316,8 @@ impl WebDav {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        if let Some(tag) = if_match.and_then(|t| HeaderValue::from_str(t).ok()) {
-            h.insert(header::IF_MATCH, tag);
+        if let Some(tag) = if_match {
+            h.insert(header::IF_MATCH, Self::tag_header(tag)?);
         }
         if if_none_match {
             h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
@@ -1615,8 +1647,8 @@ impl Cloud for WebDav {
         };
         let url = self.url_of(path, false)?;
         let mut h = HeaderMap::new();
-        if let Some(tag) = if_match.and_then(|t| HeaderValue::from_str(&t).ok()) {
-            h.insert(header::IF_MATCH, tag);
+        if let Some(tag) = if_match {
+            h.insert(header::IF_MATCH, Self::tag_header(&tag)?);
         }
         let resp = self.send(Method::DELETE, url, h, None).await?;
         match resp.status().as_u16() {

@@ -520,10 +520,19 @@ impl Puller {
                 new_files.push(path);
                 continue;
             }
-            match self
+            let merged = self
                 .merge_path(set, path, found.get(path), rec, report)
-                .await
-            {
+                .await;
+            if conflicted.contains_key(path) {
+                // The pusher's entry was taken for this merge. Whatever the merge found, the
+                // pusher looks at the path again: a spurious 412 or 404 (a proxy's), or a merge
+                // cut short, never drops the on-premise change.
+                jr(self
+                    .journal
+                    .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+                self.wake_pusher.notify_one();
+            }
+            match merged {
                 Ok(Some(d)) => removed_dirs.push(d),
                 Ok(None) => {}
                 Err(e) if ends_pull(&e) => return Err(e),
