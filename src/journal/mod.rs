@@ -6,6 +6,8 @@
 //! the daemon; what had not been committed yet is found again by the start-up scan.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -143,6 +145,53 @@ pub struct NodeRecord {
     pub error: Option<String>,
     /// When it was last synced (ms since the epoch).
     pub synced_at: Option<i64>,
+}
+
+/// The part of a file's stat that tells whether its content may have changed: size, mtime,
+/// ctime and inode number. Any write moves the ctime, even one that puts the size and mtime
+/// back (`cp --preserve=timestamps`, `touch -r`), so a file whose `FileStat` is the same as
+/// at the last sync is taken as unchanged without reading it; any difference means a re-hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (ns).
+    pub mtime_ns: i64,
+    /// Change time (ns).
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl FileStat {
+    /// The stat of a file as it is now.
+    pub fn of(m: &Metadata) -> FileStat {
+        FileStat {
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ino: m.ino(),
+        }
+    }
+}
+
+impl NodeRecord {
+    /// The stat recorded at the last sync.
+    pub fn stat(&self) -> FileStat {
+        FileStat {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            ino: self.ino,
+        }
+    }
+
+    /// True when the on-premise file `m` is, by its stat, the file this record describes: the
+    /// one "unchanged?" rule of the pusher, the puller, the scan and status reads. False for
+    /// folders; a false answer means "hash it", never "upload it".
+    pub fn unchanged(&self, m: &Metadata) -> bool {
+        self.kind == NodeKind::File && m.is_file() && self.stat() == FileStat::of(m)
+    }
 }
 
 /// Reads the columns of `nodes` in table order, as every SELECT of whole records lists them.
@@ -480,11 +529,8 @@ impl Journal {
     }
 
     /// Calls `f` with the stat part of every node record, without holding them all at once:
-    /// path, kind, size, mtime, ctime and inode number.
-    pub fn for_each_stat(
-        &self,
-        mut f: impl FnMut(String, NodeKind, u64, i64, i64, u64),
-    ) -> Result<()> {
+    /// path, kind and [`FileStat`].
+    pub fn for_each_stat(&self, mut f: impl FnMut(String, NodeKind, FileStat)) -> Result<()> {
         let c = self.r();
         let mut st = c.prepare("SELECT path, kind, size, mtime_ns, ctime_ns, ino FROM nodes")?;
         let mut rows = st.query([])?;
@@ -495,14 +541,13 @@ impl Journal {
             } else {
                 NodeKind::File
             };
-            f(
-                r.get(0)?,
-                kind,
-                r.get::<_, i64>(2)? as u64,
-                r.get(3)?,
-                r.get(4)?,
-                r.get::<_, i64>(5)? as u64,
-            );
+            let stat = FileStat {
+                size: r.get::<_, i64>(2)? as u64,
+                mtime_ns: r.get(3)?,
+                ctime_ns: r.get(4)?,
+                ino: r.get::<_, i64>(5)? as u64,
+            };
+            f(r.get(0)?, kind, stat);
         }
         Ok(())
     }
@@ -1052,6 +1097,49 @@ mod tests {
             error: None,
             synced_at: Some(5),
         }
+    }
+
+    #[test]
+    fn a_record_is_unchanged_only_while_size_mtime_ctime_and_inode_stay() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let st = FileStat::of(&m);
+        let r = NodeRecord {
+            size: st.size,
+            mtime_ns: st.mtime_ns,
+            ctime_ns: st.ctime_ns,
+            ino: st.ino,
+            ..rec("f")
+        };
+        assert!(r.unchanged(&m));
+        assert!(
+            !NodeRecord {
+                ctime_ns: 1,
+                ..r.clone()
+            }
+            .unchanged(&m)
+        );
+        assert!(
+            !NodeRecord {
+                ino: 1,
+                ..r.clone()
+            }
+            .unchanged(&m)
+        );
+        assert!(
+            !NodeRecord {
+                kind: NodeKind::Dir,
+                ..r.clone()
+            }
+            .unchanged(&m)
+        );
+        // A chmod keeps size and mtime but moves the ctime.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!r.unchanged(&std::fs::metadata(&p).unwrap()));
     }
 
     #[test]

@@ -569,9 +569,7 @@ impl Engine {
                 NodeState::Synced => {
                     let same = match r.kind {
                         NodeKind::Dir => dir,
-                        NodeKind::File => {
-                            !dir && r.size == meta.size() && r.mtime_ns == mtime_ns(meta)
-                        }
+                        NodeKind::File => r.unchanged(meta),
                     };
                     if same {
                         (synced, None)

@@ -20,11 +20,11 @@ use tracing::{debug, info, warn};
 use super::push::hash_file;
 use super::reconcile::{Action, Side, Winner, conflict_name, reconcile};
 use super::sets::{SyncSet, SyncSets};
-use super::{Shared, jr, mtime_ns, record_of};
+use super::{Shared, jr, record_of};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
-use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
+use crate::journal::{Change, FileStat, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
 
 /// Tells the kernel that an on-premise path changed behind its back.
 pub trait Invalidate: Send + Sync {
@@ -648,7 +648,7 @@ impl Puller {
             Some(r) if r.kind != kind => true,
             Some(_) if kind == NodeKind::Dir => false,
             Some(r) => {
-                if r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino() {
+                if r.unchanged(&m) {
                     false
                 } else {
                     let p = self.full(path);
@@ -976,9 +976,7 @@ impl Puller {
         let now = std::fs::symlink_metadata(&full).ok();
         let unchanged = match (seen, &now) {
             (None, None) => true,
-            (Some(a), Some(b)) => {
-                a.ino() == b.ino() && a.size() == b.size() && mtime_ns(a) == mtime_ns(b)
-            }
+            (Some(a), Some(b)) => FileStat::of(a) == FileStat::of(b),
             (None, Some(_)) => false,
             (Some(_), None) => false,
         };
@@ -1007,9 +1005,7 @@ impl Puller {
             return Ok(false);
         };
         let rec = jr(self.journal.node(from))?;
-        if rec
-            .as_ref()
-            .is_none_or(|r| !(r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino()))
+        if rec.as_ref().is_none_or(|r| !r.unchanged(&m))
             || self.writers.is_open(m.ino())
             || dst.exists()
         {
@@ -1022,6 +1018,13 @@ impl Puller {
         jr(self.journal.move_subtree(from, to))?;
         if let Some(mut r) = jr(self.journal.node(to))? {
             r.etag = e.etag.clone();
+            // The rename moved the file's ctime; the record follows, as the file is the one
+            // just checked unchanged.
+            if r.kind == NodeKind::File
+                && let Ok(after) = std::fs::symlink_metadata(&dst)
+            {
+                r.ctime_ns = FileStat::of(&after).ctime_ns;
+            }
             jr(self.journal.put_node(&r))?;
         }
         self.invalidate.changed(from);
@@ -1055,9 +1058,8 @@ impl Puller {
                     if std::fs::remove_dir(de.path()).is_err() {
                         *kept = true;
                     }
-                } else if records.get(&r).is_some_and(|x| {
-                    x.size == m.size() && x.mtime_ns == mtime_ns(&m) && x.ino == m.ino()
-                }) && !me.writers.is_open(m.ino())
+                } else if records.get(&r).is_some_and(|x| x.unchanged(&m))
+                    && !me.writers.is_open(m.ino())
                 {
                     std::fs::remove_file(de.path())?;
                 } else {

@@ -19,12 +19,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::{Shared, jr, mtime_ns, record_of};
+use super::{Shared, jr, record_of};
 use crate::cloud::{self, Cloud, CloudError, Precondition};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
 use crate::journal::{
-    Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueEntry, QueueState, now_ms,
+    Change, FileStat, Journal, NodeKind, NodeRecord, NodeState, Op, QueueEntry, QueueState, now_ms,
 };
 
 /// Longest wait between two retries of a transient failure.
@@ -142,10 +142,6 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().to_hex().to_string())
-}
-
-fn same_stat(r: &NodeRecord, m: &std::fs::Metadata) -> bool {
-    r.kind == NodeKind::File && r.size == m.size() && r.mtime_ns == mtime_ns(m) && r.ino == m.ino()
 }
 
 impl Pusher {
@@ -590,7 +586,7 @@ impl Pusher {
         }
         if let Some(r) = &rec
             && r.state == NodeState::Synced
-            && same_stat(r, &m)
+            && r.unchanged(&m)
         {
             return Ok(Outcome::Done);
         }
@@ -676,9 +672,10 @@ impl Pusher {
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
         let after = std::fs::symlink_metadata(full).ok();
-        if !after.as_ref().is_some_and(|a| {
-            a.size() == m.size() && mtime_ns(a) == mtime_ns(&m) && a.ino() == m.ino()
-        }) || self.writers.is_open(m.ino())
+        if !after
+            .as_ref()
+            .is_some_and(|a| FileStat::of(a) == FileStat::of(&m))
+            || self.writers.is_open(m.ino())
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
             jr(self.journal.put_node_dropping_meta(
@@ -742,7 +739,13 @@ impl Pusher {
             Ok(()) => {
                 info!(to, "moved in the cloud");
                 jr(self.journal.move_subtree(from, to))?;
-                Ok(Outcome::Done)
+                // A renamed file has a new ctime: it is checked again, which costs a hash and
+                // refreshes its record, and uploads nothing when the content is the same.
+                Ok(if rec_from.kind == NodeKind::File {
+                    Outcome::Replace(vec![check(to)])
+                } else {
+                    Outcome::Done
+                })
             }
             Err(CloudError::PreconditionFailed) => {
                 // The target name is taken in the cloud by something we never saw: no move
