@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::cloud::Precondition;
 use crate::status::FailureCode;
 
 /// Errors of the journal layer.
@@ -72,6 +73,20 @@ const MIGRATIONS: &[&str] = &[
     // 2 -> 3: "is a rename queued after this entry?" is asked for every queued change; without
     // this index it scanned the rest of the queue, quadratic in a first sync of a large tree.
     "CREATE INDEX queue_renames ON queue(id) WHERE op = 'rename';",
+    // 3 -> 4: upload intents get a table of their own and say what the attempt sent. An intent
+    // of 0.1.0 (`meta` key `intent:PATH`, a time only) becomes one that knows nothing, which
+    // can never prove a cloud copy to be our own leftover.
+    "CREATE TABLE intents(
+        path TEXT PRIMARY KEY,
+        precondition TEXT,
+        size INTEGER,
+        hash TEXT,
+        started_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT OR REPLACE INTO intents(path, started_at)
+        SELECT substr(key, 8), coalesce(CAST(value AS INTEGER), 0) FROM meta
+        WHERE key >= 'intent:' AND key < 'intent;';
+     DELETE FROM meta WHERE key >= 'intent:' AND key < 'intent;';",
 ];
 
 /// Milliseconds since the epoch, the journal's clock.
@@ -230,6 +245,60 @@ impl TryFrom<&Row<'_>> for NodeRecord {
             synced_at: r.get(10)?,
         })
     }
+}
+
+/// What an upload attempt was, written before its request and kept when the attempt was cut
+/// short in a way that may have left part of its body in the cloud. A later 412 on the same
+/// path replaces the cloud copy only when that copy is provably what this attempt sent (see
+/// [`crate::sync::intent`]); anything else is merged as a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// The on-premise path uploaded.
+    pub path: String,
+    /// The condition the attempt was sent under; `None` when unknown (written by 0.1.0).
+    pub precondition: Option<Precondition>,
+    /// Size of the body sent; `None` when unknown.
+    pub size: Option<u64>,
+    /// BLAKE3 hash (hex) of the body sent; `None` when unknown.
+    pub hash: Option<String>,
+    /// When the attempt started (ms since the epoch).
+    pub started_at: i64,
+}
+
+impl Intent {
+    /// True when the intent says what was sent: an intent of 0.1.0 does not.
+    pub fn is_known(&self) -> bool {
+        self.precondition.is_some() && self.size.is_some() && self.hash.is_some()
+    }
+}
+
+/// A precondition as the journal stores it.
+fn precondition_text(p: &Precondition) -> String {
+    match p {
+        Precondition::None => "none".into(),
+        Precondition::IfNoneMatch => "if-none-match".into(),
+        Precondition::IfMatch(t) => format!("if-match:{t}"),
+    }
+}
+
+/// A stored precondition read back; anything unreadable is unknown.
+fn precondition_parse(s: &str) -> Option<Precondition> {
+    match s {
+        "none" => Some(Precondition::None),
+        "if-none-match" => Some(Precondition::IfNoneMatch),
+        _ => s
+            .strip_prefix("if-match:")
+            .map(|t| Precondition::IfMatch(t.to_string())),
+    }
+}
+
+/// Drops the intents of `path` and of everything below it.
+fn end_intents_on(c: &Connection, path: &str) -> rusqlite::Result<usize> {
+    let (lo, hi) = below(path);
+    c.run(
+        "DELETE FROM intents WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+        params![path, lo, hi],
+    )
 }
 
 /// The kind of change a queue entry records.
@@ -566,19 +635,22 @@ impl Journal {
 
     /// Writes many node records in one transaction.
     pub fn put_nodes(&self, nodes: &[NodeRecord]) -> Result<()> {
-        self.put_nodes_dropping_meta(nodes, None)
+        self.put_nodes_ending_intent(nodes, false)
     }
 
-    /// Writes a node record and drops the metadata value `key`, in one transaction.
-    pub fn put_node_dropping_meta(&self, n: &NodeRecord, key: &str) -> Result<()> {
-        self.put_nodes_dropping_meta(std::slice::from_ref(n), Some(key))
+    /// Writes a node record and ends the upload intent of its path, in one transaction: an
+    /// upload is finished only when both are done.
+    pub fn put_node_ending_intent(&self, n: &NodeRecord) -> Result<()> {
+        self.put_nodes_ending_intent(std::slice::from_ref(n), true)
     }
 
-    fn put_nodes_dropping_meta(&self, nodes: &[NodeRecord], key: Option<&str>) -> Result<()> {
+    fn put_nodes_ending_intent(&self, nodes: &[NodeRecord], end_intent: bool) -> Result<()> {
         let mut c = self.w();
         let tx = c.transaction()?;
-        if let Some(k) = key {
-            tx.run("DELETE FROM meta WHERE key = ?1", [k])?;
+        if end_intent {
+            for n in nodes {
+                tx.run("DELETE FROM intents WHERE path = ?1", [&n.path])?;
+            }
         }
         {
             let mut st = tx.prepare_cached(
@@ -605,13 +677,17 @@ impl Journal {
         Ok(())
     }
 
-    /// Removes the record of `path` and of everything below it.
+    /// Removes the record of `path` and of everything below it, and their upload intents.
     pub fn delete_subtree(&self, path: &str) -> Result<()> {
         let (lo, hi) = below(path);
-        self.w().run(
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        tx.run(
             "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
             params![path, lo, hi],
         )?;
+        end_intents_on(&tx, path)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -630,7 +706,62 @@ impl Journal {
              WHERE path = ?1 OR (path >= ?4 AND path < ?5)",
             params![from, to, from.len() as i64 + 1, lo, hi],
         )?;
+        // What an interrupted upload left under the old name is no proof for the new one.
+        end_intents_on(&tx, from)?;
+        end_intents_on(&tx, to)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- upload intents
+
+    /// The upload intent of `path`, if an attempt left one.
+    pub fn intent(&self, path: &str) -> Result<Option<Intent>> {
+        Ok(self
+            .w()
+            .one(
+                "SELECT path, precondition, size, hash, started_at FROM intents WHERE path = ?1",
+                [path],
+                |r| {
+                    let pre: Option<String> = r.get(1)?;
+                    Ok(Intent {
+                        path: r.get(0)?,
+                        precondition: pre.as_deref().and_then(precondition_parse),
+                        size: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
+                        hash: r.get(3)?,
+                        started_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Writes (or replaces) the upload intent of its path.
+    pub fn set_intent(&self, i: &Intent) -> Result<()> {
+        self.w().run(
+            "INSERT OR REPLACE INTO intents(path, precondition, size, hash, started_at)
+             VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![
+                i.path,
+                i.precondition.as_ref().map(precondition_text),
+                i.size.map(|n| n as i64),
+                i.hash,
+                i.started_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Ends the upload intent of `path`, if any.
+    pub fn end_intent(&self, path: &str) -> Result<()> {
+        self.w()
+            .run("DELETE FROM intents WHERE path = ?1", [path])?;
+        Ok(())
+    }
+
+    /// Ends the upload intents of `path` and of everything below it.
+    pub fn end_intents_under(&self, path: &str) -> Result<()> {
+        end_intents_on(&self.w(), path)?;
         Ok(())
     }
 

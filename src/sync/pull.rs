@@ -834,11 +834,51 @@ impl Puller {
                 if hashes.0 == hashes.1 {
                     let _ = std::fs::remove_file(&tmp);
                     let etag = got.etag.or_else(|| e.etag.clone());
-                    jr(self
-                        .journal
-                        .put_node(&record_of(path, m, Some(hashes.1), etag)))?;
+                    jr(self.journal.put_node_ending_intent(&record_of(
+                        path,
+                        m,
+                        Some(hashes.1),
+                        etag,
+                    )))?;
                     debug!(path, "both sides hold the same content; no conflict");
                     return Ok(None);
+                }
+                // An upload cut short may have left part of our own file there. Only when the
+                // upload intent proves it does the on-premise version go up over it with no
+                // conflict copy; anything else is someone's edit, merged as a conflict below.
+                if let Some(i) = jr(self.journal.intent(path))? {
+                    let expected = super::intent::precondition_for(rec);
+                    let (t, f) = (tmp.clone(), self.full(path));
+                    let own = tokio::task::spawn_blocking(move || {
+                        super::intent::is_own_leftover(
+                            &i,
+                            &expected,
+                            std::fs::File::open(&t)?,
+                            std::fs::File::open(&f)?,
+                        )
+                    })
+                    .await
+                    .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+                    .map_err(map_io)?;
+                    if own {
+                        let _ = std::fs::remove_file(&tmp);
+                        // An unknown stat makes the pusher upload, with If-Match on the leftover.
+                        let r = NodeRecord {
+                            hash: None,
+                            mtime_ns: -1,
+                            ..record_of(path, m, None, got.etag.clone().or_else(|| e.etag.clone()))
+                        };
+                        jr(self.journal.put_node_ending_intent(&r))?;
+                        jr(self
+                            .journal
+                            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0))?;
+                        info!(
+                            path,
+                            "the cloud holds what an interrupted upload left; the on-premise version replaces it"
+                        );
+                        return Ok(None);
+                    }
+                    jr(self.journal.end_intent(path))?;
                 }
                 let copy = self.copy_path(path);
                 match winner {
