@@ -114,6 +114,10 @@ pub enum CloudError {
     /// The server could not be reached or the connection broke; worth retrying.
     #[error("cannot reach the cloud: {0}")]
     Transport(String),
+    /// No connection to the server could be made (refused, no route, TLS handshake cut), so
+    /// nothing of the request was sent; worth retrying.
+    #[error("cannot connect to the cloud: {0}")]
+    Unreachable(String),
     /// The server's answer made no sense or was hostile; refused.
     #[error("refused a malformed server answer: {0}")]
     Protocol(String),
@@ -130,7 +134,9 @@ impl CloudError {
     /// Transient trouble means `offline` and a retry with backoff, never `failed`.
     pub fn is_transient(&self) -> bool {
         match self {
-            CloudError::Unavailable { .. } | CloudError::Transport(_) => true,
+            CloudError::Unavailable { .. }
+            | CloudError::Transport(_)
+            | CloudError::Unreachable(_) => true,
             CloudError::Io(e) => matches!(
                 e.kind(),
                 std::io::ErrorKind::TimedOut
@@ -166,6 +172,7 @@ impl CloudError {
             | CloudError::Status { .. }
             | CloudError::Unavailable { .. }
             | CloudError::Transport(_)
+            | CloudError::Unreachable(_)
             | CloudError::Protocol(_)
             | CloudError::Io(_) => FailureCode::Unknown,
         }

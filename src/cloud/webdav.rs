@@ -746,6 +746,10 @@ impl WebDav {
                 "{what}: the server's TLS certificate is not trusted ({msg}); give its CA with --ca-file"
             )));
         }
+        if e.is_connect() {
+            // Nothing of the request left this host.
+            return CloudError::Unreachable(self.redact(&format!("{what}: {msg}")));
+        }
         CloudError::Transport(self.redact(&format!("{what}: {msg}")))
     }
 
@@ -2076,7 +2080,7 @@ mod tests {
         drop(l);
         let e = dav(&url).stat("x").await.unwrap_err();
         assert!(
-            matches!(e, CloudError::Transport(_)) && e.is_transient(),
+            matches!(e, CloudError::Unreachable(_)) && e.is_transient(),
             "{e}"
         );
     }

@@ -611,14 +611,20 @@ impl Fs {
         }
         if s.atime.is_some() || s.mtime.is_some() {
             target.utimens([timespec(s.atime), timespec(s.mtime)])?;
-            // New times make the status pending until the pusher has looked (it compares
-            // content, so nothing is uploaded when only the times changed).
-            if s.mtime.is_some()
-                && s.size.is_none()
-                && let Some(rel) = &rel
-            {
-                self.report(Op::Modify, rel);
-            }
+        }
+        // New times, mode or owner move the ctime, which makes the status pending until the
+        // pusher has looked (it compares content, so nothing is uploaded when only the
+        // metadata changed).
+        let meta_only = s.uid.is_some()
+            || s.gid.is_some()
+            || s.mode.is_some()
+            || s.atime.is_some()
+            || s.mtime.is_some();
+        if meta_only
+            && s.size.is_none()
+            && let Some(rel) = &rel
+        {
+            self.report(Op::Modify, rel);
         }
         Ok(self.attr_of(&target.metadata()?))
     }
@@ -1157,10 +1163,16 @@ impl Fs {
             return self.hooks.control(ctx, path, name, value).map_err(FsError);
         }
         self.writable()?;
-        if let Some(rel) = self.inodes.path(ino) {
-            self.check_locked(&rel)?;
+        let rel = self.inodes.path(ino);
+        if let Some(rel) = &rel {
+            self.check_locked(rel)?;
         }
-        xattr::set(&self.node(ino)?, name, value, flags)
+        xattr::set(&self.node(ino)?, name, value, flags)?;
+        // The ctime moved: the pusher looks again (and uploads nothing for an xattr alone).
+        if let Some(rel) = &rel {
+            self.report(Op::Modify, rel);
+        }
+        Ok(())
     }
 
     /// True when `ctx` may make control requests on an item owned by `owner`: the daemon's own
@@ -1175,7 +1187,11 @@ impl Fs {
             return Err(FsError(libc::EPERM));
         }
         self.writable()?;
-        xattr::remove(&self.node(ino)?, name)
+        xattr::remove(&self.node(ino)?, name)?;
+        if let Some(rel) = self.inodes.path(ino) {
+            self.report(Op::Modify, &rel);
+        }
+        Ok(())
     }
 }
 

@@ -6,12 +6,15 @@
 //! the daemon; what had not been committed yet is found again by the start-up scan.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::cloud::Precondition;
 use crate::status::FailureCode;
 
 /// Errors of the journal layer.
@@ -70,6 +73,20 @@ const MIGRATIONS: &[&str] = &[
     // 2 -> 3: "is a rename queued after this entry?" is asked for every queued change; without
     // this index it scanned the rest of the queue, quadratic in a first sync of a large tree.
     "CREATE INDEX queue_renames ON queue(id) WHERE op = 'rename';",
+    // 3 -> 4: upload intents get a table of their own and say what the attempt sent. An intent
+    // of 0.1.0 (`meta` key `intent:PATH`, a time only) becomes one that knows nothing, which
+    // can never prove a cloud copy to be our own leftover.
+    "CREATE TABLE intents(
+        path TEXT PRIMARY KEY,
+        precondition TEXT,
+        size INTEGER,
+        hash TEXT,
+        started_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT OR REPLACE INTO intents(path, started_at)
+        SELECT substr(key, 8), coalesce(CAST(value AS INTEGER), 0) FROM meta
+        WHERE key >= 'intent:' AND key < 'intent;';
+     DELETE FROM meta WHERE key >= 'intent:' AND key < 'intent;';",
 ];
 
 /// Milliseconds since the epoch, the journal's clock.
@@ -145,6 +162,53 @@ pub struct NodeRecord {
     pub synced_at: Option<i64>,
 }
 
+/// The part of a file's stat that tells whether its content may have changed: size, mtime,
+/// ctime and inode number. Any write moves the ctime, even one that puts the size and mtime
+/// back (`cp --preserve=timestamps`, `touch -r`), so a file whose `FileStat` is the same as
+/// at the last sync is taken as unchanged without reading it; any difference means a re-hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (ns).
+    pub mtime_ns: i64,
+    /// Change time (ns).
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl FileStat {
+    /// The stat of a file as it is now.
+    pub fn of(m: &Metadata) -> FileStat {
+        FileStat {
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ino: m.ino(),
+        }
+    }
+}
+
+impl NodeRecord {
+    /// The stat recorded at the last sync.
+    pub fn stat(&self) -> FileStat {
+        FileStat {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            ino: self.ino,
+        }
+    }
+
+    /// True when the on-premise file `m` is, by its stat, the file this record describes: the
+    /// one "unchanged?" rule of the pusher, the puller, the scan and status reads. False for
+    /// folders; a false answer means "hash it", never "upload it".
+    pub fn unchanged(&self, m: &Metadata) -> bool {
+        self.kind == NodeKind::File && m.is_file() && self.stat() == FileStat::of(m)
+    }
+}
+
 /// Reads the columns of `nodes` in table order, as every SELECT of whole records lists them.
 impl TryFrom<&Row<'_>> for NodeRecord {
     type Error = rusqlite::Error;
@@ -181,6 +245,60 @@ impl TryFrom<&Row<'_>> for NodeRecord {
             synced_at: r.get(10)?,
         })
     }
+}
+
+/// What an upload attempt was, written before its request and kept when the attempt was cut
+/// short in a way that may have left part of its body in the cloud. A later 412 on the same
+/// path replaces the cloud copy only when that copy is provably what this attempt sent (see
+/// [`crate::sync::intent`]); anything else is merged as a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// The on-premise path uploaded.
+    pub path: String,
+    /// The condition the attempt was sent under; `None` when unknown (written by 0.1.0).
+    pub precondition: Option<Precondition>,
+    /// Size of the body sent; `None` when unknown.
+    pub size: Option<u64>,
+    /// BLAKE3 hash (hex) of the body sent; `None` when unknown.
+    pub hash: Option<String>,
+    /// When the attempt started (ms since the epoch).
+    pub started_at: i64,
+}
+
+impl Intent {
+    /// True when the intent says what was sent: an intent of 0.1.0 does not.
+    pub fn is_known(&self) -> bool {
+        self.precondition.is_some() && self.size.is_some() && self.hash.is_some()
+    }
+}
+
+/// A precondition as the journal stores it.
+fn precondition_text(p: &Precondition) -> String {
+    match p {
+        Precondition::None => "none".into(),
+        Precondition::IfNoneMatch => "if-none-match".into(),
+        Precondition::IfMatch(t) => format!("if-match:{t}"),
+    }
+}
+
+/// A stored precondition read back; anything unreadable is unknown.
+fn precondition_parse(s: &str) -> Option<Precondition> {
+    match s {
+        "none" => Some(Precondition::None),
+        "if-none-match" => Some(Precondition::IfNoneMatch),
+        _ => s
+            .strip_prefix("if-match:")
+            .map(|t| Precondition::IfMatch(t.to_string())),
+    }
+}
+
+/// Drops the intents of `path` and of everything below it.
+fn end_intents_on(c: &Connection, path: &str) -> rusqlite::Result<usize> {
+    let (lo, hi) = below(path);
+    c.run(
+        "DELETE FROM intents WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+        params![path, lo, hi],
+    )
 }
 
 /// The kind of change a queue entry records.
@@ -480,11 +598,8 @@ impl Journal {
     }
 
     /// Calls `f` with the stat part of every node record, without holding them all at once:
-    /// path, kind, size, mtime, ctime and inode number.
-    pub fn for_each_stat(
-        &self,
-        mut f: impl FnMut(String, NodeKind, u64, i64, i64, u64),
-    ) -> Result<()> {
+    /// path, kind and [`FileStat`].
+    pub fn for_each_stat(&self, mut f: impl FnMut(String, NodeKind, FileStat)) -> Result<()> {
         let c = self.r();
         let mut st = c.prepare("SELECT path, kind, size, mtime_ns, ctime_ns, ino FROM nodes")?;
         let mut rows = st.query([])?;
@@ -495,14 +610,13 @@ impl Journal {
             } else {
                 NodeKind::File
             };
-            f(
-                r.get(0)?,
-                kind,
-                r.get::<_, i64>(2)? as u64,
-                r.get(3)?,
-                r.get(4)?,
-                r.get::<_, i64>(5)? as u64,
-            );
+            let stat = FileStat {
+                size: r.get::<_, i64>(2)? as u64,
+                mtime_ns: r.get(3)?,
+                ctime_ns: r.get(4)?,
+                ino: r.get::<_, i64>(5)? as u64,
+            };
+            f(r.get(0)?, kind, stat);
         }
         Ok(())
     }
@@ -521,19 +635,22 @@ impl Journal {
 
     /// Writes many node records in one transaction.
     pub fn put_nodes(&self, nodes: &[NodeRecord]) -> Result<()> {
-        self.put_nodes_dropping_meta(nodes, None)
+        self.put_nodes_ending_intent(nodes, false)
     }
 
-    /// Writes a node record and drops the metadata value `key`, in one transaction.
-    pub fn put_node_dropping_meta(&self, n: &NodeRecord, key: &str) -> Result<()> {
-        self.put_nodes_dropping_meta(std::slice::from_ref(n), Some(key))
+    /// Writes a node record and ends the upload intent of its path, in one transaction: an
+    /// upload is finished only when both are done.
+    pub fn put_node_ending_intent(&self, n: &NodeRecord) -> Result<()> {
+        self.put_nodes_ending_intent(std::slice::from_ref(n), true)
     }
 
-    fn put_nodes_dropping_meta(&self, nodes: &[NodeRecord], key: Option<&str>) -> Result<()> {
+    fn put_nodes_ending_intent(&self, nodes: &[NodeRecord], end_intent: bool) -> Result<()> {
         let mut c = self.w();
         let tx = c.transaction()?;
-        if let Some(k) = key {
-            tx.run("DELETE FROM meta WHERE key = ?1", [k])?;
+        if end_intent {
+            for n in nodes {
+                tx.run("DELETE FROM intents WHERE path = ?1", [&n.path])?;
+            }
         }
         {
             let mut st = tx.prepare_cached(
@@ -560,13 +677,17 @@ impl Journal {
         Ok(())
     }
 
-    /// Removes the record of `path` and of everything below it.
+    /// Removes the record of `path` and of everything below it, and their upload intents.
     pub fn delete_subtree(&self, path: &str) -> Result<()> {
         let (lo, hi) = below(path);
-        self.w().run(
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        tx.run(
             "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
             params![path, lo, hi],
         )?;
+        end_intents_on(&tx, path)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -585,7 +706,62 @@ impl Journal {
              WHERE path = ?1 OR (path >= ?4 AND path < ?5)",
             params![from, to, from.len() as i64 + 1, lo, hi],
         )?;
+        // What an interrupted upload left under the old name is no proof for the new one.
+        end_intents_on(&tx, from)?;
+        end_intents_on(&tx, to)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- upload intents
+
+    /// The upload intent of `path`, if an attempt left one.
+    pub fn intent(&self, path: &str) -> Result<Option<Intent>> {
+        Ok(self
+            .w()
+            .one(
+                "SELECT path, precondition, size, hash, started_at FROM intents WHERE path = ?1",
+                [path],
+                |r| {
+                    let pre: Option<String> = r.get(1)?;
+                    Ok(Intent {
+                        path: r.get(0)?,
+                        precondition: pre.as_deref().and_then(precondition_parse),
+                        size: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
+                        hash: r.get(3)?,
+                        started_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Writes (or replaces) the upload intent of its path.
+    pub fn set_intent(&self, i: &Intent) -> Result<()> {
+        self.w().run(
+            "INSERT OR REPLACE INTO intents(path, precondition, size, hash, started_at)
+             VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![
+                i.path,
+                i.precondition.as_ref().map(precondition_text),
+                i.size.map(|n| n as i64),
+                i.hash,
+                i.started_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Ends the upload intent of `path`, if any.
+    pub fn end_intent(&self, path: &str) -> Result<()> {
+        self.w()
+            .run("DELETE FROM intents WHERE path = ?1", [path])?;
+        Ok(())
+    }
+
+    /// Ends the upload intents of `path` and of everything below it.
+    pub fn end_intents_under(&self, path: &str) -> Result<()> {
+        end_intents_on(&self.w(), path)?;
         Ok(())
     }
 
@@ -1052,6 +1228,49 @@ mod tests {
             error: None,
             synced_at: Some(5),
         }
+    }
+
+    #[test]
+    fn a_record_is_unchanged_only_while_size_mtime_ctime_and_inode_stay() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let st = FileStat::of(&m);
+        let r = NodeRecord {
+            size: st.size,
+            mtime_ns: st.mtime_ns,
+            ctime_ns: st.ctime_ns,
+            ino: st.ino,
+            ..rec("f")
+        };
+        assert!(r.unchanged(&m));
+        assert!(
+            !NodeRecord {
+                ctime_ns: 1,
+                ..r.clone()
+            }
+            .unchanged(&m)
+        );
+        assert!(
+            !NodeRecord {
+                ino: 1,
+                ..r.clone()
+            }
+            .unchanged(&m)
+        );
+        assert!(
+            !NodeRecord {
+                kind: NodeKind::Dir,
+                ..r.clone()
+            }
+            .unchanged(&m)
+        );
+        // A chmod keeps size and mtime but moves the ctime.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!r.unchanged(&std::fs::metadata(&p).unwrap()));
     }
 
     #[test]

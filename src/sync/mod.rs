@@ -5,6 +5,7 @@
 //! them in batches, so a FUSE request never waits for SQLite. A change still in the channel
 //! when the daemon is killed is found again by the start-up scan.
 
+pub mod intent;
 pub mod pull;
 pub mod push;
 pub mod reconcile;
@@ -569,9 +570,7 @@ impl Engine {
                 NodeState::Synced => {
                     let same = match r.kind {
                         NodeKind::Dir => dir,
-                        NodeKind::File => {
-                            !dir && r.size == meta.size() && r.mtime_ns == mtime_ns(meta)
-                        }
+                        NodeKind::File => r.unchanged(meta),
                     };
                     if same {
                         (synced, None)

@@ -18,11 +18,11 @@ use tracing::{debug, info, warn};
 
 use super::reconcile::{Action, Side, Winner, conflict_name, reconcile};
 use super::sets::{SyncSet, SyncSets};
-use super::{Shared, jr, mtime_ns, record_of};
+use super::{Shared, jr, record_of};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
-use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
+use crate::journal::{Change, FileStat, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
 use crate::onprem::{self, Onprem};
 
 /// Tells the kernel that an on-premise path changed behind its back.
@@ -679,7 +679,7 @@ impl Puller {
             Some(r) if r.kind != kind => true,
             Some(_) if kind == NodeKind::Dir => false,
             Some(r) => {
-                if r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino() {
+                if r.unchanged(&m) {
                     false
                 } else {
                     let (o, p) = (self.onprem.clone(), path.to_string());
@@ -854,11 +854,48 @@ impl Puller {
                 let etag = got.etag.clone().or_else(|| e.etag.clone());
                 if cloud_hash == local_hash {
                     drop(tmp);
-                    jr(self
-                        .journal
-                        .put_node(&record_of(path, m, Some(local_hash), etag)))?;
+                    jr(self.journal.put_node_ending_intent(&record_of(
+                        path,
+                        m,
+                        Some(local_hash),
+                        etag,
+                    )))?;
                     debug!(path, "both sides hold the same content; no conflict");
                     return Ok(None);
+                }
+                // An upload cut short may have left part of our own file there. Only when the
+                // upload intent proves it does the on-premise version go up over it with no
+                // conflict copy; anything else is someone's edit, merged as a conflict below.
+                if let Some(i) = jr(self.journal.intent(path))? {
+                    let expected = super::intent::precondition_for(rec);
+                    let mut t = tmp.file.try_clone().map_err(map_io)?;
+                    std::io::Seek::seek(&mut t, std::io::SeekFrom::Start(0)).map_err(map_io)?;
+                    let f = self.onprem.open_file(path).map_err(map_io)?;
+                    let own = tokio::task::spawn_blocking(move || {
+                        super::intent::is_own_leftover(&i, &expected, t, f)
+                    })
+                    .await
+                    .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+                    .map_err(map_io)?;
+                    if own {
+                        drop(tmp);
+                        // An unknown stat makes the pusher upload, with If-Match on the leftover.
+                        let r = NodeRecord {
+                            hash: None,
+                            mtime_ns: -1,
+                            ..record_of(path, m, None, etag)
+                        };
+                        jr(self.journal.put_node_ending_intent(&r))?;
+                        jr(self
+                            .journal
+                            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0))?;
+                        info!(
+                            path,
+                            "the cloud holds what an interrupted upload left; the on-premise version replaces it"
+                        );
+                        return Ok(None);
+                    }
+                    jr(self.journal.end_intent(path))?;
                 }
                 let copy = self.copy_path(path)?;
                 // Each version keeps the mode and owner of the file it stands for.
@@ -949,7 +986,8 @@ impl Puller {
     /// True when `path` still is what `m` describes.
     fn still(&self, path: &str, m: &std::fs::Metadata) -> Result<bool, CloudError> {
         let now = self.onprem.stat(path).map_err(map_io)?;
-        Ok(now.is_some_and(|n| same_file(m, &n)) && !self.writers.is_open(m.ino()))
+        Ok(now.is_some_and(|n| FileStat::of(m) == FileStat::of(&n))
+            && !self.writers.is_open(m.ino()))
     }
 
     /// Creates the folder `path` (and those above it) and returns its metadata.
@@ -1042,7 +1080,7 @@ impl Puller {
         let now = self.onprem.stat(path).map_err(map_io)?;
         let unchanged = match (seen, &now) {
             (None, None) => true,
-            (Some(a), Some(b)) => same_file(a, b),
+            (Some(a), Some(b)) => FileStat::of(a) == FileStat::of(b),
             (None, Some(_)) => false,
             (Some(_), None) => false,
         };
@@ -1078,9 +1116,7 @@ impl Puller {
             return Ok(false);
         };
         let rec = jr(self.journal.node(from))?;
-        if rec
-            .as_ref()
-            .is_none_or(|r| !(r.size == m.size() && r.mtime_ns == mtime_ns(&m) && r.ino == m.ino()))
+        if rec.as_ref().is_none_or(|r| !r.unchanged(&m))
             || self.writers.is_open(m.ino())
             || !free(&self.onprem, to)
         {
@@ -1091,6 +1127,13 @@ impl Puller {
         jr(self.journal.move_subtree(from, to))?;
         if let Some(mut r) = jr(self.journal.node(to))? {
             r.etag = e.etag.clone();
+            // The rename moved the file's ctime; the record follows, as the file is the one
+            // just checked unchanged.
+            if r.kind == NodeKind::File
+                && let Ok(Some(after)) = self.onprem.stat(to)
+            {
+                r.ctime_ns = FileStat::of(&after).ctime_ns;
+            }
             jr(self.journal.put_node(&r))?;
         }
         self.invalidate.changed(from);
@@ -1126,9 +1169,7 @@ impl Puller {
                         *kept = true;
                     }
                 } else if m.is_file()
-                    && records.get(&r).is_some_and(|x| {
-                        x.size == m.size() && x.mtime_ns == mtime_ns(&m) && x.ino == m.ino()
-                    })
+                    && records.get(&r).is_some_and(|x| x.unchanged(&m))
                     && !me.writers.is_open(m.ino())
                 {
                     me.onprem.remove_file(&r)?;
@@ -1156,11 +1197,6 @@ impl Puller {
         }
         Ok(())
     }
-}
-
-/// The same file, unchanged: same inode, size and modification time.
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    a.ino() == b.ino() && a.size() == b.size() && mtime_ns(a) == mtime_ns(b)
 }
 
 fn gone() -> CloudError {

@@ -18,12 +18,13 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::{Shared, jr, mtime_ns, record_of};
+use super::{Shared, jr, record_of};
 use crate::cloud::{self, Cloud, CloudError, Precondition};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
 use crate::journal::{
-    Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueEntry, QueueState, now_ms,
+    Change, FileStat, Intent, Journal, NodeKind, NodeRecord, NodeState, Op, QueueEntry, QueueState,
+    now_ms,
 };
 use crate::onprem::Onprem;
 
@@ -144,10 +145,6 @@ pub fn hash_open(f: &std::fs::File) -> std::io::Result<String> {
         at += n as u64;
     }
     Ok(h.finalize().to_hex().to_string())
-}
-
-fn same_stat(r: &NodeRecord, m: &std::fs::Metadata) -> bool {
-    r.kind == NodeKind::File && r.size == m.size() && r.mtime_ns == mtime_ns(m) && r.ino == m.ino()
 }
 
 impl Pusher {
@@ -454,7 +451,9 @@ impl Pusher {
                 }
                 if !set.cloud_delete {
                     // The cloud copy stays; the record stays too, so the next pull does not
-                    // bring it back while the cloud copy is unchanged.
+                    // bring it back while the cloud copy is unchanged. An upload intent goes
+                    // with the on-premise file.
+                    jr(self.journal.end_intents_under(path))?;
                     return Ok(Outcome::Done);
                 }
                 jr(self.journal.delete_subtree(path))?;
@@ -683,25 +682,15 @@ impl Pusher {
         }
         if let Some(r) = &rec
             && r.state == NodeState::Synced
-            && same_stat(r, &m)
+            && r.unchanged(&m)
         {
             return Ok(Outcome::Done);
         }
-        // The content is hashed before the upload only when that can spare it: a synced file
-        // of the same size may hold the same bytes (a touch, a restart). Otherwise a backend
-        // that hashes on the way saves reading the file twice.
-        let same_size_synced = rec.as_ref().is_some_and(|r| {
-            r.kind == NodeKind::File
-                && r.state == NodeState::Synced
-                && r.hash.is_some()
-                && r.size == m.size()
-        });
-        let hash = if same_size_synced || !self.cloud.hashes_uploads() {
-            let f = file.clone();
-            Some(Self::blocking(move || hash_open(&f)).await?)
-        } else {
-            None
-        };
+        // The content is hashed before the upload: a synced file whose stat moved may hold the
+        // same bytes (a touch, a chmod, a rename, a restart), and the upload intent says what
+        // is about to be sent.
+        let f = file.clone();
+        let hash = Some(Self::blocking(move || hash_open(&f)).await?);
         let cond = match &rec {
             // Deleted in the cloud and kept here (DELETED_ON_CLOUD): pushed again as new.
             Some(r) if r.state == NodeState::Failed => Precondition::IfNoneMatch,
@@ -714,10 +703,7 @@ impl Pusher {
                     }))?;
                     return Ok(Outcome::Done);
                 }
-                match &r.etag {
-                    Some(t) => Precondition::IfMatch(t.clone()),
-                    None => Precondition::None,
-                }
+                super::intent::precondition_for(Some(r))
             }
             Some(_) => {
                 // A folder became a file.
@@ -730,50 +716,51 @@ impl Pusher {
             }
             None => Precondition::IfNoneMatch,
         };
-        // The intent to upload is written first. If the daemon dies mid-upload, a server that
-        // keeps partial bodies (rclone) is left with a truncated file that no longer matches the
-        // condition; the intent tells the next attempt that the file there is our own leftover,
-        // to be replaced, not a cloud edit that wins a conflict.
-        let intent = format!("intent:{path}");
-        let leftover = jr(self.journal.meta(&intent))?.is_some();
-        jr(self.journal.set_meta(&intent, &now_ms().to_string()))?;
+        // The intent says what this attempt sends, before it is sent. It stays only when the
+        // attempt is cut short in a way that may have left part of the body in the cloud (a
+        // dropped connection, a dead daemon). The retry then meets a 412, which goes to the
+        // puller's merge like any other: the cloud copy is replaced only when the intent
+        // proves it is that leftover, and kept as a conflict copy otherwise.
+        let prior = jr(self.journal.intent(path))?;
+        jr(self.journal.set_intent(&Intent {
+            path: path.to_string(),
+            precondition: Some(cond.clone()),
+            size: Some(m.size()),
+            hash: hash.clone(),
+            started_at: now_ms(),
+        }))?;
         let put = match self.cloud.upload(cpath, &file, &cond).await {
             Err(CloudError::MissingParent) => match self.cloud.mkdir(cloud::parent(cpath)).await {
                 Ok(()) => self.cloud.upload(cpath, &file, &cond).await,
                 Err(e) => Err(e),
             },
-            Err(CloudError::PreconditionFailed) if leftover => match self.cloud.stat(cpath).await {
-                Ok(Some(e)) if !e.is_dir && e.etag.is_some() => {
-                    info!("replacing what an interrupted upload left in the cloud");
-                    let cond = Precondition::IfMatch(e.etag.unwrap_or_default());
-                    self.cloud.upload(cpath, &file, &cond).await
-                }
-                Ok(_) => Err(CloudError::PreconditionFailed),
-                Err(e) => Err(e),
-            },
             r => r,
         };
-        // Only an upload cut short by transient trouble may have left a partial file. After a
-        // complete upload the intent goes with the record written below, in one transaction.
-        if put.as_ref().is_err_and(|e| !e.is_transient()) {
-            jr(self.journal.delete_meta(&intent))?;
+        // Nothing of this attempt reached the cloud (refused connection, an answer such as 412
+        // or 423): what an earlier attempt left, if anything, is still what the cloud holds.
+        // After a complete upload the intent ends with the record below, in one transaction.
+        if let Err(e) = &put
+            && super::intent::stored_nothing(e)
+        {
+            match &prior {
+                Some(i) => jr(self.journal.set_intent(i))?,
+                None => jr(self.journal.end_intent(path))?,
+            }
         }
         let crate::cloud::Uploaded { etag, hash: sent } = put?;
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
         let after = self.onprem.stat(path).ok().flatten();
-        if !after.as_ref().is_some_and(|a| {
-            a.size() == m.size() && mtime_ns(a) == mtime_ns(&m) && a.ino() == m.ino()
-        }) || self.writers.is_open(m.ino())
+        if !after
+            .as_ref()
+            .is_some_and(|a| FileStat::of(a) == FileStat::of(&m))
+            || self.writers.is_open(m.ino())
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
-            jr(self.journal.put_node_dropping_meta(
-                &NodeRecord {
-                    hash: None,
-                    ..record_of(path, &m, None, etag)
-                },
-                &intent,
-            ))?;
+            jr(self.journal.put_node_ending_intent(&NodeRecord {
+                hash: None,
+                ..record_of(path, &m, None, etag)
+            }))?;
             info!("changed during upload; will upload again");
             return Ok(Outcome::Later);
         }
@@ -787,7 +774,7 @@ impl Pusher {
         };
         jr(self
             .journal
-            .put_node_dropping_meta(&record_of(path, &m, Some(hash), etag), &intent))?;
+            .put_node_ending_intent(&record_of(path, &m, Some(hash), etag)))?;
         // Logged once recorded: a daemon killed before the record is written uploads the
         // file again at the next start, and the log never says "uploaded" for it twice.
         info!(bytes = m.size(), "uploaded");
@@ -828,7 +815,13 @@ impl Pusher {
             Ok(()) => {
                 info!(to, "moved in the cloud");
                 jr(self.journal.move_subtree(from, to))?;
-                Ok(Outcome::Done)
+                // A renamed file has a new ctime: it is checked again, which costs a hash and
+                // refreshes its record, and uploads nothing when the content is the same.
+                Ok(if rec_from.kind == NodeKind::File {
+                    Outcome::Replace(vec![check(to)])
+                } else {
+                    Outcome::Done
+                })
             }
             Err(CloudError::PreconditionFailed) => {
                 // The target name is taken in the cloud by something we never saw: no move

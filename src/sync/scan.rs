@@ -6,12 +6,10 @@
 
 use crate::onprem::Onprem;
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 
-use super::{ctime_ns, mtime_ns};
 use crate::cloud;
 use crate::ignore::Ignore;
-use crate::journal::{Change, Journal, JournalError, NodeKind, Op};
+use crate::journal::{Change, FileStat, Journal, JournalError, NodeKind, Op};
 
 /// What a scan found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +32,9 @@ pub fn scan(
     syncable: &dyn Fn(&str) -> bool,
     not_before: i64,
 ) -> Result<ScanReport, JournalError> {
-    let mut known: HashMap<String, (NodeKind, u64, i64, i64, u64)> = HashMap::new();
-    journal.for_each_stat(|path, kind, size, mt, ct, ino| {
-        known.insert(path, (kind, size, mt, ct, ino));
+    let mut known: HashMap<String, (NodeKind, FileStat)> = HashMap::new();
+    journal.for_each_stat(|path, kind, stat| {
+        known.insert(path, (kind, stat));
     })?;
     let mut report = ScanReport::default();
     let mut batch: Vec<Change> = Vec::new();
@@ -73,15 +71,7 @@ pub fn scan(
                 stack.push(path.clone());
                 !matches!(rec, Some((NodeKind::Dir, ..)))
             } else if m.is_file() {
-                match rec {
-                    Some((NodeKind::File, size, mt, ct, ino)) => {
-                        size != m.size()
-                            || mt != mtime_ns(&m)
-                            || ct != ctime_ns(&m)
-                            || ino != m.ino()
-                    }
-                    _ => true,
-                }
+                !matches!(rec, Some((NodeKind::File, stat)) if stat == FileStat::of(&m))
             } else {
                 rec.is_some()
             };
