@@ -382,8 +382,27 @@ impl Engine {
                         batch.extend(rx.try_iter().take(room));
                     }
                     let not_before = now_ms() + push_delay.as_millis() as i64;
-                    if let Err(e) = j.enqueue(&batch, not_before) {
-                        tracing::error!(error = %e, changes = batch.len(), "cannot write changes to the journal; the start-up scan will find them again");
+                    // A change that cannot be written (the state dir's disk is full, say) is
+                    // never dropped: the batch is kept, with what arrives meanwhile, and
+                    // written again until it goes. Its paths read `pending` all along. Only
+                    // when the daemon stops with the journal still refusing does it give up;
+                    // the next start-up scan finds those changes again.
+                    let mut pause = Duration::from_millis(100);
+                    let mut closing = 0;
+                    while let Err(e) = j.enqueue(&batch, not_before) {
+                        let more: Vec<Change> = rx.try_iter().collect();
+                        let gone = matches!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+                        batch.extend(more);
+                        if gone {
+                            closing += 1;
+                            if closing > 5 {
+                                tracing::error!(error = %e, changes = batch.len(), "cannot write changes to the journal while stopping; the next start-up scan will find them again");
+                                break;
+                            }
+                        }
+                        tracing::error!(error = %e, changes = batch.len(), retry_in = ?pause, "cannot write changes to the journal (is the state dir's disk full?); they are kept and written again");
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_secs(10));
                     }
                     for c in &batch {
                         sh.track(c, -1);
