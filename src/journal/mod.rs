@@ -1049,13 +1049,21 @@ impl Journal {
     }
 
     /// Marks an entry failed for good, or conflicting, with a code.
-    pub fn fail(&self, id: i64, state: QueueState, code: FailureCode, error: &str) -> Result<()> {
-        self.w().run(
+    pub fn fail(
+        &self,
+        id: i64,
+        generation: i64,
+        state: QueueState,
+        code: FailureCode,
+        error: &str,
+    ) -> Result<bool> {
+        // A change folded into the entry while it was being pushed (a new generation) is not
+        // the one that failed: the entry stays pending and is tried again.
+        Ok(self.w().run(
             "UPDATE queue SET state = ?2, failure = ?3, last_error = ?4, attempts = attempts + 1
-             WHERE id = ?1",
-            params![id, state.as_str(), code.as_str(), error],
-        )?;
-        Ok(())
+             WHERE id = ?1 AND gen = ?5",
+            params![id, state.as_str(), code.as_str(), error, generation],
+        )? > 0)
     }
 
     /// Puts failed entries (all, or those below `path`) back in the queue, for a sync request
@@ -1368,5 +1376,44 @@ mod tests {
         }
         let j = Journal::open(&p).unwrap();
         assert_eq!(j.pending(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_failure_of_an_older_generation_leaves_the_entry_pending() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::open(&d.path().join("j.db")).unwrap();
+        j.enqueue(&[Change::Path(Op::Modify, "a".into())], 0)
+            .unwrap();
+        let e = j.pending(10).unwrap().remove(0);
+        // A new change is folded in while the push is under way.
+        j.enqueue(&[Change::Path(Op::Modify, "a".into())], 0)
+            .unwrap();
+        let failed = j
+            .fail(
+                e.id,
+                e.generation,
+                QueueState::Failed,
+                FailureCode::Unknown,
+                "x",
+            )
+            .unwrap();
+        assert!(!failed);
+        assert_eq!(j.pending(10).unwrap().len(), 1, "still pending");
+        assert!(
+            !j.finish(e.id, e.generation).unwrap(),
+            "not finished either"
+        );
+        let e2 = j.pending(10).unwrap().remove(0);
+        assert!(
+            j.fail(
+                e2.id,
+                e2.generation,
+                QueueState::Failed,
+                FailureCode::Unknown,
+                "x"
+            )
+            .unwrap()
+        );
+        assert!(j.pending(10).unwrap().is_empty());
     }
 }

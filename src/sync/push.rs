@@ -303,9 +303,11 @@ impl Pusher {
                     Outcome::Later => {
                         j.postpone(e.id, now_ms() + self.push_delay.as_millis() as i64)
                     }
-                    Outcome::Replace(changes) => {
-                        j.enqueue(&changes, 0).and_then(|_| j.remove(e.id))
-                    }
+                    // The entry goes only if nothing was folded into it meanwhile; otherwise
+                    // it stays, with the new change, for another pass.
+                    Outcome::Replace(changes) => j
+                        .enqueue(&changes, 0)
+                        .and_then(|_| j.finish(e.id, e.generation).map(|_| ())),
                 }
             }
             // The file vanished on-premise while we worked on it (renamed, deleted, or set
@@ -334,10 +336,12 @@ impl Pusher {
                 self.pull_now.notify_one();
                 j.fail(
                     e.id,
+                    e.generation,
                     QueueState::Conflict,
                     crate::status::FailureCode::NameClash,
                     "the cloud copy changed since the last sync",
                 )
+                .map(|_| ())
             }
             Err(err) => {
                 let code = err.failure_code();
@@ -349,7 +353,14 @@ impl Pusher {
                 } else {
                     warn!(code = code.as_str(), error = %err, "push failed");
                 }
-                j.fail(e.id, QueueState::Failed, code, &err.to_string())
+                j.fail(
+                    e.id,
+                    e.generation,
+                    QueueState::Failed,
+                    code,
+                    &err.to_string(),
+                )
+                .map(|_| ())
             }
         };
         if let Err(err) = r {
