@@ -249,3 +249,24 @@ fn conflict_on_a_long_name_keeps_both_and_leaves_no_temp() {
         assert_eq!(contents, ["cloud", "local"], "{winner}");
     }
 }
+
+/// A cloud tree nested deeper than the walk goes (a hostile server could nest without end) is
+/// not walked below the limit; the pull completes, and nothing below is taken for deleted.
+#[test]
+fn a_cloud_tree_nested_without_end_is_walked_only_so_deep() {
+    let m = Mount::start(&["--pull-interval", "1h"]);
+    let deep: Vec<&str> = vec!["d"; 300];
+    let deep = deep.join("/");
+    fs::create_dir_all(m.c(&deep)).unwrap();
+    fs::write(m.c(&format!("{deep}/bottom.txt")), "deep").unwrap();
+    fs::write(m.c("top.txt"), "top").unwrap();
+    sync_now(&m);
+    assert_eq!(fs::read_to_string(m.o("top.txt")).unwrap(), "top");
+    assert!(!m.o(&format!("{deep}/bottom.txt")).exists());
+    assert!(m.log_text().contains("deeper than 256 levels"));
+    sync_now(&m);
+    assert!(
+        m.c(&format!("{deep}/bottom.txt")).exists(),
+        "nothing deleted"
+    );
+}

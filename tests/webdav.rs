@@ -695,3 +695,25 @@ async fn conditions_are_found_out_per_server() {
         );
     }
 }
+
+/// A server that refuses a large upload with 413 or 507 before it has read the body (and
+/// closes the connection) is heard: the refusal is a failure with its code, never a transport
+/// error retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_413_or_507_on_a_streamed_put_is_heard() {
+    let server = DavServer::start(Profile::Sabre);
+    let proxy = FaultProxy::start(server.addr);
+    let c = WebDav::new(&proxy.url("/dav/"), &CloudOptions::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big");
+    write_pseudo_random(&big, 32 << 20, 7);
+    for (code, want) in [(413u16, "413"), (507, "507")] {
+        proxy.set(Fault::Status(code));
+        let e = c
+            .put_file("big.bin", &open(&big), &Precondition::IfNoneMatch)
+            .await
+            .unwrap_err();
+        assert!(!e.is_transient(), "{code}: {e}");
+        assert!(e.to_string().contains(want), "{code}: {e}");
+    }
+}

@@ -105,6 +105,10 @@ pub struct Puller {
     pub gets: std::sync::atomic::AtomicU64,
 }
 
+/// Cloud folders deeper than this many levels are not walked: each level costs a listing, and
+/// a hostile server could nest folders without end.
+pub const MAX_DEPTH: usize = 256;
+
 /// Every this many pulls, folder tags are ignored and the whole tree is walked.
 pub const FULL_WALK_EVERY: u64 = 20;
 
@@ -281,6 +285,11 @@ impl Puller {
                             r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag)
                         });
                     if unchanged {
+                        skipped.push(local.clone());
+                    } else if local.split('/').count() >= MAX_DEPTH {
+                        // A tree this deep is a broken or hostile server's: not walked, and
+                        // nothing below it is taken for deleted either.
+                        warn!(path = %local, "a cloud folder lies deeper than {MAX_DEPTH} levels; not walked");
                         skipped.push(local.clone());
                     } else {
                         pending.push(e.path.clone());
