@@ -233,11 +233,17 @@ fn conflict_on_a_long_name_keeps_both_and_leaves_no_temp() {
         fs::write(m.c(&name), "cloud").unwrap();
         m.spawn();
         sync_now(&m);
+        let list = || -> Vec<String> {
+            fs::read_dir(m.o("p"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        wait_until(Duration::from_secs(20), "the conflict copy", || {
+            list().iter().any(|n| n.contains("(conflict "))
+        });
         sync_now(&m);
-        let names: Vec<String> = fs::read_dir(m.o("p"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let names = list();
         assert_eq!(names.len(), 2, "{winner}: {names:?}\n{}", m.log_text());
         let copy = names.iter().find(|n| n.contains("(conflict ")).unwrap();
         assert!(copy.len() <= 255 && copy.ends_with(".txt"), "{copy}");

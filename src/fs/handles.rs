@@ -3,11 +3,11 @@
 //! The sync engine asks [`OpenWriters`] before it pushes a file, so a file is never uploaded
 //! while a writer still has it open through the mount.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// One open file.
 #[derive(Debug)]
@@ -29,38 +29,113 @@ pub struct DirHandle {
     pub entries: Vec<(OsString, u64, u32)>,
 }
 
-/// Inodes that are open for writing, by on-premise inode number.
+/// Inodes that are open for writing, by on-premise inode number, and the gate between opens
+/// for writing through the mount and the engine's replacements.
+///
+/// The engine replaces or removes an on-premise file (a download, a conflict copy, a cloud
+/// delete or move) only under a [`Claim`] of its path, taken when no writer has the file open
+/// and no open for writing of that path is under way. An open for writing of a claimed path
+/// waits until the claim ends, a few system calls later, and then opens whatever is there: a
+/// write through the mount never lands in a file the engine just took away.
 #[derive(Debug, Default)]
 pub struct OpenWriters {
-    counts: Mutex<HashMap<u64, u32>>,
+    state: Mutex<WriterState>,
+    released: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    counts: HashMap<u64, u32>,
+    opening: HashMap<String, u32>,
+    claimed: HashSet<String>,
+}
+
+/// An engine's hold on one on-premise path; opens for writing of it wait until it is dropped.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    writers: &'a OpenWriters,
+    path: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.writers.lock().claimed.remove(&self.path);
+        self.writers.released.notify_all();
+    }
+}
+
+/// An open for writing under way; the engine cannot claim its path meanwhile.
+#[derive(Debug)]
+pub struct Opening<'a> {
+    writers: &'a OpenWriters,
+    path: String,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        let mut st = self.writers.lock();
+        if let Some(n) = st.opening.get_mut(&self.path) {
+            *n -= 1;
+            if *n == 0 {
+                st.opening.remove(&self.path);
+            }
+        }
+    }
 }
 
 impl OpenWriters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn add(&self, st_ino: u64) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(st_ino)
-            .or_default() += 1;
+        *self.lock().counts.entry(st_ino).or_default() += 1;
     }
 
     fn remove(&self, st_ino: u64) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&st_ino) {
+        let mut st = self.lock();
+        if let Some(n) = st.counts.get_mut(&st_ino) {
             *n -= 1;
             if *n == 0 {
-                c.remove(&st_ino);
+                st.counts.remove(&st_ino);
             }
         }
     }
 
     /// True while some process has the inode open for writing through the mount.
     pub fn is_open(&self, st_ino: u64) -> bool {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&st_ino)
+        self.lock().counts.contains_key(&st_ino)
+    }
+
+    /// Marks an open for writing of `path` as under way, first waiting for any claim of it to
+    /// end. Keep the guard until the file is registered.
+    pub fn opening(&self, path: &str) -> Opening<'_> {
+        let mut st = self.lock();
+        while st.claimed.contains(path) {
+            st = self.released.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        *st.opening.entry(path.to_string()).or_default() += 1;
+        Opening {
+            writers: self,
+            path: path.to_string(),
+        }
+    }
+
+    /// Claims `path`, whose file has inode number `st_ino` (0 for none), for a replacement or
+    /// removal: `None` while it is open for writing or being opened for writing.
+    pub fn claim(&self, path: &str, st_ino: u64) -> Option<Claim<'_>> {
+        let mut st = self.lock();
+        if st.counts.contains_key(&st_ino)
+            || st.opening.contains_key(path)
+            || st.claimed.contains(path)
+        {
+            return None;
+        }
+        st.claimed.insert(path.to_string());
+        Some(Claim {
+            writers: self,
+            path: path.to_string(),
+        })
     }
 }
 
@@ -154,5 +229,40 @@ impl Handles {
     /// Number of open files.
     pub fn open_files(&self) -> usize {
         self.files.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn opens_for_writing_and_claims_exclude_each_other() {
+        let w = Arc::new(OpenWriters::default());
+        // A claim is refused while the file is open for writing, or being opened.
+        w.add(7);
+        assert!(w.claim("a", 7).is_none());
+        w.remove(7);
+        let opening = w.opening("a");
+        assert!(w.claim("a", 7).is_none());
+        drop(opening);
+        // An open for writing waits until the claim ends.
+        let claim = w.claim("a", 7).unwrap();
+        assert!(w.claim("a", 7).is_none(), "one claim at a time");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            let _o = w2.opening("a");
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "waits"
+        );
+        drop(claim);
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+        assert!(w.claim("b", 0).is_some(), "other paths are free");
     }
 }

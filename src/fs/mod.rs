@@ -823,9 +823,13 @@ impl Fs {
             let file = host::reopen(&*self.orphan(ino)?, flags & !libc::O_NOCTTY)?;
             return self.register(ino, file, flags);
         };
-        if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+        let writing = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        if writing {
             self.check_locked(&rel)?;
         }
+        // An open for writing waits out the engine's replacement of the file, if one is under
+        // way, and holds off the next one until the file is registered as open.
+        let _opening = writing.then(|| self.handles.writers.opening(&rel.to_string_lossy()));
         let file = self.open_path(&self.host(&rel)?, flags, 0)?;
         if flags & libc::O_TRUNC != 0 {
             self.report(Op::Modify, &rel);

@@ -781,7 +781,13 @@ impl Puller {
                     self.invalidate.changed(path);
                     return Ok(Some(path.to_string()));
                 }
-                if m.as_ref().is_some_and(|m| self.writers.is_open(m.ino())) {
+                let Some(claim) = self.writers.claim(path, m.as_ref().map_or(0, |m| m.ino()))
+                else {
+                    return Ok(None); // open for writing: the next pull
+                };
+                if let Some(m) = &m
+                    && !self.still(path, m)?
+                {
                     return Ok(None);
                 }
                 match self.onprem.remove_file(path) {
@@ -789,6 +795,7 @@ impl Puller {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(map_io(e)),
                 }
+                drop(claim);
                 jr(self.journal.delete_subtree(path))?;
                 self.invalidate.changed(path);
                 report.other += 1;
@@ -911,12 +918,17 @@ impl Puller {
                 onprem::finish(&tmp.file, onprem::like(m)).map_err(map_io)?;
                 match winner {
                     Winner::Cloud => {
+                        let Some(claim) = self.writers.claim(path, m.ino()) else {
+                            return Ok(None); // open for writing: the next pull
+                        };
                         if !self.still(path, m)? {
                             return Ok(None); // changed again meanwhile: the next pull
                         }
                         self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
+                        let placed = tmp.place(path, true);
+                        drop(claim);
                         self.invalidate.changed(&copy);
-                        if tmp.place(path, true).is_err() {
+                        if placed.is_err() {
                             debug!(
                                 path,
                                 "created again during the merge; merged at the next pull"
@@ -953,11 +965,15 @@ impl Puller {
             }
             Action::TypeConflict => {
                 let (_, m) = local.as_ref().expect("type conflict has a local side");
-                if m.is_file() && self.writers.is_open(m.ino()) {
+                let Some(claim) = self
+                    .writers
+                    .claim(path, if m.is_file() { m.ino() } else { 0 })
+                else {
                     return Ok(None);
-                }
+                };
                 let copy = self.copy_path(path)?;
                 self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
+                drop(claim);
                 jr(self.journal.delete_subtree(path))?;
                 self.invalidate.changed(&copy);
                 let e = entry.expect("type conflict has a cloud entry");
@@ -1085,7 +1101,12 @@ impl Puller {
             }
         };
         onprem::finish(&tmp.file, like).map_err(map_io)?;
-        // Never replace a file that changed while we downloaded.
+        // Never replace a file that changed while we downloaded, nor one opened for writing
+        // meanwhile: the claim holds new opens for writing off until the rename is done.
+        let Some(claim) = self.writers.claim(path, seen.map_or(0, |m| m.ino())) else {
+            debug!(path, "open for writing; the download waits for close");
+            return Ok(false);
+        };
         let now = self.onprem.stat(path).map_err(map_io)?;
         let unchanged = match (seen, &now) {
             (None, None) => true,
@@ -1100,7 +1121,9 @@ impl Puller {
             );
             return Ok(false);
         }
-        if let Err(err) = tmp.place(path, seen.is_none()) {
+        let placed = tmp.place(path, seen.is_none());
+        drop(claim);
+        if let Err(err) = placed {
             if err.raw_os_error() == Some(libc::EEXIST) {
                 debug!(
                     path,
@@ -1132,7 +1155,14 @@ impl Puller {
             return Ok(false);
         }
         self.onprem.create_dirs(cloud::parent(to)).map_err(map_io)?;
+        let Some(claim) = self.writers.claim(from, m.ino()) else {
+            return Ok(false);
+        };
+        if !self.still(from, &m)? {
+            return Ok(false);
+        }
         self.onprem.rename_noreplace(from, to).map_err(map_io)?;
+        drop(claim);
         jr(self.journal.move_subtree(from, to))?;
         if let Some(mut r) = jr(self.journal.node(to))? {
             r.etag = e.etag.clone();
@@ -1179,7 +1209,8 @@ impl Puller {
                     }
                 } else if m.is_file()
                     && records.get(&r).is_some_and(|x| x.unchanged(&m))
-                    && !me.writers.is_open(m.ino())
+                    && let Some(_claim) = me.writers.claim(&r, m.ino())
+                    && me.still(&r, &m).is_ok_and(|s| s)
                 {
                     me.onprem.remove_file(&r)?;
                 } else {
