@@ -332,6 +332,9 @@ fn run_namespace(steps: Vec<NsStep>) {
                 ns_quiet(&m, &steps, n + 1);
                 m.unmount();
                 m.spawn();
+                // The pull at start is let finish first: a pull racing a rename through the
+                // mount is another matter (see the pull's own tests).
+                ns_quiet(&m, &steps, n + 1);
             }
         }
     }
