@@ -44,6 +44,10 @@ pub trait SyncHooks: Send + Sync {
     fn changed(&self, op: Op, path: &str);
     /// `from` was renamed to `to`.
     fn renamed(&self, from: &str, to: &str);
+    /// A rename of `from` to `to` is about to happen (`true`), or is over and reported, or
+    /// failed (`false`). Between the two, the engine knows that what it reads at or below
+    /// either name may already be renamed while the queue does not know it yet.
+    fn renaming(&self, _from: &str, _to: &str, _starts: bool) {}
     /// The virtual `user.cloudsync.*` attributes of `path`, given its current metadata.
     fn xattrs(&self, path: &str, meta: &Metadata) -> Vec<(&'static str, String)>;
     /// True when the existing item at `path` is read-only on-premise (a locked sync set).
@@ -230,6 +234,29 @@ pub struct StatFs {
     pub namelen: u32,
     /// Fragment size.
     pub frsize: u32,
+}
+
+/// A rename announced to the hooks, until dropped.
+struct Announced<'a> {
+    hooks: &'a dyn SyncHooks,
+    names: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Announced<'a> {
+    fn new(hooks: &'a dyn SyncHooks, names: Option<(&'a str, &'a str)>) -> Self {
+        if let Some((a, b)) = names {
+            hooks.renaming(a, b, true);
+        }
+        Announced { hooks, names }
+    }
+}
+
+impl Drop for Announced<'_> {
+    fn drop(&mut self) {
+        if let Some((a, b)) = self.names {
+            self.hooks.renaming(a, b, false);
+        }
+    }
 }
 
 /// Flags of `rename`.
@@ -732,6 +759,8 @@ impl Fs {
             return Ok(());
         }
         let (a, b) = (cstr(&full)?, cstr(&newfull)?);
+        // Announced until it is reported (or failed): see [`SyncHooks::renaming`].
+        let _announced = Announced::new(&*self.hooks, rel_str(&rel).zip(rel_str(&newrel)));
         // SAFETY: a and b are valid C strings.
         error::check(unsafe {
             libc::renameat2(

@@ -621,6 +621,37 @@ impl Journal {
         Ok(())
     }
 
+    /// The paths of the records directly below the folder `dir` (top-level ones for `""`).
+    pub fn child_paths(&self, dir: &str) -> Result<Vec<String>> {
+        let c = self.w();
+        let (lo, hi) = if dir.is_empty() {
+            (String::new(), "\u{10FFFF}".to_string())
+        } else {
+            below(dir)
+        };
+        let skip = if dir.is_empty() {
+            1
+        } else {
+            dir.len() as i64 + 2
+        };
+        let mut st = c.prepare_cached(
+            "SELECT path FROM nodes WHERE path >= ?1 AND path < ?2
+             AND instr(substr(path, ?3), '/') = 0",
+        )?;
+        let rows = st.query_map(params![lo, hi, skip], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// True when some record lies strictly below `path`.
+    pub fn has_nodes_below(&self, path: &str) -> Result<bool> {
+        let (lo, hi) = below(path);
+        Ok(self.w().one(
+            "SELECT EXISTS(SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2)",
+            params![lo, hi],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Number of node records.
     pub fn node_count(&self) -> Result<u64> {
         Ok(self
@@ -772,37 +803,54 @@ impl Journal {
     pub fn enqueue(&self, changes: &[Change], not_before: i64) -> Result<()> {
         let mut c = self.w();
         let tx = c.transaction()?;
-        for ch in changes {
-            match ch {
-                Change::Path(op, path) => enqueue_path(&tx, *op, path, not_before)?,
-                Change::Rename(from, to) => {
-                    // Pending changes below the source follow the files: they are re-queued
-                    // under the new name, after the rename.
-                    let (lo, hi) = below(from);
-                    let moved: Vec<(i64, String, String)> = {
-                        let mut st = tx.prepare(
-                            "SELECT id, op, path FROM queue WHERE op != 'rename'
-                             AND (path = ?1 OR (path >= ?2 AND path < ?3))",
-                        )?;
-                        st.query_map(params![from, lo, hi], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                        })?
-                        .collect::<rusqlite::Result<_>>()?
-                    };
-                    tx.run(
-                        "INSERT INTO queue(op, path, dest, not_before) VALUES('rename', ?1, ?2, ?3)",
-                        params![from, to, now_ms()],
-                    )?;
-                    for (id, op, p) in moved {
-                        tx.run("DELETE FROM queue WHERE id = ?1", [id])?;
-                        let newp = format!("{to}{}", &p[from.len()..]);
-                        enqueue_path(&tx, Op::parse(&op).unwrap_or(Op::Check), &newp, not_before)?;
-                    }
-                }
-            }
-        }
+        enqueue_on(&tx, changes, not_before)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Replaces the entry `id` by `changes`, in one transaction. With `carried`, the paths of
+    /// `changes` are the names they had when the entry was queued (a rename's source and
+    /// target): they are carried through every rename queued after the entry, oldest first,
+    /// as those renames carried the entries pending below their source when they were queued.
+    /// The changes then stand where the entry stood, under today's names. The entry goes
+    /// only if no newer change folded into it meanwhile (`generation`); otherwise it stays
+    /// and runs again. Says whether it went.
+    pub fn replace(
+        &self,
+        id: i64,
+        generation: i64,
+        changes: &[Change],
+        carried: bool,
+    ) -> Result<bool> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        let changes = if carried {
+            let later: Vec<(String, String)> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT path, dest FROM queue INDEXED BY queue_renames
+                     WHERE op = 'rename' AND id > ?1 AND dest IS NOT NULL ORDER BY id",
+                )?;
+                st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let carry = |p: &str| carry_through(p, &later);
+            changes
+                .iter()
+                .map(|ch| match ch {
+                    Change::Path(op, p) => Change::Path(*op, carry(p)),
+                    Change::Rename(a, b) => Change::Rename(carry(a), carry(b)),
+                })
+                .collect()
+        } else {
+            changes.to_vec()
+        };
+        enqueue_on(&tx, &changes, 0)?;
+        let gone = tx.run(
+            "DELETE FROM queue WHERE id = ?1 AND gen = ?2",
+            params![id, generation],
+        )? > 0;
+        tx.commit()?;
+        Ok(gone)
     }
 
     /// Pending entries, oldest first, at most `limit`.
@@ -1107,6 +1155,50 @@ impl Journal {
     }
 }
 
+/// `path` under the names the renames `later` (oldest first) gave it, one after the other.
+fn carry_through(path: &str, later: &[(String, String)]) -> String {
+    let mut p = path.to_string();
+    for (from, to) in later {
+        if crate::cloud::is_within(&p, from) && !from.is_empty() {
+            p = format!("{to}{}", &p[from.len()..]);
+        }
+    }
+    p
+}
+
+fn enqueue_on(tx: &rusqlite::Transaction<'_>, changes: &[Change], not_before: i64) -> Result<()> {
+    for ch in changes {
+        match ch {
+            Change::Path(op, path) => enqueue_path(tx, *op, path, not_before)?,
+            Change::Rename(from, to) => {
+                // Pending changes below the source follow the files: they are re-queued
+                // under the new name, after the rename.
+                let (lo, hi) = below(from);
+                let moved: Vec<(i64, String, String)> = {
+                    let mut st = tx.prepare_cached(
+                        "SELECT id, op, path FROM queue WHERE op != 'rename'
+                         AND (path = ?1 OR (path >= ?2 AND path < ?3))",
+                    )?;
+                    st.query_map(params![from, lo, hi], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?
+                };
+                tx.run(
+                    "INSERT INTO queue(op, path, dest, not_before) VALUES('rename', ?1, ?2, ?3)",
+                    params![from, to, now_ms()],
+                )?;
+                for (id, op, p) in moved {
+                    tx.run("DELETE FROM queue WHERE id = ?1", [id])?;
+                    let newp = format!("{to}{}", &p[from.len()..]);
+                    enqueue_path(tx, Op::parse(&op).unwrap_or(Op::Check), &newp, not_before)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The non-rename queue entries of a path.
 const ENTRIES_OF_PATH: &str = "SELECT id, op FROM queue WHERE path = ?1 AND op != 'rename'";
 
@@ -1321,12 +1413,63 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_entry_is_carried_through_later_renames() {
+        let (_d, j) = journal();
+        let r = |a: &str, b: &str| Change::Rename(a.into(), b.into());
+        j.enqueue(&[r("x/f", "y/f"), r("x", "z"), r("z", "w")], 0)
+            .unwrap();
+        let first = j.pending(10).unwrap()[0].clone();
+        let check = |p: &str| Change::Path(Op::Check, p.into());
+        // The move of x/f over y/f became an update of y/f and a delete of x/f: the delete
+        // follows x to z, then to w; y/f stays.
+        assert!(
+            j.replace(
+                first.id,
+                first.generation,
+                &[check("y/f"), check("x/f")],
+                true
+            )
+            .unwrap()
+        );
+        let v: Vec<_> = j
+            .pending(10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.op, e.path, e.dest))
+            .collect();
+        assert_eq!(
+            v,
+            vec![
+                (Op::Rename, "x".into(), Some("z".into())),
+                (Op::Rename, "z".into(), Some("w".into())),
+                (Op::Check, "y/f".into(), None),
+                (Op::Check, "w/f".into(), None),
+            ]
+        );
+        // Uncarried, the names stand; and an entry a change folded into meanwhile stays.
+        let check_y = j.pending(10).unwrap()[2].clone();
+        j.enqueue(&[Change::Path(Op::Modify, "y/f".into())], 0)
+            .unwrap();
+        assert!(
+            !j.replace(check_y.id, check_y.generation, &[check("x/g")], false)
+                .unwrap()
+        );
+        let paths: Vec<_> = j.pending(10).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, vec!["x", "z", "y/f", "w/f", "x/g"]);
+    }
+
+    #[test]
     fn subtree_moves() {
         let (_d, j) = journal();
         for p in ["a", "a/b", "a/b/c", "ab", "x"] {
             j.put_node(&rec(p)).unwrap();
         }
         j.move_subtree("a", "x").unwrap();
+        let mut top = j.child_paths("").unwrap();
+        top.sort();
+        assert_eq!(top, vec!["ab", "x"]);
+        assert_eq!(j.child_paths("x").unwrap(), vec!["x/b"]);
+        assert!(j.has_nodes_below("x/b").unwrap() && !j.has_nodes_below("ab").unwrap());
         let mut paths: Vec<_> = j.all_nodes().unwrap().into_iter().map(|n| n.path).collect();
         paths.sort();
         assert_eq!(paths, vec!["ab", "x", "x/b", "x/b/c"]);

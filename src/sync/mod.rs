@@ -45,6 +45,9 @@ pub struct Shared {
     /// Paths with changes still on their way to the journal, so status never says `synced`
     /// for a change the queue has not recorded yet.
     pub unflushed: PathCounts,
+    /// The source and target of each rename under way on-premise or on its way to the
+    /// journal: from just before the rename until it is committed to the queue.
+    pub renaming: PathCounts,
     /// When a sync request asked for a pull (ms), if that pull has not started yet. The pusher
     /// starts it once the queue is drained, so that the two do not compete for the server, or
     /// after [`PULL_AFTER_SYNC_WAIT`] whatever the queue holds.
@@ -228,16 +231,30 @@ impl Shared {
         self.unflushed.at_or_above(path)
     }
 
+    /// True while a change at, above or below `path` is on its way to the journal.
+    pub fn unflushed_over(&self, path: &str) -> bool {
+        self.unflushed.at_or_above(path) || self.unflushed.under(path, true)
+    }
+
+    /// True while a rename at, above or below `path` is under way or on its way to the
+    /// journal: what a push read there may be what the rename brought, under a name the
+    /// queue (and so the cloud) does not give it yet.
+    pub fn renaming_over(&self, path: &str) -> bool {
+        self.renaming.at_or_above(path) || self.renaming.under(path, true)
+    }
+
     fn track(&self, c: &Change, delta: i32) {
-        let paths: [Option<&String>; 2] = match c {
-            Change::Path(_, p) => [Some(p), None],
-            Change::Rename(a, b) => [Some(a), Some(b)],
+        let (paths, rename): ([Option<&String>; 2], bool) = match c {
+            Change::Path(_, p) => ([Some(p), None], false),
+            Change::Rename(a, b) => ([Some(a), Some(b)], true),
         };
         for p in paths.into_iter().flatten() {
-            if delta > 0 {
-                self.unflushed.add(p);
-            } else {
-                self.unflushed.sub(p);
+            for counts in std::iter::once(&self.unflushed).chain(rename.then_some(&self.renaming)) {
+                if delta > 0 {
+                    counts.add(p);
+                } else {
+                    counts.sub(p);
+                }
             }
         }
     }
@@ -667,6 +684,18 @@ impl SyncHooks for Engine {
             // the cloud, unless it comes back before the push.
             (true, false) => self.send(Change::Path(Op::Delete, from.to_string())),
             (true, true) => self.send(Change::Rename(from.to_string(), to.to_string())),
+        }
+    }
+
+    fn renaming(&self, from: &str, to: &str, starts: bool) {
+        // Reported in between (if it is synced at all), and counted again until the report
+        // is committed to the queue.
+        for p in [from, to] {
+            if starts {
+                self.shared.renaming.add(p);
+            } else {
+                self.shared.renaming.sub(p);
+            }
         }
     }
 

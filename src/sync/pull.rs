@@ -39,6 +39,16 @@ impl Invalidate for NoInvalidate {
     fn changed(&self, _: &str) {}
 }
 
+/// What merging one path came to.
+enum Merge {
+    /// Merged, or nothing to do.
+    Done,
+    /// A folder whose whole subtree was settled with it.
+    Subtree(String),
+    /// Left for the next pull: the path changed on-premise meanwhile.
+    Later,
+}
+
 /// What a walk of one set's cloud folder found.
 struct Walk {
     /// Entries by on-premise path.
@@ -530,7 +540,14 @@ impl Puller {
                 continue;
             }
             let merged = self
-                .merge_path(set, path, found.get(path), rec, report)
+                .merge_path(
+                    set,
+                    path,
+                    found.get(path),
+                    rec,
+                    conflicted.contains_key(path),
+                    report,
+                )
                 .await;
             if conflicted.contains_key(path) {
                 // The pusher's entry was taken for this merge. Whatever the merge found, the
@@ -542,8 +559,9 @@ impl Puller {
                 self.wake_pusher.notify_one();
             }
             match merged {
-                Ok(Some(d)) => removed_dirs.push(d),
-                Ok(None) => {}
+                Ok(Merge::Subtree(d)) => removed_dirs.push(d),
+                Ok(Merge::Done) => {}
+                Ok(Merge::Later) => incomplete.push(path.to_string()),
                 Err(e) if ends_pull(&e) => return Err(e),
                 Err(e) if crossing(&e) => {
                     incomplete.push(path.to_string());
@@ -648,10 +666,16 @@ impl Puller {
         let res = match is_busy(path) {
             Ok(true) => return (path, Err(None), r),
             Ok(false) => match jr(self.journal.node(path)) {
-                Ok(rec) => self
-                    .merge_path(set, path, found.get(path), rec.as_ref(), &mut r)
-                    .await
-                    .map(|_| ()),
+                Ok(rec) => {
+                    match self
+                        .merge_path(set, path, found.get(path), rec.as_ref(), false, &mut r)
+                        .await
+                    {
+                        Ok(Merge::Later) => return (path, Err(None), r),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -705,15 +729,16 @@ impl Puller {
         Ok(Some((Side { kind, changed }, m)))
     }
 
-    /// Merges one path; returns a folder path whose whole subtree was handled.
+    /// Merges one path.
     async fn merge_path(
         &self,
         set: &SyncSet,
         path: &str,
         entry: Option<&CloudEntry>,
         rec: Option<&NodeRecord>,
+        taken: bool,
         report: &mut PullReport,
-    ) -> Result<Option<String>, CloudError> {
+    ) -> Result<Merge, CloudError> {
         let local = self.local_side(path, rec).await?;
         let cloud_side = entry.map(|e| Side {
             kind: if e.is_dir {
@@ -731,7 +756,7 @@ impl Puller {
         });
         // A DELETED_ON_CLOUD mark stays until the user asks for a sync.
         if entry.is_none() && rec.is_some_and(|r| r.state == NodeState::Failed) {
-            return Ok(None);
+            return Ok(Merge::Done);
         }
         let action = reconcile(
             local.as_ref().map(|(s, _)| *s),
@@ -740,11 +765,27 @@ impl Puller {
             set.onprem_delete,
             set.conflict,
         );
-        if action != Action::Nothing {
-            debug!(path, ?action, "merge");
+        if action == Action::Nothing {
+            return Ok(Merge::Done);
         }
+        // The queue may have changed since the pull began (a rename through the mount a moment
+        // ago): a path the pusher now holds, or that a rename on its way to the queue touches,
+        // is left for the next pull rather than merged from a stale picture.
+        if !taken
+            && (self.shared.renaming_over(path)
+                || self.shared.unflushed_over(path)
+                || jr(self.journal.pending_overlaps(path))?)
+        {
+            debug!(
+                path,
+                ?action,
+                "changed on-premise meanwhile; merged at the next pull"
+            );
+            return Ok(Merge::Later);
+        }
+        debug!(path, ?action, "merge");
         match action {
-            Action::Nothing => Ok(None),
+            Action::Nothing => Ok(Merge::Done),
             Action::Record => {
                 match (entry, &local) {
                     (Some(e), Some((_, m))) => {
@@ -754,14 +795,14 @@ impl Puller {
                     }
                     _ => jr(self.journal.delete_subtree(path))?,
                 }
-                Ok(None)
+                Ok(Merge::Done)
             }
             Action::CreateDir => {
                 let m = self.make_dir(path)?;
                 jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                 self.invalidate.changed(path);
                 report.other += 1;
-                Ok(None)
+                Ok(Merge::Done)
             }
             Action::Download => {
                 let e = entry.expect("download has a cloud entry");
@@ -771,7 +812,7 @@ impl Puller {
                 {
                     report.downloaded += 1;
                 }
-                Ok(None)
+                Ok(Merge::Done)
             }
             Action::DeleteLocal => {
                 let m = local.map(|(_, m)| m);
@@ -779,16 +820,16 @@ impl Puller {
                     self.delete_local_tree(path)?;
                     report.other += 1;
                     self.invalidate.changed(path);
-                    return Ok(Some(path.to_string()));
+                    return Ok(Merge::Subtree(path.to_string()));
                 }
                 let Some(claim) = self.writers.claim(path, m.as_ref().map_or(0, |m| m.ino()))
                 else {
-                    return Ok(None); // open for writing: the next pull
+                    return Ok(Merge::Done); // open for writing: the next pull
                 };
                 if let Some(m) = &m
                     && !self.still(path, m)?
                 {
-                    return Ok(None);
+                    return Ok(Merge::Done);
                 }
                 match self.onprem.remove_file(path) {
                     Ok(()) => {}
@@ -800,7 +841,7 @@ impl Puller {
                 self.invalidate.changed(path);
                 report.other += 1;
                 info!(path, "deleted on-premise: deleted in the cloud");
-                Ok(None)
+                Ok(Merge::Done)
             }
             Action::MarkDeletedOnCloud => {
                 let mut r = rec.cloned().expect("mark has a record");
@@ -836,9 +877,9 @@ impl Puller {
                     "deleted in the cloud; kept on-premise as DELETED_ON_CLOUD"
                 );
                 Ok(if r.kind == NodeKind::Dir {
-                    Some(path.to_string())
+                    Merge::Subtree(path.to_string())
                 } else {
-                    None
+                    Merge::Done
                 })
             }
             Action::Reupload => {
@@ -851,13 +892,13 @@ impl Puller {
                     path,
                     "deleted in the cloud but edited on-premise: the edit wins and is pushed again"
                 );
-                Ok(None)
+                Ok(Merge::Done)
             }
             Action::Conflict(winner) => {
                 let e = entry.expect("conflict has a cloud entry");
                 let (_, m) = local.as_ref().expect("conflict has a local side");
                 if self.writers.is_open(m.ino()) {
-                    return Ok(None); // wait for the writer to close
+                    return Ok(Merge::Done); // wait for the writer to close
                 }
                 // Equal content on both sides (say, a crash between an upload and its journal
                 // write) is no conflict: only the record changes.
@@ -877,7 +918,7 @@ impl Puller {
                         etag,
                     )))?;
                     debug!(path, "both sides hold the same content; no conflict");
-                    return Ok(None);
+                    return Ok(Merge::Done);
                 }
                 // An upload cut short may have left part of our own file there. Only when the
                 // upload intent proves it does the on-premise version go up over it with no
@@ -909,7 +950,7 @@ impl Puller {
                             path,
                             "the cloud holds what an interrupted upload left; the on-premise version replaces it"
                         );
-                        return Ok(None);
+                        return Ok(Merge::Done);
                     }
                     jr(self.journal.end_intent(path))?;
                 }
@@ -919,10 +960,10 @@ impl Puller {
                 match winner {
                     Winner::Cloud => {
                         let Some(claim) = self.writers.claim(path, m.ino()) else {
-                            return Ok(None); // open for writing: the next pull
+                            return Ok(Merge::Done); // open for writing: the next pull
                         };
                         if !self.still(path, m)? {
-                            return Ok(None); // changed again meanwhile: the next pull
+                            return Ok(Merge::Done); // changed again meanwhile: the next pull
                         }
                         self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
                         let placed = tmp.place(path, true);
@@ -933,7 +974,7 @@ impl Puller {
                                 path,
                                 "created again during the merge; merged at the next pull"
                             );
-                            return Ok(None);
+                            return Ok(Merge::Done);
                         }
                         let now = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
                         jr(self
@@ -961,7 +1002,7 @@ impl Puller {
                     }
                 }
                 report.conflicts += 1;
-                Ok(None)
+                Ok(Merge::Done)
             }
             Action::TypeConflict => {
                 let (_, m) = local.as_ref().expect("type conflict has a local side");
@@ -969,7 +1010,7 @@ impl Puller {
                     .writers
                     .claim(path, if m.is_file() { m.ino() } else { 0 })
                 else {
-                    return Ok(None);
+                    return Ok(Merge::Done);
                 };
                 let copy = self.copy_path(path)?;
                 self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
@@ -986,7 +1027,7 @@ impl Puller {
                 }
                 report.conflicts += 1;
                 info!(path, copy = %copy, "a file and a folder met; both are kept");
-                Ok(None)
+                Ok(Merge::Done)
             }
         }
     }

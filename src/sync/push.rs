@@ -38,8 +38,11 @@ enum Outcome {
     Done,
     /// Not now (the file is open for writing, or changed during the upload).
     Later,
-    /// Replace the entry by these changes.
+    /// Replace the entry by these changes, under today's names (what a folder holds now).
     Replace(Vec<Change>),
+    /// Replace the entry by these changes, under the names of the entry's time (a rename's
+    /// source and target): the renames queued after the entry carry them to today's names.
+    Carry(Vec<Change>),
 }
 
 /// Everything the pusher needs.
@@ -283,7 +286,10 @@ impl Pusher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&e.id);
-        let ok = matches!(result, Ok(Outcome::Done) | Ok(Outcome::Replace(_)));
+        let ok = matches!(
+            result,
+            Ok(Outcome::Done | Outcome::Replace(_) | Outcome::Carry(_))
+        );
         if !matches!(result, Ok(Outcome::Later)) {
             self.shared.counters.push(ok, started.elapsed());
         }
@@ -303,11 +309,12 @@ impl Pusher {
                     Outcome::Later => {
                         j.postpone(e.id, now_ms() + self.push_delay.as_millis() as i64)
                     }
-                    // The entry goes only if nothing was folded into it meanwhile; otherwise
-                    // it stays, with the new change, for another pass.
-                    Outcome::Replace(changes) => j
-                        .enqueue(&changes, 0)
-                        .and_then(|_| j.finish(e.id, e.generation).map(|_| ())),
+                    Outcome::Replace(changes) => {
+                        j.replace(e.id, e.generation, &changes, false).map(|_| ())
+                    }
+                    Outcome::Carry(changes) => {
+                        j.replace(e.id, e.generation, &changes, true).map(|_| ())
+                    }
                 }
             }
             // The file vanished on-premise while we worked on it (renamed, deleted, or set
@@ -415,17 +422,15 @@ impl Pusher {
         if local.is_none()
             && let Some((from, to)) = jr(self.journal.rename_over(path))?
         {
-            // Gone because a folder above it was renamed, and that rename is still queued
-            // (this entry was queued after it, by a folder push listing its contents). The
-            // rename carries what is in the cloud; what never got there goes up under the
-            // new name.
+            // Gone because a folder above it was renamed after this entry was taken (it ran
+            // while that rename was queued, and the rename carried a copy of it). The rename
+            // carries what is in the cloud; what never got there goes up under the name the
+            // renames queued since give it.
+            debug!(from, to, "renamed meanwhile");
             return Ok(if rec.is_some() {
                 Outcome::Done
             } else {
-                Outcome::Replace(vec![Change::Path(
-                    Op::Check,
-                    format!("{to}{}", &path[from.len()..]),
-                )])
+                Outcome::Carry(vec![Change::Path(Op::Check, path.to_string())])
             });
         }
         match local {
@@ -472,8 +477,20 @@ impl Pusher {
             }
             Some(m) if m.is_dir() => {
                 if let Some(r) = &rec {
-                    if r.kind == NodeKind::Dir && r.state == NodeState::Synced {
-                        return Ok(Outcome::Done);
+                    // The inode tells this folder from one made in its place, and from a
+                    // folder the pusher made in the cloud for a move into it (recorded with
+                    // no inode): what either holds is not known to be in the cloud yet.
+                    if r.kind == NodeKind::Dir && r.state == NodeState::Synced && r.ino == m.ino() {
+                        // Synced: only what differs one level down is looked at again.
+                        let changes = self.children_to_check(path, true).await?;
+                        if self.shared.renaming_over(path) {
+                            return Ok(Outcome::Later);
+                        }
+                        return Ok(if changes.is_empty() {
+                            Outcome::Done
+                        } else {
+                            Outcome::Replace(changes)
+                        });
                     }
                     if r.kind == NodeKind::File {
                         // A file became a folder: the cloud file goes, unless it changed there.
@@ -488,9 +505,17 @@ impl Pusher {
                     }
                 }
                 self.cloud.mkdir(&cpath).await?;
-                jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
                 // Whatever is already inside (a folder moved in, or found by a scan) follows.
-                let children = Self::list_children(&self.onprem, path, &self.ignore).await?;
+                // The record is written once the listing is in hand: a folder renamed away
+                // meanwhile leaves no record that says its contents are in the cloud.
+                let children = self.children_to_check(path, false).await?;
+                jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
+                if self.shared.renaming_over(path) {
+                    // A rename here is not queued yet: the listing may show what it brought,
+                    // under names the cloud does not have yet. Looked at again once queued
+                    // (the rename carries this entry, if it moved the folder).
+                    return Ok(Outcome::Later);
+                }
                 if children.is_empty() {
                     Ok(Outcome::Done)
                 } else {
@@ -644,27 +669,46 @@ impl Pusher {
         Ok(())
     }
 
-    async fn list_children(
-        onprem: &Arc<Onprem>,
+    /// Checks for what the folder `path` holds on-premise, and for what its records say it
+    /// held but it no longer does (so a delete reaches the cloud). With `differing`, only
+    /// those that differ: an item with no record, or a record with no item.
+    ///
+    /// A folder push compares one level, so what a push saw at a name that a rename gave to
+    /// another folder meanwhile (it reached the cloud under the old folder, which the rename
+    /// then moved) is put right by the push of the folder that the rename queued.
+    async fn children_to_check(
+        &self,
         path: &str,
-        ignore: &Ignore,
+        differing: bool,
     ) -> Result<Vec<Change>, CloudError> {
-        let onprem = onprem.clone();
-        let path = path.to_string();
-        let ignore = ignore.clone();
-        Self::blocking(move || {
+        let onprem = self.onprem.clone();
+        let dir = path.to_string();
+        let ignore = self.ignore.clone();
+        let here: Vec<String> = Self::blocking(move || {
             let mut v = Vec::new();
-            for de in onprem.read_dir(&path)? {
+            for de in onprem.read_dir(&dir)? {
                 let de = de?;
                 if let Some(name) = de.name.to_str()
                     && !ignore.name_excluded(name)
                 {
-                    v.push(Change::Path(Op::Check, cloud::join(&path, name)));
+                    v.push(cloud::join(&dir, name));
                 }
             }
             Ok(v)
         })
-        .await
+        .await?;
+        let recorded: HashSet<String> = jr(self.journal.child_paths(path))?.into_iter().collect();
+        let here_set: HashSet<&str> = here.iter().map(String::as_str).collect();
+        let gone = recorded.iter().filter(|p| !here_set.contains(p.as_str()));
+        let mut v: Vec<&String> = here
+            .iter()
+            .filter(|p| !differing || !recorded.contains(*p))
+            .chain(gone)
+            .collect();
+        v.sort_unstable();
+        Ok(v.into_iter()
+            .map(|p| Change::Path(Op::Check, p.clone()))
+            .collect())
     }
 
     async fn push_file(
@@ -741,7 +785,7 @@ impl Pusher {
             started_at: now_ms(),
         }))?;
         let put = match self.cloud.upload(cpath, &file, &cond).await {
-            Err(CloudError::MissingParent) => match self.cloud.mkdir(cloud::parent(cpath)).await {
+            Err(CloudError::MissingParent) => match self.make_parents(path, cpath).await {
                 Ok(()) => self.cloud.upload(cpath, &file, &cond).await,
                 Err(e) => Err(e),
             },
@@ -762,10 +806,13 @@ impl Pusher {
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
         let after = self.onprem.stat(path).ok().flatten();
+        // So does a rename there that the queue does not hold yet: what was sent may be
+        // what the rename brought to this name.
         if !after
             .as_ref()
             .is_some_and(|a| FileStat::of(a) == FileStat::of(&m))
             || self.writers.is_open(m.ino())
+            || self.shared.renaming_over(path)
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
             jr(self.journal.put_node_ending_intent(&NodeRecord {
@@ -792,21 +839,71 @@ impl Pusher {
         Ok(Outcome::Done)
     }
 
+    /// Makes the cloud folder that `path` (cloud path `cpath`) belongs in, with its missing
+    /// folders above, and records each folder that had no record, without an inode: the
+    /// cloud holds the folder, and what it holds on-premise is pushed by its own entries (a
+    /// later push of the folder sees no inode of its own and lists it). So a later move or
+    /// delete of such a folder reaches the cloud too.
+    async fn make_parents(&self, path: &str, cpath: &str) -> Result<(), CloudError> {
+        self.cloud.mkdir(cloud::parent(cpath)).await?;
+        let Some(set) = self.sets.set_for(path) else {
+            return Ok(());
+        };
+        let mut missing = Vec::new();
+        let mut a = cloud::parent(path);
+        while !a.is_empty() && a != set.local && cloud::is_within(a, &set.local) {
+            if jr(self.journal.node(a))?.is_some() {
+                break; // the folders above it were recorded with it
+            }
+            missing.push(NodeRecord {
+                path: a.to_string(),
+                kind: NodeKind::Dir,
+                size: 0,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                ino: 0,
+                hash: None,
+                etag: None,
+                state: NodeState::Synced,
+                error: None,
+                synced_at: Some(now_ms()),
+            });
+            a = cloud::parent(a);
+        }
+        jr(self.journal.put_nodes(&missing))
+    }
+
     /// Carries a rename to the cloud as one move, when the source is there.
+    ///
+    /// The queue holds renames in the order they happened, and an entry waits for every
+    /// earlier entry that touches its paths; so when a rename runs, the cloud holds (of what
+    /// reached it) the on-premise tree as it was when the rename happened, under the names of
+    /// that time. What the rename cannot do as a move it hands back as checks of its source
+    /// and target under those names, and the renames queued after it carry them on to
+    /// today's names, as they carried every entry pending below their source.
     async fn push_rename(&self, from: &str, to: &str) -> Result<Outcome, CloudError> {
         let check = |p: &str| Change::Path(Op::Check, p.to_string());
         let (Some((cfrom, _)), Some((cto, _))) = (self.target(from), self.target(to)) else {
             // Into, out of, or outside the sync sets: a create and a delete.
-            return Ok(Outcome::Replace(vec![check(to), check(from)]));
+            return Ok(Outcome::Carry(vec![check(to), check(from)]));
         };
-        let Some(rec_from) = jr(self.journal.node(from))? else {
+        // What the cloud holds of the source: its record says, or records below it (a
+        // folder the cloud got without a record of its own, from an older journal).
+        let from_kind = match jr(self.journal.node(from))? {
+            Some(r) => r.kind,
+            None if jr(self.journal.has_nodes_below(from))? => NodeKind::Dir,
             // Never reached the cloud: the target is simply new.
-            return Ok(Outcome::Replace(vec![check(to)]));
+            None => return Ok(Outcome::Carry(vec![check(to)])),
         };
-        if let Some(rec_to) = jr(self.journal.node(to))? {
-            if rec_to.kind == NodeKind::File || rec_from.kind == NodeKind::File {
+        let to_kind = match jr(self.journal.node(to))? {
+            Some(r) => Some(r.kind),
+            None if jr(self.journal.has_nodes_below(to))? => Some(NodeKind::Dir),
+            None => None,
+        };
+        if let Some(to_kind) = to_kind {
+            if to_kind == NodeKind::File || from_kind == NodeKind::File {
                 // Replaced an existing cloud file: update it in place, then drop the source.
-                return Ok(Outcome::Replace(vec![check(to), check(from)]));
+                return Ok(Outcome::Carry(vec![check(to), check(from)]));
             }
             // An empty folder was replaced by a folder.
             let set = self.sets.set_for(to).ok_or(CloudError::NotFound)?;
@@ -817,7 +914,9 @@ impl Pusher {
         }
         let r = match self.cloud.rename(&cfrom, &cto).await {
             Err(CloudError::MissingParent) => {
-                self.cloud.mkdir(cloud::parent(&cto)).await?;
+                // The target folder has not reached the cloud yet (made just before, or
+                // itself moved since): it is made now, as it was when the rename happened.
+                self.make_parents(to, &cto).await?;
                 self.cloud.rename(&cfrom, &cto).await
             }
             r => r,
@@ -828,7 +927,7 @@ impl Pusher {
                 jr(self.journal.move_subtree(from, to))?;
                 // A renamed file has a new ctime: it is checked again, which costs a hash and
                 // refreshes its record, and uploads nothing when the content is the same.
-                Ok(if rec_from.kind == NodeKind::File {
+                Ok(if from_kind == NodeKind::File {
                     Outcome::Replace(vec![check(to)])
                 } else {
                     Outcome::Done
@@ -838,12 +937,12 @@ impl Pusher {
                 // The target name is taken in the cloud by something we never saw: no move
                 // over it. The source goes, and the target is uploaded as new, which meets the
                 // cloud's item as a conflict that keeps both.
-                Ok(Outcome::Replace(vec![check(to), check(from)]))
+                Ok(Outcome::Carry(vec![check(to), check(from)]))
             }
             Err(CloudError::NotFound) => {
                 // The source is gone from the cloud: upload the target as new.
                 jr(self.journal.delete_subtree(from))?;
-                Ok(Outcome::Replace(vec![check(to)]))
+                Ok(Outcome::Carry(vec![check(to)]))
             }
             Err(e) => Err(e),
         }
