@@ -819,6 +819,58 @@ fn wrong_password_makes_no_retry_storm_and_never_shows() {
     assert_never_shown(&m, "alice", SECRET);
 }
 
+/// A file edited in the cloud is renamed through the mount while its download is under way.
+/// The download is never renamed onto the old name: the rename goes to the cloud as a move,
+/// the next pull brings the cloud's content to the new name, and the two sides converge with
+/// no stray copy under either name.
+#[test]
+fn a_rename_through_the_mount_during_a_download_converges() {
+    let s = DavServer::start(Profile::Sabre);
+    let proxy = FaultProxy::start(s.addr);
+    proxy.set(Fault::Logged);
+    let m = Mount::start_with_cloud(&proxy.url("/dav/"), &["--pull-interval", "1h"], &[]);
+    fs::write(m.m("r-72.txt"), b"old content").unwrap();
+    wait_converged(&m, &s);
+    s.write_on_disk("r-72.txt", b"new content from the cloud");
+    proxy.set(Fault::Only(
+        "GET".into(),
+        Box::new(Fault::Delay(Duration::from_secs(2))),
+    ));
+    let mnt = m.mnt.clone();
+    let pull = std::thread::spawn(move || {
+        Command::new(harness::bin())
+            .args(["sync", "--now"])
+            .arg(&mnt)
+            .output()
+            .unwrap()
+    });
+    wait_until(Duration::from_secs(20), "the GET", || {
+        proxy.requests().iter().any(|r| r.starts_with("GET "))
+    });
+    fs::rename(m.m("r-72.txt"), m.m("r-79.txt")).unwrap();
+    let _ = pull.join().unwrap();
+    proxy.set(Fault::Logged);
+    wait_until(
+        Duration::from_secs(30),
+        "the new name with the cloud's content",
+        || {
+            let _ = Command::new(harness::bin())
+                .args(["sync", "--now"])
+                .arg(&m.mnt)
+                .output();
+            fs::read(m.o("r-79.txt")).is_ok_and(|c| c == b"new content from the cloud")
+        },
+    );
+    wait_converged(&m, &s);
+    assert!(!m.o("r-72.txt").exists(), "a stray copy under the old name");
+    assert!(!s.disk("r-72.txt").exists());
+    assert_eq!(
+        fs::read(s.disk("r-79.txt")).unwrap(),
+        b"new content from the cloud"
+    );
+    assert_eq!(m.status("r-79.txt").as_deref(), Some("synced"));
+}
+
 /// A 412 that no cloud change explains (a proxy's, say) sends the file to the reconciler, which
 /// finds nothing changed in the cloud. The push must not be dropped: the edit still reaches the
 /// cloud, with no conflict copy.
