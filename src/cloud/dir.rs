@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Cloud, CloudEntry, CloudError, Listing, Precondition, check_rel_path};
+use super::{Cloud, CloudEntry, CloudError, Listing, Precondition, Uploaded, check_rel_path};
 
 /// Prefix of the temporary files this backend writes; they are never listed.
 const TMP_PREFIX: &str = ".cloudsync-tmp-";
@@ -209,12 +209,12 @@ impl Cloud for DirCloud {
         .await
     }
 
-    async fn put_file(
+    async fn upload(
         &self,
         path: &str,
         src: &fs::File,
         cond: &Precondition,
-    ) -> Result<Option<String>, CloudError> {
+    ) -> Result<Uploaded, CloudError> {
         let target = self.full(path)?;
         let src = src.try_clone()?;
         let cond = cond.clone();
@@ -233,7 +233,10 @@ impl Cloud for DirCloud {
                 check_cond(&target, &cond)?;
                 fs::rename(&tmp, &target).map_err(map_io)?;
                 let meta = fs::symlink_metadata(&target).map_err(map_io)?;
-                Ok(Some(etag_of(&meta)))
+                Ok(Uploaded {
+                    etag: Some(etag_of(&meta)),
+                    hash: None,
+                })
             })();
             if result.is_err() {
                 let _ = fs::remove_file(&tmp);
@@ -351,19 +354,20 @@ mod tests {
         fs::write(src.path(), b"one").unwrap();
         let c = DirCloud::new(d.path()).unwrap();
         let tag = c
-            .put_file("a.txt", src.as_file(), &Precondition::IfNoneMatch)
+            .upload("a.txt", src.as_file(), &Precondition::IfNoneMatch)
             .await
             .unwrap()
+            .etag
             .unwrap();
         // A second create must not overwrite.
         assert!(matches!(
-            c.put_file("a.txt", src.as_file(), &Precondition::IfNoneMatch)
+            c.upload("a.txt", src.as_file(), &Precondition::IfNoneMatch)
                 .await,
             Err(CloudError::PreconditionFailed)
         ));
         // An update with a stale tag must not overwrite.
         assert!(matches!(
-            c.put_file(
+            c.upload(
                 "a.txt",
                 src.as_file(),
                 &Precondition::IfMatch("\"x\"".into())
@@ -372,15 +376,14 @@ mod tests {
             Err(CloudError::PreconditionFailed)
         ));
         fs::write(src.path(), b"two").unwrap();
-        c.put_file("a.txt", src.as_file(), &Precondition::IfMatch(tag))
+        c.upload("a.txt", src.as_file(), &Precondition::IfMatch(tag))
             .await
             .unwrap();
         assert_eq!(fs::read(d.path().join("a.txt")).unwrap(), b"two");
         c.mkdir("x/y").await.unwrap();
         c.rename("a.txt", "x/y/b.txt").await.unwrap();
         assert!(matches!(
-            c.put_file("nope/z", src.as_file(), &Precondition::None)
-                .await,
+            c.upload("nope/z", src.as_file(), &Precondition::None).await,
             Err(CloudError::MissingParent)
         ));
         let l = c.list("x/y").await.unwrap();

@@ -207,29 +207,17 @@ pub trait Cloud: Send + Sync {
     async fn list(&self, path: &str) -> Result<Listing, CloudError>;
 
     /// Streams the open local file `src` (from its start) to `path` under `cond`, never
-    /// holding it whole in memory. Returns the new ETag when the cloud has one. The engine
-    /// opens `src` through [`crate::onprem::Onprem`], so no cloud reads a path itself.
-    async fn put_file(
-        &self,
-        path: &str,
-        src: &std::fs::File,
-        cond: &Precondition,
-    ) -> Result<Option<String>, CloudError>;
-
-    /// Like [`Cloud::put_file`], and also reports the hash of what was sent when the backend
-    /// computes it on the way ([`Cloud::hashes_uploads`]), which spares the caller a read of
-    /// the file before the upload.
+    /// holding it whole in memory, and reports the new ETag when the cloud has one, and the
+    /// hash of what was sent when the backend computes it on the way
+    /// ([`Cloud::hashes_uploads`]), which spares the caller a read of the file before the
+    /// upload. The engine opens `src` through [`crate::onprem::Onprem`], so no cloud reads a
+    /// path itself.
     async fn upload(
         &self,
         path: &str,
         src: &std::fs::File,
         cond: &Precondition,
-    ) -> Result<Uploaded, CloudError> {
-        Ok(Uploaded {
-            etag: self.put_file(path, src, cond).await?,
-            hash: None,
-        })
-    }
+    ) -> Result<Uploaded, CloudError>;
 
     /// True when [`Cloud::upload`] reports the content hash of every complete upload.
     fn hashes_uploads(&self) -> bool {

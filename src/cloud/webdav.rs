@@ -1460,15 +1460,6 @@ impl Cloud for WebDav {
         })
     }
 
-    async fn put_file(
-        &self,
-        path: &str,
-        src: &std::fs::File,
-        cond: &Precondition,
-    ) -> Result<Option<String>, CloudError> {
-        Ok(self.upload(path, src, cond).await?.etag)
-    }
-
     fn hashes_uploads(&self) -> bool {
         true
     }
