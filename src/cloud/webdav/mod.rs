@@ -176,8 +176,20 @@ impl WebDav {
     /// The item at `path` with its server id, or `None` when it does not exist.
     pub async fn stat_entry(&self, path: &str) -> Result<Option<DavEntry>, CloudError> {
         check_rel_path(path)?;
-        let Some(responses) = self.propfind(path, 0).await? else {
-            return Ok(None);
+        let responses = match self.propfind(path, 0).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            // A file where one of its folders should be: Apache answers 400, others 409. Then
+            // there is nothing at the path; anything else is the server's error.
+            Err(e @ (CloudError::Status { .. } | CloudError::MissingParent))
+                if !parent(path).is_empty() =>
+            {
+                return match Box::pin(self.stat_entry(parent(path))).await? {
+                    Some(p) if p.entry.is_dir => Err(e),
+                    _ => Ok(None),
+                };
+            }
+            Err(e) => return Err(e),
         };
         let sorted = self.sort(path, responses);
         match sorted.me {
@@ -193,17 +205,26 @@ impl WebDav {
     /// what the answer held but could not be taken.
     pub async fn list_entries(&self, path: &str) -> Result<Listing<DavEntry>, CloudError> {
         check_rel_path(path)?;
-        let responses = self.propfind(path, 1).await?.ok_or(CloudError::NotFound)?;
+        let responses = match self.propfind(path, 1).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(CloudError::NotFound),
+            // A file asked for as a folder: Apache answers 400. Say what it is.
+            Err(e @ (CloudError::Status { .. } | CloudError::MissingParent)) => {
+                return Err(match self.stat(path).await? {
+                    None => CloudError::NotFound,
+                    Some(me) if !me.is_dir => not_a_folder(path),
+                    Some(_) => e,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let sorted = self.sort(path, responses);
         if sorted.gone {
             return Err(CloudError::NotFound);
         }
         // The folder's own response, when present, must say it is a folder.
         if sorted.me.as_ref().is_some_and(|me| !me.entry.is_dir) {
-            return Err(CloudError::Status {
-                status: 409,
-                detail: format!("{path} is a file, not a folder"),
-            });
+            return Err(not_a_folder(path));
         }
         Ok(Listing {
             entries: sorted.children,
@@ -345,6 +366,38 @@ impl WebDav {
         }
     }
 
+    /// True when a PUT to `path` was refused because a folder is there, or a file stands
+    /// where one of its folders should be. Servers
+    /// say so in many ways (409 from Apache, 500 from SabreDAV, 405), so a refusal other than
+    /// 412 and the credential and size answers is followed by a look at the path.
+    async fn folder_in_the_way(
+        &self,
+        path: &str,
+        resp: &reqwest::Response,
+    ) -> Result<bool, CloudError> {
+        let code = resp.status().as_u16();
+        if resp.status().is_success() || matches!(code, 401 | 412 | 413 | 507) {
+            return Ok(false);
+        }
+        if self.stat(path).await?.is_some_and(|e| e.is_dir) {
+            return Ok(true);
+        }
+        self.file_above(path).await
+    }
+
+    /// True when a file stands where one of the folders of `path` should be (Apache answers
+    /// 400 to a request below a file). Asked only after a refusal.
+    async fn file_above(&self, path: &str) -> Result<bool, CloudError> {
+        let mut up = parent(path);
+        while !up.is_empty() {
+            if let Some(e) = Box::pin(self.stat(up)).await? {
+                return Ok(!e.is_dir);
+            }
+            up = parent(up);
+        }
+        Ok(false)
+    }
+
     /// One MKCOL.
     async fn mkcol_once(&self, path: &str) -> Result<Mkcol, CloudError> {
         let url = self.root.url_of(path, false)?;
@@ -363,17 +416,36 @@ impl WebDav {
             405 => match self.stat(path).await? {
                 Some(e) if e.is_dir => Ok(Mkcol::Done),
                 Some(_) => Err(CloudError::PreconditionFailed),
-                None => Err(CloudError::Status {
-                    status: 405,
-                    detail: format!("the server does not allow creating the folder {path}"),
-                }),
+                // Nothing there, yet refused: rclone says so when a parent is a file.
+                None => match Box::pin(self.stat(parent(path))).await? {
+                    Some(p) if !p.is_dir => Err(CloudError::PreconditionFailed),
+                    _ => Err(CloudError::Status {
+                        status: 405,
+                        detail: format!("the server does not allow creating the folder {path}"),
+                    }),
+                },
             },
             404 | 409 => Ok(Mkcol::MissingParent),
+            400 if self.file_above(path).await? => Err(CloudError::PreconditionFailed),
             _ => Err(self.client.status_error(resp, Op::Name, path).await),
         }
     }
 }
 
+/// What listing a file is: the answer WebDAV servers give (409), whichever way they say it.
+fn not_a_folder(path: &str) -> CloudError {
+    CloudError::Status {
+        status: 409,
+        detail: format!("{path} is a file, not a folder"),
+    }
+}
+
+/// The longest name (in bytes) written to a WebDAV server. The servers store names in file
+/// systems that take 255 bytes (Nextcloud even fewer characters), and they do not say so
+/// alike when a name is longer: SabreDAV answers 201 and stores nothing, rclone answers 405.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Checks a path to be written, moved or deleted: safe, not the root, no name too long.
 fn name_op_path(path: &str) -> Result<&str, CloudError> {
     check_rel_path(path)?;
     if path.is_empty() {
@@ -381,7 +453,19 @@ fn name_op_path(path: &str) -> Result<&str, CloudError> {
             "refusing to write, move or delete the cloud root itself".into(),
         ));
     }
+    check_name_lengths(path)?;
     Ok(path)
+}
+
+/// Refuses a path with a name longer than [`MAX_NAME_BYTES`] as [`CloudError::InvalidName`].
+fn check_name_lengths(path: &str) -> Result<(), CloudError> {
+    match path.split('/').find(|n| n.len() > MAX_NAME_BYTES) {
+        Some(n) => Err(CloudError::InvalidName(format!(
+            "{}…: a name is longer than {MAX_NAME_BYTES} bytes",
+            n.chars().take(40).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[async_trait]
@@ -452,16 +536,23 @@ impl Cloud for WebDav {
         // A missing parent: 409 by the standard, 404 from SabreDAV 1.8 and rclone. Create the
         // parents and send once more. Not for an update: its target existed a moment ago, so a
         // 404 there means it was deleted meanwhile.
-        let missing = matches!(resp.status().as_u16(), 404 | 409);
-        if missing && !matches!(cond, Precondition::IfMatch(_)) && !parent(path).is_empty() {
+        let missing = |resp: &reqwest::Response| matches!(resp.status().as_u16(), 404 | 409);
+        if missing(&resp)
+            && !matches!(cond, Precondition::IfMatch(_))
+            && !parent(path).is_empty()
+            && !self.folder_in_the_way(path, &resp).await?
+        {
             self.mkdir(parent(path)).await?;
             (resp, hash) = self
                 .client
                 .put(&url, src, if_match.as_deref(), if_none_match)
                 .await?;
-            if matches!(resp.status().as_u16(), 404 | 409) {
+            if missing(&resp) && !self.folder_in_the_way(path, &resp).await? {
                 return Err(CloudError::MissingParent);
             }
+        }
+        if self.folder_in_the_way(path, &resp).await? {
+            return Err(CloudError::PreconditionFailed);
         }
         if resp.status() == StatusCode::PRECONDITION_FAILED
             && matches!(cond, Precondition::IfMatch(_))
@@ -483,11 +574,14 @@ impl Cloud for WebDav {
         }
         // No ETag on the PUT answer (Apache mod_dav): ask for it. A change by someone else
         // between the PUT and this PROPFIND would be taken for ours; that window is one round
-        // trip and exists only on such servers.
-        Ok(Uploaded {
-            etag: self.stat(path).await?.and_then(|e| e.etag),
-            hash,
-        })
+        // trip and exists only on such servers. A server that said it stored the file and has
+        // none (SabreDAV when the write failed: 201 with an empty ETag) lost it.
+        match self.stat(path).await? {
+            Some(e) if !e.is_dir => Ok(Uploaded { etag: e.etag, hash }),
+            _ => Err(CloudError::Protocol(format!(
+                "the server answered the upload of {path:?} with success, but does not have it"
+            ))),
+        }
     }
 
     async fn get_file(&self, path: &str, dest: &std::fs::File) -> Result<CloudEntry, CloudError> {
@@ -563,6 +657,7 @@ impl Cloud for WebDav {
 
     async fn mkdir(&self, path: &str) -> Result<(), CloudError> {
         check_rel_path(path)?;
+        check_name_lengths(path)?;
         if path.is_empty() {
             return Ok(());
         }
@@ -672,6 +767,27 @@ mod tests {
 
     fn dav(url: &str) -> WebDav {
         WebDav::new(url, &CloudOptions::default()).unwrap()
+    }
+
+    /// A name no server here stores is refused before any request, the same way everywhere.
+    #[tokio::test]
+    async fn names_too_long_are_invalid() {
+        let d = dav("http://127.0.0.1:9/dav/");
+        let long = "n".repeat(MAX_NAME_BYTES + 1);
+        let ok = "n".repeat(MAX_NAME_BYTES);
+        assert!(check_name_lengths(&format!("a/{ok}")).is_ok());
+        let tmp = tempfile::tempfile().unwrap();
+        for path in [long.clone(), format!("a/{long}/b")] {
+            let e = d
+                .upload(&path, &tmp, &Precondition::None)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, CloudError::InvalidName(_)), "{e:?}");
+            let e = d.mkdir(&path).await.unwrap_err();
+            assert!(matches!(e, CloudError::InvalidName(_)), "{e:?}");
+            let e = d.rename("a", &path).await.unwrap_err();
+            assert!(matches!(e, CloudError::InvalidName(_)), "{e:?}");
+        }
     }
 
     #[test]

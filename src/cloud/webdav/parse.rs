@@ -73,6 +73,10 @@ pub(super) fn normalize_etag(raw: &str) -> Option<String> {
         Some(rest) => (true, rest.trim()),
         None => (false, t),
     };
+    // `""` names no version (SabreDAV sends it when its write failed): no tag at all.
+    if opaque.trim_matches('"').is_empty() {
+        return None;
+    }
     let quoted = if opaque.len() >= 2 && opaque.starts_with('"') && opaque.ends_with('"') {
         opaque.to_string()
     } else {
@@ -684,6 +688,8 @@ pub(super) mod tests {
         assert_eq!(normalize_etag("a").as_deref(), Some("\"a\""));
         assert_eq!(normalize_etag("W/\"a\"").as_deref(), Some("W/\"a\""));
         assert_eq!(normalize_etag("  "), None);
+        assert_eq!(normalize_etag("\"\""), None);
+        assert_eq!(normalize_etag("W/\"\""), None);
         assert_eq!(strip_weak("W/\"a\""), "\"a\"");
         assert!(is_weak("W/\"a\""));
         assert_eq!(
