@@ -114,12 +114,13 @@ async fn conformance(profile: Profile) {
     // Create, then a second create must not overwrite.
     let one = src("one", b"version one");
     let tag1 = c
-        .put_file("a.txt", &open(&one), &Precondition::IfNoneMatch)
+        .upload("a.txt", &open(&one), &Precondition::IfNoneMatch)
         .await
         .unwrap()
+        .etag
         .expect("an ETag after the first upload");
     let e = expect_err(
-        c.put_file(
+        c.upload(
             "a.txt",
             &open(&src("other", b"other")),
             &Precondition::IfNoneMatch,
@@ -140,9 +141,10 @@ async fn conformance(profile: Profile) {
     // Update with the right tag (on Apache it is still weak here).
     let two = src("two", b"version two, longer");
     let tag2 = c
-        .put_file("a.txt", &open(&two), &Precondition::IfMatch(tag1.clone()))
+        .upload("a.txt", &open(&two), &Precondition::IfMatch(tag1.clone()))
         .await
         .unwrap()
+        .etag
         .expect("an ETag after the update");
     assert_ne!(strip_weak(&tag2), strip_weak(&tag1));
     assert_eq!(
@@ -154,7 +156,7 @@ async fn conformance(profile: Profile) {
     let three = src("three", b"version three");
     for stale in [tag1.clone(), "\"no-such-tag\"".to_string()] {
         let e = expect_err(
-            c.put_file("a.txt", &open(&three), &Precondition::IfMatch(stale))
+            c.upload("a.txt", &open(&three), &Precondition::IfMatch(stale))
                 .await,
             "stale update",
         );
@@ -168,7 +170,7 @@ async fn conformance(profile: Profile) {
     // Another client changes the file behind our back: our update must not overwrite it.
     server.write_on_disk(&format!("{ROOT}/a.txt"), b"changed by someone else");
     let e = expect_err(
-        c.put_file("a.txt", &open(&three), &Precondition::IfMatch(tag2.clone()))
+        c.upload("a.txt", &open(&three), &Precondition::IfMatch(tag2.clone()))
             .await,
         "update over a foreign change",
     );
@@ -179,19 +181,20 @@ async fn conformance(profile: Profile) {
     );
     let cur = c.stat("a.txt").await.unwrap().unwrap();
     let tag3 = c
-        .put_file(
+        .upload(
             "a.txt",
             &open(&three),
             &Precondition::IfMatch(cur.etag.unwrap()),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .etag;
     assert!(tag3.is_some());
     assert_eq!(std::fs::read(disk("a.txt")).unwrap(), b"version three");
 
     // An update of something that is gone.
     let e = expect_err(
-        c.put_file(
+        c.upload(
             "gone.txt",
             &open(&three),
             &Precondition::IfMatch(tag2.clone()),
@@ -210,7 +213,7 @@ async fn conformance(profile: Profile) {
     assert!(c.stat("x/y z").await.unwrap().unwrap().is_dir);
 
     // An upload into missing folders creates them.
-    c.put_file("new/deep/f.txt", &open(&one), &Precondition::IfNoneMatch)
+    c.upload("new/deep/f.txt", &open(&one), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     assert_eq!(
@@ -248,7 +251,7 @@ async fn conformance(profile: Profile) {
     for (i, n) in names.iter().enumerate() {
         let content = format!("content {i}");
         let p = src(&format!("n{i}"), content.as_bytes());
-        c.put_file(&format!("names/{n}"), &open(&p), &Precondition::IfNoneMatch)
+        c.upload(&format!("names/{n}"), &open(&p), &Precondition::IfNoneMatch)
             .await
             .unwrap_or_else(|e| panic!("upload of {n:?}: {e}"));
         assert_eq!(
@@ -288,7 +291,7 @@ async fn conformance(profile: Profile) {
     c.rename("new", "x/moved").await.unwrap();
     assert!(disk("x/moved/deep/f.txt").is_file());
     assert!(c.stat("x/moved/deep/f.txt").await.unwrap().is_some());
-    c.put_file("b.txt", &open(&one), &Precondition::IfNoneMatch)
+    c.upload("b.txt", &open(&one), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let e = expect_err(
@@ -349,7 +352,7 @@ async fn conformance(profile: Profile) {
     // Unsafe paths never reach the server.
     assert!(c.stat("../escape").await.is_err());
     assert!(
-        c.put_file("/abs", &open(&one), &Precondition::None)
+        c.upload("/abs", &open(&one), &Precondition::None)
             .await
             .is_err()
     );
@@ -358,9 +361,10 @@ async fn conformance(profile: Profile) {
     let big = tmp.path().join("big");
     write_pseudo_random(&big, 50 << 20, 0x5eed);
     let tag = c
-        .put_file("big/blob.bin", &open(&big), &Precondition::IfNoneMatch)
+        .upload("big/blob.bin", &open(&big), &Precondition::IfNoneMatch)
         .await
-        .unwrap();
+        .unwrap()
+        .etag;
     assert!(tag.is_some());
     assert!(
         same_file(&big, &disk("big/blob.bin")),
@@ -394,7 +398,7 @@ async fn sabre_with_folder_etags() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("f");
     std::fs::write(&p, b"one").unwrap();
-    c.put_file("f/g/h.txt", &open(&p), &Precondition::IfNoneMatch)
+    c.upload("f/g/h.txt", &open(&p), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let before = c.stat_entry("f").await.unwrap().unwrap();
@@ -425,16 +429,17 @@ async fn apache() {
     let p = tmp.path().join("f");
     std::fs::write(&p, b"one").unwrap();
     let weak = c
-        .put_file("w.txt", &open(&p), &Precondition::IfNoneMatch)
+        .upload("w.txt", &open(&p), &Precondition::IfNoneMatch)
         .await
         .unwrap()
+        .etag
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let now = c.stat("w.txt").await.unwrap().unwrap().etag.unwrap();
     assert!(!now.starts_with("W/"), "{now}");
     assert_eq!(strip_weak(&weak), now);
     std::fs::write(&p, b"two").unwrap();
-    c.put_file("w.txt", &open(&p), &Precondition::IfMatch(weak.clone()))
+    c.upload("w.txt", &open(&p), &Precondition::IfMatch(weak.clone()))
         .await
         .unwrap();
     assert_eq!(
@@ -442,7 +447,7 @@ async fn apache() {
         b"two"
     );
     let e = c
-        .put_file("w.txt", &open(&p), &Precondition::IfMatch(weak))
+        .upload("w.txt", &open(&p), &Precondition::IfMatch(weak))
         .await
         .unwrap_err();
     assert!(matches!(e, CloudError::PreconditionFailed), "{e}");
@@ -521,7 +526,7 @@ async fn faults_map_to_the_right_errors() {
         "{e}"
     );
     let e = c
-        .put_file("up.txt", &open(&src), &Precondition::None)
+        .upload("up.txt", &open(&src), &Precondition::None)
         .await
         .unwrap_err();
     assert!(
@@ -547,7 +552,7 @@ async fn faults_map_to_the_right_errors() {
 
     proxy.set(Fault::Status(507));
     let e = c
-        .put_file("up.txt", &open(&src), &Precondition::None)
+        .upload("up.txt", &open(&src), &Precondition::None)
         .await
         .unwrap_err();
     assert!(
@@ -601,7 +606,7 @@ async fn one_gib_streams_through_apache() {
     let big = tmp.path().join("big");
     write_pseudo_random(&big, 1 << 30, 0x1de);
     let before = peak_rss();
-    c.put_file("huge.bin", &open(&big), &Precondition::IfNoneMatch)
+    c.upload("huge.bin", &open(&big), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let back = tmp.path().join("back");
@@ -628,7 +633,7 @@ async fn https_with_a_private_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("f");
     std::fs::write(&p, b"over TLS").unwrap();
-    c.put_file("t.txt", &open(&p), &Precondition::IfNoneMatch)
+    c.upload("t.txt", &open(&p), &Precondition::IfNoneMatch)
         .await
         .unwrap();
     let back = tmp.path().join("back");
@@ -710,7 +715,7 @@ async fn an_early_413_or_507_on_a_streamed_put_is_heard() {
     for (code, want) in [(413u16, "413"), (507, "507")] {
         proxy.set(Fault::Status(code));
         let e = c
-            .put_file("big.bin", &open(&big), &Precondition::IfNoneMatch)
+            .upload("big.bin", &open(&big), &Precondition::IfNoneMatch)
             .await
             .unwrap_err();
         assert!(!e.is_transient(), "{code}: {e}");

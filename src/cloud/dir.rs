@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{Cloud, CloudEntry, CloudError, Listing, Precondition, check_rel_path};
+use super::{Cloud, CloudEntry, CloudError, Listing, Precondition, Uploaded, check_rel_path};
 
 /// Prefix of the temporary files this backend writes; they are never listed.
 const TMP_PREFIX: &str = ".cloudsync-tmp-";
@@ -92,7 +92,7 @@ fn map_io(e: io::Error) -> CloudError {
 fn check_cond(target: &Path, cond: &Precondition) -> Result<(), CloudError> {
     let current = match fs::symlink_metadata(target) {
         Ok(m) => Some(m),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if is_missing(&e) => None,
         Err(e) => return Err(map_io(e)),
     };
     match (cond, current) {
@@ -108,6 +108,41 @@ fn check_cond(target: &Path, cond: &Precondition) -> Result<(), CloudError> {
             }
         }
     }
+}
+
+/// True when `e` says that nothing is at the path: it is missing, or a file stands where one
+/// of its folders should be.
+fn is_missing(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+/// Creates the folder `full` and its missing parents below the root, mode 0755. A file where a
+/// folder should be is in the way: `PreconditionFailed`.
+fn make_dirs(root: &Path, full: &Path) -> Result<(), CloudError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let rel = full.strip_prefix(root).map_err(|_| {
+        CloudError::Protocol(format!("{} is not below the cloud root", full.display()))
+    })?;
+    let mut p = root.to_path_buf();
+    for comp in rel.components() {
+        p.push(comp);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => return Err(CloudError::PreconditionFailed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(map_io(e)),
+        }
+        match fs::DirBuilder::new().mode(0o755).create(&p) {
+            Ok(()) => {}
+            // Made meanwhile by someone else: fine when it is a folder.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(CloudError::PreconditionFailed);
+            }
+            Err(e) => return Err(map_io(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Runs blocking filesystem work off the async executor.
@@ -161,7 +196,7 @@ impl Cloud for DirCloud {
         let path = path.to_string();
         blocking(move || match fs::symlink_metadata(&full) {
             Ok(m) => Ok(Some(entry_of(path, &m))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
             Err(e) => Err(map_io(e)),
         })
         .await
@@ -173,6 +208,17 @@ impl Cloud for DirCloud {
         let full = self.full(path)?;
         let path = path.to_string();
         blocking(move || {
+            match fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(CloudError::Status {
+                        status: 409,
+                        detail: format!("{path} is a file, not a folder"),
+                    });
+                }
+                Err(e) if is_missing(&e) => return Err(CloudError::NotFound),
+                Err(e) => return Err(map_io(e)),
+            }
             let mut out = Listing::default();
             for de in fs::read_dir(&full).map_err(map_io)? {
                 let de = de.map_err(map_io)?;
@@ -209,19 +255,27 @@ impl Cloud for DirCloud {
         .await
     }
 
-    async fn put_file(
+    async fn upload(
         &self,
         path: &str,
         src: &fs::File,
         cond: &Precondition,
-    ) -> Result<Option<String>, CloudError> {
+    ) -> Result<Uploaded, CloudError> {
+        if path.is_empty() {
+            return Err(CloudError::Protocol(
+                "refusing to write the cloud root itself".into(),
+            ));
+        }
         let target = self.full(path)?;
+        let root = self.root.clone();
         let src = src.try_clone()?;
         let cond = cond.clone();
         blocking(move || {
             let dir = target.parent().ok_or(CloudError::MissingParent)?;
             if !dir.is_dir() {
-                return Err(CloudError::MissingParent);
+                // An update of an item that is not there, or a new item whose folders are made.
+                check_cond(&target, &cond)?;
+                make_dirs(&root, dir)?;
             }
             let tmp = tmp_name(dir);
             let result = (|| {
@@ -233,7 +287,10 @@ impl Cloud for DirCloud {
                 check_cond(&target, &cond)?;
                 fs::rename(&tmp, &target).map_err(map_io)?;
                 let meta = fs::symlink_metadata(&target).map_err(map_io)?;
-                Ok(Some(etag_of(&meta)))
+                Ok(Uploaded {
+                    etag: Some(etag_of(&meta)),
+                    hash: None,
+                })
             })();
             if result.is_err() {
                 let _ = fs::remove_file(&tmp);
@@ -267,20 +324,8 @@ impl Cloud for DirCloud {
 
     async fn mkdir(&self, path: &str) -> Result<(), CloudError> {
         let full = self.full(path)?;
-        blocking(move || {
-            match fs::symlink_metadata(&full) {
-                Ok(m) if m.is_dir() => return Ok(()),
-                Ok(_) => return Err(CloudError::PreconditionFailed),
-                Err(_) => {}
-            }
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(&full)
-                .map_err(map_io)
-        })
-        .await
+        let root = self.root.clone();
+        blocking(move || make_dirs(&root, &full)).await
     }
 
     async fn delete(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
@@ -292,8 +337,16 @@ impl Cloud for DirCloud {
         let full = self.full(path)?;
         let cond = cond.clone();
         blocking(move || {
-            let meta = fs::symlink_metadata(&full).map_err(map_io)?;
+            let meta = match fs::symlink_metadata(&full) {
+                Ok(m) => m,
+                Err(e) if is_missing(&e) => return Err(CloudError::NotFound),
+                Err(e) => return Err(map_io(e)),
+            };
             if meta.is_dir() {
+                // Folders here have no ETag: `IfMatch` only asks that the folder is there.
+                if cond == Precondition::IfNoneMatch {
+                    return Err(CloudError::PreconditionFailed);
+                }
                 fs::remove_dir_all(&full).map_err(map_io)
             } else {
                 check_cond(&full, &cond)?;
@@ -351,19 +404,20 @@ mod tests {
         fs::write(src.path(), b"one").unwrap();
         let c = DirCloud::new(d.path()).unwrap();
         let tag = c
-            .put_file("a.txt", src.as_file(), &Precondition::IfNoneMatch)
+            .upload("a.txt", src.as_file(), &Precondition::IfNoneMatch)
             .await
             .unwrap()
+            .etag
             .unwrap();
         // A second create must not overwrite.
         assert!(matches!(
-            c.put_file("a.txt", src.as_file(), &Precondition::IfNoneMatch)
+            c.upload("a.txt", src.as_file(), &Precondition::IfNoneMatch)
                 .await,
             Err(CloudError::PreconditionFailed)
         ));
         // An update with a stale tag must not overwrite.
         assert!(matches!(
-            c.put_file(
+            c.upload(
                 "a.txt",
                 src.as_file(),
                 &Precondition::IfMatch("\"x\"".into())
@@ -372,15 +426,19 @@ mod tests {
             Err(CloudError::PreconditionFailed)
         ));
         fs::write(src.path(), b"two").unwrap();
-        c.put_file("a.txt", src.as_file(), &Precondition::IfMatch(tag))
+        c.upload("a.txt", src.as_file(), &Precondition::IfMatch(tag))
             .await
             .unwrap();
         assert_eq!(fs::read(d.path().join("a.txt")).unwrap(), b"two");
         c.mkdir("x/y").await.unwrap();
         c.rename("a.txt", "x/y/b.txt").await.unwrap();
+        // A missing parent is made, as on every cloud (it used to be MissingParent here).
+        c.upload("nope/z", src.as_file(), &Precondition::None)
+            .await
+            .unwrap();
+        assert!(d.path().join("nope/z").is_file());
         assert!(matches!(
-            c.put_file("nope/z", src.as_file(), &Precondition::None)
-                .await,
+            c.rename("x/y/b.txt", "none/b.txt").await,
             Err(CloudError::MissingParent)
         ));
         let l = c.list("x/y").await.unwrap();
@@ -390,6 +448,63 @@ mod tests {
         assert!(c.stat("../etc").await.is_err());
         c.delete("x", &Precondition::None).await.unwrap();
         assert!(c.stat("x").await.unwrap().is_none());
+    }
+
+    /// The outcomes the trait documents, where a plain directory would say something else
+    /// (ENOTDIR, a missing parent, a folder delete without a look at the condition).
+    #[tokio::test]
+    async fn outcomes_agree_with_the_trait() {
+        let d = tempfile::tempdir().unwrap();
+        let src = tempfile::NamedTempFile::new().unwrap();
+        fs::write(src.path(), b"x").unwrap();
+        let c = DirCloud::new(d.path()).unwrap();
+        let f = src.as_file();
+        // Missing parents are made, unless the upload is an update.
+        c.upload("a/b/c.txt", f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+        assert_eq!(fs::read(d.path().join("a/b/c.txt")).unwrap(), b"x");
+        assert!(matches!(
+            c.upload("n/o/c.txt", f, &Precondition::IfMatch("\"t\"".into()))
+                .await,
+            Err(CloudError::NotFound)
+        ));
+        assert!(!d.path().join("n").exists());
+        // A file where a folder should be.
+        assert_eq!(c.stat("a/b/c.txt/x").await.unwrap(), None);
+        assert!(matches!(
+            c.upload("a/b/c.txt/x", f, &Precondition::None).await,
+            Err(CloudError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            c.mkdir("a/b/c.txt/x").await,
+            Err(CloudError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            c.list("a/b/c.txt").await,
+            Err(CloudError::Status { status: 409, .. })
+        ));
+        assert!(matches!(
+            c.list("a/b/c.txt/x").await,
+            Err(CloudError::NotFound)
+        ));
+        // Folder deletes look at the condition too.
+        assert!(matches!(
+            c.delete("a", &Precondition::IfNoneMatch).await,
+            Err(CloudError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            c.delete("a/b/c.txt/x", &Precondition::None).await,
+            Err(CloudError::NotFound)
+        ));
+        c.delete("a", &Precondition::IfMatch("\"any\"".into()))
+            .await
+            .unwrap();
+        assert!(!d.path().join("a").exists());
+        assert!(matches!(
+            c.upload("", f, &Precondition::None).await,
+            Err(CloudError::Protocol(_))
+        ));
     }
 
     /// What a listing cannot show is counted, so that a folder delete knows it is not alone.

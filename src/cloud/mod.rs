@@ -2,7 +2,12 @@
 //!
 //! Paths given to a [`Cloud`] are relative to the synced root, use `/` as separator, have no
 //! leading or trailing slash, and `""` is the root itself. [`check_rel_path`] is the single gate
-//! that every path coming *from* a server passes before the engine acts on it.
+//! that every path coming *from* a server passes before the engine acts on it; every backend
+//! also refuses a path going *to* it that fails the gate, with `CloudError::Protocol`, before
+//! anything reaches the cloud.
+//!
+//! What each operation promises is written on the trait, and `tests/contract.rs` holds every
+//! backend to it.
 
 pub mod dir;
 pub mod webdav;
@@ -200,36 +205,37 @@ pub trait Cloud: Send + Sync {
         self.describe()
     }
 
-    /// The item at `path`, or `None` when it does not exist.
+    /// The item at `path`, or `None` when it does not exist: also when a folder on the way is
+    /// missing or is a file.
     async fn stat(&self, path: &str) -> Result<Option<CloudEntry>, CloudError>;
 
-    /// The direct children of the folder at `path`, and what of them could not be shown.
+    /// The direct children of the folder at `path` (never the folder itself, never anything
+    /// deeper), and what of them could not be shown. `NotFound` when nothing is at `path`;
+    /// `Status { status: 409, .. }` when it is a file.
     async fn list(&self, path: &str) -> Result<Listing, CloudError>;
 
     /// Streams the open local file `src` (from its start) to `path` under `cond`, never
-    /// holding it whole in memory. Returns the new ETag when the cloud has one. The engine
-    /// opens `src` through [`crate::onprem::Onprem`], so no cloud reads a path itself.
-    async fn put_file(
-        &self,
-        path: &str,
-        src: &std::fs::File,
-        cond: &Precondition,
-    ) -> Result<Option<String>, CloudError>;
-
-    /// Like [`Cloud::put_file`], and also reports the hash of what was sent when the backend
-    /// computes it on the way ([`Cloud::hashes_uploads`]), which spares the caller a read of
-    /// the file before the upload.
+    /// holding it whole in memory, and reports the new ETag when the cloud has one, and the
+    /// hash of what was sent when the backend computes it on the way
+    /// ([`Cloud::hashes_uploads`]), which spares the caller a read of the file before the
+    /// upload. The engine opens `src` through [`crate::onprem::Onprem`], so no cloud reads a
+    /// path itself.
+    ///
+    /// Outcomes every backend agrees on:
+    /// - `IfNoneMatch` when anything (file or folder) is at `path`: `PreconditionFailed`.
+    /// - `IfMatch` when the file carries another tag, or a folder is at `path`:
+    ///   `PreconditionFailed`; when nothing is at `path` (whether or not its folder exists):
+    ///   `NotFound`. A weak tag matches its strong form. Nothing is written in these cases.
+    /// - Without `IfMatch`, missing parent folders are created; a file where one of them should
+    ///   be is `PreconditionFailed`.
+    /// - A name the backend cannot store is `InvalidName`.
+    /// - Every write of new content gives a new ETag.
     async fn upload(
         &self,
         path: &str,
         src: &std::fs::File,
         cond: &Precondition,
-    ) -> Result<Uploaded, CloudError> {
-        Ok(Uploaded {
-            etag: self.put_file(path, src, cond).await?,
-            hash: None,
-        })
-    }
+    ) -> Result<Uploaded, CloudError>;
 
     /// True when [`Cloud::upload`] reports the content hash of every complete upload.
     fn hashes_uploads(&self) -> bool {
@@ -237,16 +243,26 @@ pub trait Cloud: Send + Sync {
     }
 
     /// Streams the cloud file at `path` into the open local file `dest`, from its start
-    /// (what it held before is cut off).
+    /// (what it held before is cut off), and reports the item as downloaded, with the ETag of
+    /// what was received. `NotFound` when there is no file, and then `dest` is left alone.
     async fn get_file(&self, path: &str, dest: &std::fs::File) -> Result<CloudEntry, CloudError>;
 
-    /// Creates the folder at `path` and any missing parents; an existing folder is fine.
+    /// Creates the folder at `path` and any missing parents; an existing folder (the root
+    /// too) is fine. A file at `path` or where one of its parents should be is
+    /// `PreconditionFailed`; a name the backend cannot store is `InvalidName`.
     async fn mkdir(&self, path: &str) -> Result<(), CloudError>;
 
-    /// Deletes the item at `path` (a folder with everything in it) under `cond`.
+    /// Deletes the item at `path` (a folder with everything in it, in one call) under `cond`.
+    /// `NotFound` when nothing is there, whatever `cond`; `IfNoneMatch` on an existing item is
+    /// `PreconditionFailed`. `IfMatch` compares the item's ETag as for uploads; a folder is
+    /// compared only where the backend reports folder ETags, elsewhere it only has to exist.
+    /// The root is never deleted (`Protocol`).
     async fn delete(&self, path: &str, cond: &Precondition) -> Result<(), CloudError>;
 
-    /// Moves `from` to `to` in one step. Fails with `PreconditionFailed` when `to` exists.
+    /// Moves `from` (a file, or a folder with all it holds) to `to` in one step. Fails with
+    /// `PreconditionFailed` when anything is at `to`, `NotFound` when nothing is at `from`,
+    /// `MissingParent` when the folder of `to` does not exist, and `InvalidName` when the
+    /// backend cannot store the new name.
     async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError>;
 
     /// True when a folder's ETag changes whenever anything below it changes, so an unchanged

@@ -50,9 +50,14 @@ class SubtreeEtagDirectory extends \Sabre\DAV\FSExt\Directory {
         return md5(implode("\n", $parts));
     }
 
+    /** The same tag for If-Match, which SabreDAV asks of the node (as Nextcloud's folders). */
+    function getETag() {
+        return '"' . $this->subtreeHash() . '"';
+    }
+
     function getProperties($properties) {
         $r = parent::getProperties($properties);
-        $r['{DAV:}getetag'] = '"' . $this->subtreeHash() . '"';
+        $r['{DAV:}getetag'] = $this->getETag();
         $r[OC_FILEID] = (string) fileinode($this->path);
         return $r;
     }
