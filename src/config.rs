@@ -4,6 +4,8 @@
 //! keys are an error, so a typo never silently falls back to a default.
 
 use std::path::{Path, PathBuf};
+
+pub use crate::cloud::CloudOptions;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -56,27 +58,6 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// Sync sets; none means the whole mount is one set.
     pub sync_set: Option<Vec<crate::sync::sets::SetConfig>>,
-}
-
-/// How to reach the cloud, apart from its URL.
-#[derive(Clone, Default)]
-pub struct CloudOptions {
-    /// Basic-auth user.
-    pub user: Option<String>,
-    /// Basic-auth password, read from a file or the environment; never printed.
-    pub password: Option<String>,
-    /// Extra CA to trust.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for CloudOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CloudOptions")
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ca_file", &self.ca_file)
-            .finish()
-    }
 }
 
 /// Mount options understood by cloudsync.

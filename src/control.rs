@@ -20,8 +20,7 @@ use crate::journal::Journal;
 use crate::sync::reconcile::is_conflict_name;
 use crate::sync::{CounterSnapshot, Engine};
 
-/// The xattr on the mount root that names the control socket.
-pub const XATTR_CONTROL: &str = "user.cloudsync.control";
+pub use crate::status::XATTR_CONTROL;
 
 /// A request to the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

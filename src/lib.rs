@@ -19,5 +19,6 @@ pub mod journal;
 pub mod mount;
 pub mod mount_helper;
 pub mod onprem;
+pub mod paths;
 pub mod status;
 pub mod sync;

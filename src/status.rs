@@ -19,6 +19,8 @@ pub const XATTR_ETAG: &str = "user.cloudsync.etag";
 pub const XATTR_CLOUD_URL: &str = "user.cloudsync.cloud_url";
 /// Write-only control: `sync` or `unsync`.
 pub const XATTR_REQUEST: &str = "user.cloudsync.request";
+/// On the mount root: the path of the daemon's control socket.
+pub const XATTR_CONTROL: &str = "user.cloudsync.control";
 /// The on-premise path of the item's sync set.
 pub const XATTR_SET: &str = "user.cloudsync.set";
 

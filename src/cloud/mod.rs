@@ -275,52 +275,40 @@ pub trait Cloud: Send + Sync {
 /// Checks that a relative path is safe to act on: no empty, `.` or `..` component, no NUL,
 /// no backslash-free tricks such as a leading `/`. Returns the path unchanged when it is fine.
 pub fn check_rel_path(path: &str) -> Result<&str, CloudError> {
-    if path.is_empty() {
-        return Ok(path);
-    }
-    if path.starts_with('/') || path.ends_with('/') {
-        return Err(CloudError::Protocol(format!(
-            "path {path:?} is not relative"
-        )));
-    }
-    for comp in path.split('/') {
-        if comp.is_empty() || comp == "." || comp == ".." || comp.contains('\0') {
-            return Err(CloudError::Protocol(format!(
-                "path {path:?} has an unsafe component {comp:?}"
-            )));
-        }
-    }
-    Ok(path)
-}
-
-/// Joins a folder path and a child name.
-pub fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
+    if crate::paths::is_plain(path) {
+        Ok(path)
     } else {
-        format!("{parent}/{name}")
+        Err(CloudError::Protocol(format!(
+            "path {path:?} is not a plain relative path"
+        )))
     }
 }
 
-/// The parent folder of a relative path (`""` for top-level items).
-pub fn parent(path: &str) -> &str {
-    path.rfind('/').map_or("", |i| &path[..i])
+pub use crate::paths::{is_within, join, parent};
+
+/// How to reach the cloud, apart from its URL.
+#[derive(Clone, Default)]
+pub struct CloudOptions {
+    /// Basic-auth user.
+    pub user: Option<String>,
+    /// Basic-auth password, read from a file or the environment; never printed.
+    pub password: Option<String>,
+    /// Extra CA to trust.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
-/// True when `path` is `ancestor` or lies below it.
-pub fn is_within(path: &str, ancestor: &str) -> bool {
-    ancestor.is_empty()
-        || path == ancestor
-        || (path.len() > ancestor.len()
-            && path.starts_with(ancestor)
-            && path.as_bytes()[ancestor.len()] == b'/')
+impl std::fmt::Debug for CloudOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudOptions")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// Opens the cloud named by a URL: `file:///path` for a directory, `http(s)://` for WebDAV.
-pub fn open(
-    url: &str,
-    opts: &crate::config::CloudOptions,
-) -> anyhow::Result<std::sync::Arc<dyn Cloud>> {
+pub fn open(url: &str, opts: &CloudOptions) -> anyhow::Result<std::sync::Arc<dyn Cloud>> {
     let _ = opts;
     if let Some(rest) = url.strip_prefix("file://") {
         let root = Path::new(rest);
@@ -356,17 +344,5 @@ mod tests {
         ] {
             assert!(check_rel_path(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn within() {
-        assert!(is_within("a/b", "a"));
-        assert!(is_within("a", "a"));
-        assert!(!is_within("ab", "a"));
-        assert!(is_within("x", ""));
-        assert_eq!(parent("a/b/c"), "a/b");
-        assert_eq!(parent("a"), "");
-        assert_eq!(join("", "a"), "a");
-        assert_eq!(join("a", "b"), "a/b");
     }
 }

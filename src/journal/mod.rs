@@ -984,7 +984,7 @@ impl Journal {
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let from: String = r.get(0)?;
-            if crate::cloud::is_within(path, &from) {
+            if crate::paths::is_within(path, &from) {
                 let to: Option<String> = r.get(1)?;
                 return Ok(to.map(|t| (from, t)));
             }
@@ -1159,7 +1159,7 @@ impl Journal {
 fn carry_through(path: &str, later: &[(String, String)]) -> String {
     let mut p = path.to_string();
     for (from, to) in later {
-        if crate::cloud::is_within(&p, from) && !from.is_empty() {
+        if crate::paths::is_within(&p, from) && !from.is_empty() {
             p = format!("{to}{}", &p[from.len()..]);
         }
     }

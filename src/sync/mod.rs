@@ -735,7 +735,7 @@ impl SyncHooks for Engine {
         if path.is_empty()
             && let Some(s) = self.control_socket.get()
         {
-            v.push((crate::control::XATTR_CONTROL, s.clone()));
+            v.push((crate::status::XATTR_CONTROL, s.clone()));
         }
         if let Some(e) = err.filter(|_| st == Status::Failed) {
             v.push((status::XATTR_ERROR, e));

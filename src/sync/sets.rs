@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::reconcile::Winner;
-use crate::cloud;
+use crate::paths;
 
 /// One `[[sync_set]]` table as written in the config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -70,14 +70,14 @@ impl SyncSet {
         if self.is_file {
             return path == self.local;
         }
-        if !cloud::is_within(path, &self.local) {
+        if !paths::is_within(path, &self.local) {
             return false;
         }
         if self.include_subfolders || path == self.local {
             return true;
         }
         // Only the direct children of the folder.
-        cloud::parent(path) == self.local
+        paths::parent(path) == self.local
     }
 
     /// The cloud path of an on-premise path in this set.
@@ -86,7 +86,7 @@ impl SyncSet {
         if rest.is_empty() {
             self.cloud.clone()
         } else {
-            cloud::join(&self.cloud, rest)
+            paths::join(&self.cloud, rest)
         }
     }
 
@@ -96,7 +96,7 @@ impl SyncSet {
         if rest.is_empty() {
             self.local.clone()
         } else {
-            cloud::join(&self.local, rest)
+            paths::join(&self.local, rest)
         }
     }
 }
@@ -116,8 +116,9 @@ fn clean(p: &str, what: &str, onprem: &std::path::Path) -> anyhow::Result<String
         anyhow::bail!("sync_set path {p:?} is not inside the on-premise folder {root}");
     }
     let p = p.trim_matches('/').to_string();
-    cloud::check_rel_path(&p)
-        .map_err(|_| anyhow::anyhow!("sync_set {what} {p:?} must be a plain relative path"))?;
+    if !paths::is_plain(&p) {
+        anyhow::bail!("sync_set {what} {p:?} must be a plain relative path");
+    }
     Ok(p)
 }
 
@@ -156,7 +157,7 @@ impl SyncSets {
                 anyhow::bail!("sync_set {local:?} is configured twice");
             }
             if let Some(o) = sets.iter().find(|s: &&SyncSet| {
-                cloud::is_within(&s.cloud, &cloud) || cloud::is_within(&cloud, &s.cloud)
+                paths::is_within(&s.cloud, &cloud) || paths::is_within(&cloud, &s.cloud)
             }) {
                 anyhow::bail!(
                     "sync_sets {:?} and {local:?} share the cloud folder {cloud:?}; each set needs its own",
@@ -186,7 +187,7 @@ impl SyncSets {
             if s.is_file {
                 path == s.local
             } else {
-                cloud::is_within(path, &s.local)
+                paths::is_within(path, &s.local)
             }
         })?;
         s.covers(path).then_some(s)

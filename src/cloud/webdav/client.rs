@@ -18,7 +18,7 @@ use url::Url;
 use super::body::{Body, watchdog};
 use super::parse::{PROPFIND_BODY, RawResponse, normalize_etag, parse_multistatus};
 use crate::cloud::CloudError;
-use crate::config::CloudOptions;
+use crate::cloud::CloudOptions;
 
 /// The largest PROPFIND answer accepted. At the few hundred bytes an entry takes, a Depth-1
 /// listing of some hundred thousand items fits; anything bigger is treated as a broken or

@@ -48,7 +48,7 @@ use url::Url;
 use super::{
     Cloud, CloudEntry, CloudError, Listing, Precondition, Uploaded, check_rel_path, parent,
 };
-use crate::config::CloudOptions;
+use crate::cloud::CloudOptions;
 pub use client::MAX_PROPFIND_BYTES;
 use client::{Client, Op, strip_userinfo};
 use parse::{RawResponse, Root, Sorted, is_weak, parse_http_time, strip_weak};
