@@ -153,7 +153,7 @@ impl Pusher {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let sem = Arc::new(Semaphore::new(self.transfers));
         loop {
-            let next = self.schedule(&sem);
+            let (next, _) = self.schedule(&sem);
             let wait = match next {
                 Some(t) => Duration::from_millis((t - now_ms()).clamp(5, 1000) as u64),
                 None => Duration::from_secs(1),
@@ -167,8 +167,35 @@ impl Pusher {
         debug!("pusher stopped");
     }
 
-    /// Starts every entry that may start now; returns the earliest time a waiting entry is due.
-    fn schedule(self: &Arc<Self>, sem: &Arc<Semaphore>) -> Option<i64> {
+    /// Pushes what is due now, and what those pushes queue in turn, until nothing more can
+    /// start and nothing runs: one stretch of [`Pusher::run`] taken to quiet. Entries waiting
+    /// for a later time (a retry, the push delay) stay queued, and nothing is sent while
+    /// pushing is paused. Returns how many entries it started. The engine tests drive the
+    /// pusher with this.
+    pub async fn push_until_quiet(self: &Arc<Self>) -> usize {
+        let sem = Arc::new(Semaphore::new(self.transfers));
+        let mut total = 0;
+        loop {
+            let woken = self.wake.notified();
+            let (_, started) = self.schedule(&sem);
+            total += started;
+            let running = !self
+                .shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if started == 0 && !running {
+                return total;
+            }
+            // A finishing transfer wakes us; the timeout only guards against a lost wake-up.
+            let _ = tokio::time::timeout(Duration::from_millis(50), woken).await;
+        }
+    }
+
+    /// Starts every entry that may start now; returns the earliest time a waiting entry is due,
+    /// and how many entries it started.
+    fn schedule(self: &Arc<Self>, sem: &Arc<Semaphore>) -> (Option<i64>, usize) {
         if self.shared.auth_paused.load(Ordering::Relaxed)
             || self.shared.push_paused.load(Ordering::Relaxed)
         {
@@ -176,10 +203,10 @@ impl Pusher {
             if self.shared.pull_requested_at.swap(0, Ordering::Relaxed) > 0 {
                 self.pull_now.notify_one();
             }
-            return None;
+            return (None, 0);
         }
         if sem.available_permits() == 0 {
-            return None; // a finishing transfer wakes us
+            return (None, 0); // a finishing transfer wakes us
         }
         let now = now_ms();
         let offline = self.shared.is_offline();
@@ -191,7 +218,7 @@ impl Pusher {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if offline && !m.is_empty() {
-                return Some(now + 200); // while offline, probe with one transfer at a time
+                return (Some(now + 200), 0); // while offline, probe with one transfer at a time
             }
             m.values().cloned().collect()
         };
@@ -207,6 +234,7 @@ impl Pusher {
             .copied()
             .collect();
         let mut next: Option<i64> = None;
+        let mut started = 0;
         // Entries are read one by one and the walk stops once every transfer slot is taken,
         // so a wake-up after each finished transfer costs a few rows, not a page of the queue.
         let mut queued = false;
@@ -237,6 +265,7 @@ impl Pusher {
                 .insert(e.id, key);
             let me = self.clone();
             let span = tracing::info_span!("push", path = %e.path, op = e.op.as_str());
+            started += 1;
             tokio::spawn(
                 async move {
                     me.run_one(e).await;
@@ -249,7 +278,7 @@ impl Pusher {
         });
         if let Err(e) = walked {
             warn!(error = %e, "cannot read the queue");
-            return None;
+            return (None, started);
         }
         // A pull asked for by a sync request starts once the queue is drained (or has waited
         // long enough).
@@ -266,7 +295,7 @@ impl Pusher {
                 self.pull_now.notify_one();
             }
         }
-        next
+        (next, started)
     }
 
     async fn run_one(&self, e: QueueEntry) {
