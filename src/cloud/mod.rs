@@ -5,6 +5,7 @@
 //! that every path coming *from* a server passes before the engine acts on it.
 
 pub mod dir;
+pub mod mem;
 pub mod webdav;
 
 use std::path::Path;
