@@ -321,7 +321,12 @@ impl Puller {
         // journal is not even read.
         let mut idle = Vec::new();
         if self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY) {
+            // A path whose upload met a 412 or 404 waits for this merge, whatever the tags say.
+            let conflicted = jr(self.journal.conflict_ids())?;
             for set in self.sets.iter().filter(|s| !s.is_file) {
+                if conflicted.keys().any(|p| self.owns(set, p)) {
+                    continue;
+                }
                 let tag = self.cloud.stat(&set.cloud).await?.and_then(|e| e.etag);
                 report.requests += 1;
                 let known = jr(self.journal.meta(&format!("root_etag:{}", set.local)))?;
@@ -376,12 +381,27 @@ impl Puller {
             known.insert(r.path.into_boxed_str());
         }))?;
         let Walk {
-            found,
+            mut found,
             skipped,
             requests,
             root_tag,
         } = self.walk(set).await?;
         report.requests += requests;
+        // Paths whose upload met a 412 or 404 are merged even where the walk did not go (an
+        // unchanged folder) or found nothing (a new file refused by something in between):
+        // otherwise their entries wait for a merge that never comes.
+        let conflicted = jr(self.journal.conflict_ids())?;
+        for path in conflicted.keys() {
+            if found.contains_key(path) || !self.owns(set, path) {
+                continue;
+            }
+            let cpath = set.to_cloud(path);
+            report.requests += 1;
+            if let Some(mut e) = self.cloud.stat(&cpath).await? {
+                e.path = path.clone();
+                found.insert(path.clone(), e);
+            }
+        }
         let in_skipped = |p: &str| skipped.iter().any(|s| cloud::is_within(p, s));
         // The set's records that the walk did not meet (gone from the cloud), streamed from
         // the journal: only these are held, never the whole journal. Records of paths found
@@ -401,7 +421,6 @@ impl Puller {
 
         // Paths the pusher is working on are left alone, except those its conditional upload
         // found changed in the cloud (412): those are ours to merge.
-        let conflicted = jr(self.journal.conflict_ids())?;
         // A queue of ordinary length is held as a set, checked per path in the depth of the
         // path. A very long one (a first sync of a large tree) is asked per path instead, so
         // that a pull never holds the whole queue in memory.
@@ -437,6 +456,13 @@ impl Puller {
         // Borrowed, not copied: a large tree's names are held once, in `found`.
         let mut paths: Vec<&str> = found.keys().map(String::as_str).collect();
         paths.extend(gone.keys().map(String::as_str));
+        paths.extend(
+            conflicted
+                .keys()
+                .map(String::as_str)
+                .filter(|p| !found.contains_key(*p) && !gone.contains_key(*p))
+                .filter(|p| self.owns(set, p)),
+        );
         paths.sort_unstable();
 
         // Cloud-side moves: a record gone and a new path with the same file ETag.
