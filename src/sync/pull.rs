@@ -498,6 +498,7 @@ impl Puller {
         // pass below, `transfers` at a time. Everything else (folders, deletes, moves,
         // conflicts) is merged in order first, so their folders exist by then.
         let mut new_files: Vec<&str> = Vec::new();
+        let mut moves_done: HashSet<&str> = HashSet::new();
         for &path in &paths {
             if self.ignore.path_excluded(path) {
                 continue;
@@ -517,6 +518,7 @@ impl Puller {
                 match self.apply_move(path, to, &found[to]).await {
                     Ok(true) => {
                         report.other += 1;
+                        moves_done.insert(to.as_str());
                         continue;
                     }
                     Ok(false) => {}
@@ -581,6 +583,14 @@ impl Puller {
                 }
             }
         }
+        // A move target is merged only by its move: one not applied (its source changed, or
+        // was never reached) is left for the next pull, which walks there again.
+        incomplete.extend(
+            move_targets
+                .iter()
+                .filter(|t| !moves_done.contains(t.as_str()))
+                .cloned(),
+        );
         self.download_new(set, &found, new_files, &is_busy, &mut incomplete, report)
             .await?;
         // Remember folder tags only after the whole walk was merged.
