@@ -749,6 +749,6 @@ mod tests {
         assert!(matches!(c.list("").await, Err(CloudError::Unauthorized)));
         c.clear_faults();
         assert_eq!(c.list("").await.unwrap().entries.len(), 2);
-        assert_eq!(c.requests().len(), 6);
+        assert_eq!(c.requests().len(), 5);
     }
 }
