@@ -474,6 +474,10 @@ impl Pusher {
                         self.remember_kept(path, &r, set, &kept)?;
                         return Ok(Outcome::Done);
                     }
+                } else if set.cloud_delete && r.state == NodeState::Failed {
+                    // Deleted in the cloud already (DELETED_ON_CLOUD): whatever is at the path
+                    // now is someone's new item, never ours to delete.
+                    info!("deleted on-premise; its cloud copy was gone already");
                 } else if set.cloud_delete {
                     let cond = match &r.etag {
                         Some(t) => Precondition::IfMatch(t.clone()),
@@ -832,6 +836,12 @@ impl Pusher {
             // Never reached the cloud: the target is simply new.
             return Ok(Outcome::Replace(vec![check(to)]));
         };
+        if rec_from.state == NodeState::Failed {
+            // Deleted in the cloud already (DELETED_ON_CLOUD): what is at `from` there now is
+            // someone's new item, never ours to move. The target goes up as new.
+            jr(self.journal.delete_subtree(from))?;
+            return Ok(Outcome::Replace(vec![check(to)]));
+        }
         if let Some(rec_to) = jr(self.journal.node(to))? {
             if rec_to.kind == NodeKind::File || rec_from.kind == NodeKind::File {
                 // Replaced an existing cloud file: update it in place, then drop the source.

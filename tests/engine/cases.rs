@@ -422,3 +422,35 @@ fn excluded_names_stay_on_premise() {
         assert_eq!(ff.status("4913").0, Status::Excluded);
     }
 }
+
+/// A file kept as `DELETED_ON_CLOUD`, then deleted or renamed on-premise, while a cloud user
+/// makes a new file of the same name: the new cloud file is someone else's, and stays.
+#[test]
+fn a_deleted_on_cloud_file_deleted_or_moved_on_premise_leaves_a_new_cloud_file_alone() {
+    for b in ALL {
+        for rename in [false, true] {
+            let ff = synced(b, &[("a.txt", "initial a")]);
+            assert!(ff.cloud_remove("a.txt"));
+            ff.sync();
+            assert_eq!(ff.status("a.txt").0, Status::Failed);
+            ff.cloud_write("a.txt", "a new file in the cloud");
+            if rename {
+                assert!(ff.rename("a.txt", "d/c.txt"));
+            } else {
+                assert!(ff.remove("a.txt"));
+            }
+            ff.sync();
+            ff.assert_converged(false);
+            assert_eq!(
+                ff.cloud_read("a.txt").as_deref(),
+                Some("a new file in the cloud"),
+                "{b:?} rename {rename}\n{}",
+                ff.describe()
+            );
+            assert_eq!(ff.read("a.txt").as_deref(), Some("a new file in the cloud"));
+            if rename {
+                assert_eq!(ff.cloud_read("d/c.txt").as_deref(), Some("initial a"));
+            }
+        }
+    }
+}
