@@ -17,8 +17,7 @@ use crate::fs::Fs;
 use crate::fuse::FuseFs;
 use crate::ignore::Ignore;
 use crate::journal::Journal;
-use crate::sync::pull::Puller;
-use crate::sync::push::Pusher;
+use crate::sync::parts::Parts;
 use crate::sync::{Engine, scan};
 
 /// Finds an executable on PATH.
@@ -208,20 +207,14 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         Arc::new(move || w.notify_one()),
     );
     let fs_core = Arc::new(Fs::new(&cfg.onprem, engine.clone(), cfg.mount.read_only)?);
-    let pusher = Arc::new(Pusher {
-        journal: journal.clone(),
-        cloud: cloud.clone(),
-        onprem: onprem.clone(),
-        ignore: ignore.clone(),
-        writers: fs_core.writers(),
-        shared: engine.shared.clone(),
-        wake: wake.clone(),
-        pull_now: pull_now.clone(),
-        transfers: cfg.transfers,
-        push_delay: cfg.push_delay,
-        sets: cfg.sets.clone(),
-        unsynced: engine.unsynced.clone(),
-    });
+    let parts = Parts::of(
+        &engine,
+        cloud.clone(),
+        onprem.clone(),
+        fs_core.writers(),
+        cfg.transfers,
+    );
+    let pusher = Arc::new(parts.pusher(wake.clone(), pull_now.clone(), cfg.push_delay));
     let stop = tokio_util::sync::CancellationToken::new();
     let pusher_task = rt.spawn(pusher.clone().run(stop.clone()));
 
@@ -239,22 +232,7 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
 
     // The puller merges cloud changes and tells the kernel what it replaced.
     let invalidate = Arc::new(session.invalidator(fs_core.clone(), &cfg.onprem));
-    let puller = Arc::new(Puller {
-        journal: journal.clone(),
-        cloud: cloud.clone(),
-        onprem: onprem.clone(),
-        ignore: ignore.clone(),
-        writers: fs_core.writers(),
-        shared: engine.shared.clone(),
-        invalidate,
-        sets: cfg.sets.clone(),
-        unsynced: engine.unsynced.clone(),
-        wake_pusher: wake.clone(),
-        running: tokio::sync::Mutex::new(()),
-        pulls: std::sync::atomic::AtomicU64::new(1),
-        transfers: cfg.transfers,
-        gets: std::sync::atomic::AtomicU64::new(0),
-    });
+    let puller = Arc::new(parts.puller(invalidate, wake.clone()));
     let puller_task = rt.spawn(puller.clone().run(
         cfg.pull_interval,
         pull_now.clone(),

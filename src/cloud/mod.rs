@@ -10,6 +10,7 @@
 //! backend to it.
 
 pub mod dir;
+pub mod mem;
 pub mod webdav;
 
 use std::path::Path;

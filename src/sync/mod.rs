@@ -6,6 +6,7 @@
 //! when the daemon is killed is found again by the start-up scan.
 
 pub mod intent;
+pub mod parts;
 pub mod pull;
 pub mod push;
 pub mod reconcile;
@@ -257,6 +258,11 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// True when every change heard so far is in the journal: none is on its way.
+    pub fn all_flushed(&self) -> bool {
+        self.unflushed.map().is_empty()
     }
 
     /// True while the cloud is unreachable.

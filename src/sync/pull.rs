@@ -331,7 +331,12 @@ impl Puller {
         // journal is not even read.
         let mut idle = Vec::new();
         if self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY) {
+            // A path whose upload met a 412 or 404 waits for this merge, whatever the tags say.
+            let conflicted = jr(self.journal.conflict_ids())?;
             for set in self.sets.iter().filter(|s| !s.is_file) {
+                if conflicted.keys().any(|p| self.owns(set, p)) {
+                    continue;
+                }
                 let tag = self.cloud.stat(&set.cloud).await?.and_then(|e| e.etag);
                 report.requests += 1;
                 let known = jr(self.journal.meta(&format!("root_etag:{}", set.local)))?;
@@ -386,12 +391,27 @@ impl Puller {
             known.insert(r.path.into_boxed_str());
         }))?;
         let Walk {
-            found,
+            mut found,
             skipped,
             requests,
             root_tag,
         } = self.walk(set).await?;
         report.requests += requests;
+        // Paths whose upload met a 412 or 404 are merged even where the walk did not go (an
+        // unchanged folder) or found nothing (a new file refused by something in between):
+        // otherwise their entries wait for a merge that never comes.
+        let conflicted = jr(self.journal.conflict_ids())?;
+        for path in conflicted.keys() {
+            if found.contains_key(path) || !self.owns(set, path) {
+                continue;
+            }
+            let cpath = set.to_cloud(path);
+            report.requests += 1;
+            if let Some(mut e) = self.cloud.stat(&cpath).await? {
+                e.path = path.clone();
+                found.insert(path.clone(), e);
+            }
+        }
         let in_skipped = |p: &str| skipped.iter().any(|s| cloud::is_within(p, s));
         // The set's records that the walk did not meet (gone from the cloud), streamed from
         // the journal: only these are held, never the whole journal. Records of paths found
@@ -411,7 +431,6 @@ impl Puller {
 
         // Paths the pusher is working on are left alone, except those its conditional upload
         // found changed in the cloud (412): those are ours to merge.
-        let conflicted = jr(self.journal.conflict_ids())?;
         // A queue of ordinary length is held as a set, checked per path in the depth of the
         // path. A very long one (a first sync of a large tree) is asked per path instead, so
         // that a pull never holds the whole queue in memory.
@@ -447,6 +466,13 @@ impl Puller {
         // Borrowed, not copied: a large tree's names are held once, in `found`.
         let mut paths: Vec<&str> = found.keys().map(String::as_str).collect();
         paths.extend(gone.keys().map(String::as_str));
+        paths.extend(
+            conflicted
+                .keys()
+                .map(String::as_str)
+                .filter(|p| !found.contains_key(*p) && !gone.contains_key(*p))
+                .filter(|p| self.owns(set, p)),
+        );
         paths.sort_unstable();
 
         // Cloud-side moves: a record gone and a new path with the same file ETag.
@@ -482,6 +508,7 @@ impl Puller {
         // pass below, `transfers` at a time. Everything else (folders, deletes, moves,
         // conflicts) is merged in order first, so their folders exist by then.
         let mut new_files: Vec<&str> = Vec::new();
+        let mut moves_done: HashSet<&str> = HashSet::new();
         for &path in &paths {
             if self.ignore.path_excluded(path) {
                 continue;
@@ -501,6 +528,7 @@ impl Puller {
                 match self.apply_move(path, to, &found[to]).await {
                     Ok(true) => {
                         report.other += 1;
+                        moves_done.insert(to.as_str());
                         continue;
                     }
                     Ok(false) => {}
@@ -573,6 +601,14 @@ impl Puller {
                 }
             }
         }
+        // A move target is merged only by its move: one not applied (its source changed, or
+        // was never reached) is left for the next pull, which walks there again.
+        incomplete.extend(
+            move_targets
+                .iter()
+                .filter(|t| !moves_done.contains(t.as_str()))
+                .cloned(),
+        );
         self.download_new(set, &found, new_files, &is_busy, &mut incomplete, report)
             .await?;
         // Remember folder tags only after the whole walk was merged.

@@ -156,7 +156,7 @@ impl Pusher {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let sem = Arc::new(Semaphore::new(self.transfers));
         loop {
-            let next = self.schedule(&sem);
+            let (next, _) = self.schedule(&sem);
             let wait = match next {
                 Some(t) => Duration::from_millis((t - now_ms()).clamp(5, 1000) as u64),
                 None => Duration::from_secs(1),
@@ -170,8 +170,35 @@ impl Pusher {
         debug!("pusher stopped");
     }
 
-    /// Starts every entry that may start now; returns the earliest time a waiting entry is due.
-    fn schedule(self: &Arc<Self>, sem: &Arc<Semaphore>) -> Option<i64> {
+    /// Pushes what is due now, and what those pushes queue in turn, until nothing more can
+    /// start and nothing runs: one stretch of [`Pusher::run`] taken to quiet. Entries waiting
+    /// for a later time (a retry, the push delay) stay queued, and nothing is sent while
+    /// pushing is paused. Returns how many entries it started. The engine tests drive the
+    /// pusher with this.
+    pub async fn push_until_quiet(self: &Arc<Self>) -> usize {
+        let sem = Arc::new(Semaphore::new(self.transfers));
+        let mut total = 0;
+        loop {
+            let woken = self.wake.notified();
+            let (_, started) = self.schedule(&sem);
+            total += started;
+            let running = !self
+                .shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if started == 0 && !running {
+                return total;
+            }
+            // A finishing transfer wakes us; the timeout only guards against a lost wake-up.
+            let _ = tokio::time::timeout(Duration::from_millis(50), woken).await;
+        }
+    }
+
+    /// Starts every entry that may start now; returns the earliest time a waiting entry is due,
+    /// and how many entries it started.
+    fn schedule(self: &Arc<Self>, sem: &Arc<Semaphore>) -> (Option<i64>, usize) {
         if self.shared.auth_paused.load(Ordering::Relaxed)
             || self.shared.push_paused.load(Ordering::Relaxed)
         {
@@ -179,10 +206,10 @@ impl Pusher {
             if self.shared.pull_requested_at.swap(0, Ordering::Relaxed) > 0 {
                 self.pull_now.notify_one();
             }
-            return None;
+            return (None, 0);
         }
         if sem.available_permits() == 0 {
-            return None; // a finishing transfer wakes us
+            return (None, 0); // a finishing transfer wakes us
         }
         let now = now_ms();
         let offline = self.shared.is_offline();
@@ -194,7 +221,7 @@ impl Pusher {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if offline && !m.is_empty() {
-                return Some(now + 200); // while offline, probe with one transfer at a time
+                return (Some(now + 200), 0); // while offline, probe with one transfer at a time
             }
             m.values().cloned().collect()
         };
@@ -210,6 +237,7 @@ impl Pusher {
             .copied()
             .collect();
         let mut next: Option<i64> = None;
+        let mut started = 0;
         // Entries are read one by one and the walk stops once every transfer slot is taken,
         // so a wake-up after each finished transfer costs a few rows, not a page of the queue.
         let mut queued = false;
@@ -240,6 +268,7 @@ impl Pusher {
                 .insert(e.id, key);
             let me = self.clone();
             let span = tracing::info_span!("push", path = %e.path, op = e.op.as_str());
+            started += 1;
             tokio::spawn(
                 async move {
                     me.run_one(e).await;
@@ -252,7 +281,7 @@ impl Pusher {
         });
         if let Err(e) = walked {
             warn!(error = %e, "cannot read the queue");
-            return None;
+            return (None, started);
         }
         // A pull asked for by a sync request starts once the queue is drained (or has waited
         // long enough).
@@ -269,7 +298,7 @@ impl Pusher {
                 self.pull_now.notify_one();
             }
         }
-        next
+        (next, started)
     }
 
     async fn run_one(&self, e: QueueEntry) {
@@ -450,6 +479,10 @@ impl Pusher {
                         self.remember_kept(path, &r, set, &kept)?;
                         return Ok(Outcome::Done);
                     }
+                } else if set.cloud_delete && r.state == NodeState::Failed {
+                    // Deleted in the cloud already (DELETED_ON_CLOUD): whatever is at the path
+                    // now is someone's new item, never ours to delete.
+                    info!("deleted on-premise; its cloud copy was gone already");
                 } else if set.cloud_delete {
                     let cond = match &r.etag {
                         Some(t) => Precondition::IfMatch(t.clone()),
@@ -889,7 +922,17 @@ impl Pusher {
         };
         // What the cloud holds of the source: its record says, or records below it (a
         // folder the cloud got without a record of its own, from an older journal).
-        let from_kind = match jr(self.journal.node(from))? {
+        let rec_from = jr(self.journal.node(from))?;
+        if rec_from
+            .as_ref()
+            .is_some_and(|r| r.state == NodeState::Failed)
+        {
+            // Deleted in the cloud already (DELETED_ON_CLOUD): what is at `from` there now is
+            // someone's new item, never ours to move. The target goes up as new.
+            jr(self.journal.delete_subtree(from))?;
+            return Ok(Outcome::Carry(vec![check(to)]));
+        }
+        let from_kind = match rec_from {
             Some(r) => r.kind,
             None if jr(self.journal.has_nodes_below(from))? => NodeKind::Dir,
             // Never reached the cloud: the target is simply new.

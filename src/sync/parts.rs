@@ -1,0 +1,108 @@
+//! What the pusher and the puller share, built once from the engine and the outside doors,
+//! so that the mount and the engine tests wire them the same way.
+//!
+//! The pusher and the puller each carry the same handles (journal, cloud, ONPREM, ignore list,
+//! open writers, shared state, sync sets, unsynced folders, transfer count). [`Parts`] holds
+//! them once; [`Parts::pusher`] and [`Parts::puller`] add what is each one's own.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::pull::{Invalidate, Puller};
+use super::push::Pusher;
+use super::sets::SyncSets;
+use super::{Engine, Shared};
+use crate::cloud::Cloud;
+use crate::fs::handles::OpenWriters;
+use crate::ignore::Ignore;
+use crate::journal::Journal;
+use crate::onprem::Onprem;
+
+/// The handles the pusher and the puller both hold.
+#[derive(Clone)]
+pub struct Parts {
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The cloud.
+    pub cloud: Arc<dyn Cloud>,
+    /// The on-premise folder, reached only through its door.
+    pub onprem: Arc<Onprem>,
+    /// Excluded names.
+    pub ignore: Ignore,
+    /// Files open for writing through the mount.
+    pub writers: Arc<OpenWriters>,
+    /// State shared with the engine and status reads.
+    pub shared: Arc<Shared>,
+    /// Which folders sync where.
+    pub sets: SyncSets,
+    /// Paths unsynced at run time (shared with the engine).
+    pub unsynced: Arc<Mutex<Vec<String>>>,
+    /// Parallel transfers.
+    pub transfers: usize,
+}
+
+impl Parts {
+    /// The parts of `engine` (its journal, ignore list, sets, shared state and unsynced
+    /// folders) with the cloud, ONPREM and the open writers.
+    pub fn of(
+        engine: &Engine,
+        cloud: Arc<dyn Cloud>,
+        onprem: Arc<Onprem>,
+        writers: Arc<OpenWriters>,
+        transfers: usize,
+    ) -> Parts {
+        Parts {
+            journal: engine.journal.clone(),
+            cloud,
+            onprem,
+            ignore: engine.ignore.clone(),
+            writers,
+            shared: engine.shared.clone(),
+            sets: engine.sets.clone(),
+            unsynced: engine.unsynced.clone(),
+            transfers,
+        }
+    }
+
+    /// A pusher, woken by `wake`, that asks for a pull through `pull_now` and waits
+    /// `push_delay` before it pushes a change.
+    pub fn pusher(&self, wake: Arc<Notify>, pull_now: Arc<Notify>, push_delay: Duration) -> Pusher {
+        Pusher {
+            journal: self.journal.clone(),
+            cloud: self.cloud.clone(),
+            onprem: self.onprem.clone(),
+            ignore: self.ignore.clone(),
+            writers: self.writers.clone(),
+            shared: self.shared.clone(),
+            wake,
+            pull_now,
+            transfers: self.transfers,
+            push_delay,
+            sets: self.sets.clone(),
+            unsynced: self.unsynced.clone(),
+        }
+    }
+
+    /// A puller that tells the kernel what it replaced through `invalidate` and wakes the
+    /// pusher through `wake_pusher`.
+    pub fn puller(&self, invalidate: Arc<dyn Invalidate>, wake_pusher: Arc<Notify>) -> Puller {
+        Puller {
+            journal: self.journal.clone(),
+            cloud: self.cloud.clone(),
+            onprem: self.onprem.clone(),
+            ignore: self.ignore.clone(),
+            writers: self.writers.clone(),
+            shared: self.shared.clone(),
+            invalidate,
+            sets: self.sets.clone(),
+            unsynced: self.unsynced.clone(),
+            wake_pusher,
+            running: tokio::sync::Mutex::new(()),
+            pulls: std::sync::atomic::AtomicU64::new(1),
+            transfers: self.transfers,
+            gets: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
