@@ -63,6 +63,20 @@ pub struct Onprem {
     umask: u32,
 }
 
+/// A new private file not yet in place: see [`Onprem::create_temp`].
+#[derive(Debug)]
+pub struct NewFile {
+    /// The open file, to write and give its final mode.
+    pub file: File,
+    /// Its temporary name, where the filesystem needs one.
+    name: Option<String>,
+}
+
+/// A fresh temporary name: `TEMP_PREFIX`, the daemon's pid, a random number.
+fn temp_name() -> String {
+    format!("{TEMP_PREFIX}{}-{}", std::process::id(), fastrand::u64(..))
+}
+
 /// One entry of an on-premise folder.
 #[derive(Debug)]
 pub struct Entry {
@@ -210,22 +224,103 @@ impl Onprem {
         })
     }
 
-    /// Creates a new empty temporary file in the folder `dir` (`O_EXCL`, mode 0600) and
-    /// returns it open for writing with its relative path.
-    pub fn create_temp(&self, dir: &str) -> io::Result<(File, String)> {
+    /// Creates a new empty private file (mode 0600) in the folder `dir`, open for reading and
+    /// writing, to be put in place with [`Onprem::place`] once it is complete.
+    ///
+    /// Where the filesystem can, the file has no name at all until it is placed (`O_TMPFILE`):
+    /// a download cut short, or whose folder is renamed or deleted meanwhile, leaves nothing
+    /// behind, whatever happens to the daemon. Elsewhere it is a named temporary file made
+    /// with `O_EXCL`, which [`Onprem::discard`] removes and a later scan cleans up after a
+    /// crash.
+    pub fn create_temp(&self, dir: &str) -> io::Result<NewFile> {
         let d = self.at(dir, OFlags::PATH | OFlags::DIRECTORY)?;
+        match rustix::fs::openat(
+            &d,
+            ".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => {
+                return Ok(NewFile {
+                    file: File::from(fd),
+                    name: None,
+                });
+            }
+            // Not offered by this filesystem: a named file instead.
+            Err(
+                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL,
+            ) => {}
+            Err(e) => return Err(e.into()),
+        }
         loop {
-            let name = format!("{TEMP_PREFIX}{}-{}", std::process::id(), fastrand::u64(..));
+            let name = temp_name();
             match rustix::fs::openat(
                 &d,
                 name.as_str(),
                 OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             ) {
-                Ok(fd) => return Ok((File::from(fd), crate::cloud::join(dir, &name))),
+                Ok(fd) => {
+                    return Ok(NewFile {
+                        file: File::from(fd),
+                        name: Some(crate::cloud::join(dir, &name)),
+                    });
+                }
                 Err(rustix::io::Errno::EXIST) => continue,
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Puts a file made by [`Onprem::create_temp`] at `to`: over what is there, or, with
+    /// `noreplace`, only where nothing is (`EEXIST` otherwise). The folder of `to` is resolved
+    /// now, so a folder renamed since the file was made is never written into under its old
+    /// name.
+    pub fn place(&self, new: &mut NewFile, to: &str, noreplace: bool) -> io::Result<()> {
+        if let Some(rel) = new.name.clone() {
+            if noreplace {
+                self.rename_noreplace(&rel, to)?;
+            } else {
+                self.rename(&rel, to)?;
+            }
+            new.name = None;
+            return Ok(());
+        }
+        let (d, name) = self.parent(to)?;
+        let me = format!("/proc/self/fd/{}", new.file.as_raw_fd());
+        let link = |at: &str| {
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                me.as_str(),
+                &d,
+                at,
+                AtFlags::SYMLINK_FOLLOW,
+            )
+        };
+        if noreplace {
+            return Ok(link(name)?);
+        }
+        // A name of its own for one system call, then renamed over the target.
+        let tmp = loop {
+            let t = temp_name();
+            match link(&t) {
+                Ok(()) => break t,
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Err(e) = rustix::fs::renameat(&d, tmp.as_str(), &d, name) {
+            let _ = rustix::fs::unlinkat(&d, tmp.as_str(), AtFlags::empty());
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Removes a file made by [`Onprem::create_temp`] that was not placed (a file with no name
+    /// needs nothing: it goes with its last descriptor).
+    pub fn discard(&self, new: &mut NewFile) {
+        if let Some(rel) = new.name.take() {
+            let _ = self.remove_file(&rel);
         }
     }
 
@@ -462,11 +557,12 @@ mod tests {
     #[test]
     fn temps_are_private_and_dirs_get_the_umask() {
         let (d, _o, o) = door();
-        let (f, rel) = o.create_temp("real").unwrap();
-        assert!(rel.starts_with("real/.cloudsync-dl-"));
-        assert_eq!(f.metadata().unwrap().mode() & 0o7777, 0o600);
-        finish(&f, (0o640, 0, 0)).unwrap();
-        o.rename(&rel, "real/g").unwrap();
+        let mut t = o.create_temp("real").unwrap();
+        assert_eq!(t.file.metadata().unwrap().mode() & 0o7777, 0o600);
+        finish(&t.file, (0o640, 0, 0)).unwrap();
+        // Nothing shows in the folder until the file is placed.
+        assert_eq!(std::fs::read_dir(d.path().join("real")).unwrap().count(), 2);
+        o.place(&mut t, "real/g", true).unwrap();
         let m = std::fs::metadata(d.path().join("real/g")).unwrap();
         assert_eq!(m.permissions().mode() & 0o7777, 0o640);
         o.create_dirs("a/b/c").unwrap();
@@ -500,14 +596,42 @@ mod tests {
         let comp = "d".repeat(200);
         let rel = vec![comp.as_str(); 25].join("/");
         o.create_dirs(&rel).unwrap();
-        let (mut f, tmp) = o.create_temp(&rel).unwrap();
-        std::io::Write::write_all(&mut f, b"deep").unwrap();
+        let mut t = o.create_temp(&rel).unwrap();
+        std::io::Write::write_all(&mut t.file, b"deep").unwrap();
         let target = format!("{rel}/file");
-        o.rename(&tmp, &target).unwrap();
+        o.place(&mut t, &target, false).unwrap();
         assert_eq!(o.stat(&target).unwrap().unwrap().len(), 4);
         assert_eq!(
             o.hash(&target).unwrap(),
             blake3::hash(b"deep").to_hex().to_string()
+        );
+    }
+
+    #[test]
+    fn a_temp_whose_folder_moved_leaves_nothing_and_replaces_in_place() {
+        let (d, _o, o) = door();
+        let mut t = o.create_temp("real").unwrap();
+        std::fs::rename(d.path().join("real"), d.path().join("moved")).unwrap();
+        assert!(o.place(&mut t, "real/f", true).is_err());
+        drop(t);
+        let names: Vec<_> = std::fs::read_dir(d.path().join("moved"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.to_string_lossy().starts_with(TEMP_PREFIX)),
+            "{names:?}"
+        );
+        let mut t = o.create_temp("moved").unwrap();
+        std::io::Write::write_all(&mut t.file, b"new").unwrap();
+        o.place(&mut t, "moved/f", false).unwrap();
+        assert_eq!(std::fs::read(d.path().join("moved/f")).unwrap(), b"new");
+        let mut t = o.create_temp("moved").unwrap();
+        assert_eq!(
+            o.place(&mut t, "moved/f", true).unwrap_err().raw_os_error(),
+            Some(libc::EEXIST)
         );
     }
 }

@@ -961,7 +961,7 @@ impl Puller {
                 // conflict copy; anything else is someone's edit, merged as a conflict below.
                 if let Some(i) = jr(self.journal.intent(path))? {
                     let expected = super::intent::precondition_for(rec);
-                    let mut t = tmp.file.try_clone().map_err(map_io)?;
+                    let mut t = tmp.file().try_clone().map_err(map_io)?;
                     std::io::Seek::seek(&mut t, std::io::SeekFrom::Start(0)).map_err(map_io)?;
                     let f = self.onprem.open_file(path).map_err(map_io)?;
                     let own = tokio::task::spawn_blocking(move || {
@@ -992,7 +992,7 @@ impl Puller {
                 }
                 let copy = self.copy_path(path)?;
                 // Each version keeps the mode and owner of the file it stands for.
-                onprem::finish(&tmp.file, onprem::like(m)).map_err(map_io)?;
+                onprem::finish(tmp.file(), onprem::like(m)).map_err(map_io)?;
                 match winner {
                     Winner::Cloud => {
                         let Some(claim) = self.writers.claim(path, m.ino()) else {
@@ -1120,17 +1120,14 @@ impl Puller {
     ) -> Result<(Temp, CloudEntry, String), CloudError> {
         let dir = cloud::parent(path);
         self.onprem.create_dirs(dir).map_err(map_io)?;
-        let (file, rel) = self.onprem.create_temp(dir).map_err(map_io)?;
         let tmp = Temp {
             onprem: self.onprem.clone(),
-            rel,
-            file,
-            placed: false,
+            new: self.onprem.create_temp(dir).map_err(map_io)?,
         };
         self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let got = self.cloud.get_file(&set.to_cloud(path), &tmp.file).await?;
+        let got = self.cloud.get_file(&set.to_cloud(path), tmp.file()).await?;
         let mtime = got.mtime.or(e.mtime);
-        let f = tmp.file.try_clone().map_err(map_io)?;
+        let f = tmp.file().try_clone().map_err(map_io)?;
         let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
             use std::io::Seek;
             let mut f = f;
@@ -1177,7 +1174,7 @@ impl Puller {
                 (self.onprem.file_mode(), dir.uid(), dir.gid())
             }
         };
-        onprem::finish(&tmp.file, like).map_err(map_io)?;
+        onprem::finish(tmp.file(), like).map_err(map_io)?;
         // Never replace a file that changed while we downloaded, nor one opened for writing
         // meanwhile: the claim holds new opens for writing off until the rename is done.
         let Some(claim) = self.writers.claim(path, seen.map_or(0, |m| m.ino())) else {
@@ -1320,32 +1317,28 @@ fn gone() -> CloudError {
     CloudError::Io(std::io::Error::from_raw_os_error(libc::ENOENT))
 }
 
-/// A download in a private temporary file beside its target. Removed when dropped, unless it
-/// was renamed into place.
+/// A download in a new private file beside its target ([`Onprem::create_temp`]). Discarded
+/// when dropped, unless it was put in place.
 struct Temp {
     onprem: Arc<Onprem>,
-    rel: String,
-    file: std::fs::File,
-    placed: bool,
+    new: onprem::NewFile,
 }
 
 impl Temp {
-    /// Renames the file to `to`; with `noreplace`, never over an item that is there.
+    /// The open file.
+    fn file(&self) -> &std::fs::File {
+        &self.new.file
+    }
+
+    /// Puts the file at `to`; with `noreplace`, never over an item that is there.
     fn place(mut self, to: &str, noreplace: bool) -> std::io::Result<()> {
-        if noreplace {
-            self.onprem.rename_noreplace(&self.rel, to)?;
-        } else {
-            self.onprem.rename(&self.rel, to)?;
-        }
-        self.placed = true;
-        Ok(())
+        let o = self.onprem.clone();
+        o.place(&mut self.new, to, noreplace)
     }
 }
 
 impl Drop for Temp {
     fn drop(&mut self) {
-        if !self.placed {
-            let _ = self.onprem.remove_file(&self.rel);
-        }
+        self.onprem.discard(&mut self.new);
     }
 }

@@ -254,6 +254,22 @@ impl WebDav {
     /// the file ignores them; the file is deleted again (its name is in the built-in ignore
     /// list, so a pull meanwhile leaves it alone). Any other answer (403 for a read-only root,
     /// say) counts as no. Transport trouble is an error, so that the next upload asks again.
+    async fn remove_probe(&self, url: Url) {
+        // A probe file must not stay behind: the delete is sent again after transport
+        // trouble, a few times, until the server says it is gone.
+        for attempt in 0..5u32 {
+            match self
+                .client
+                .send(Method::DELETE, url.clone(), HeaderMap::new(), None)
+                .await
+            {
+                Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => return,
+                _ => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
+            }
+        }
+        tracing::warn!(url = %url, "a condition probe file may be left in the cloud; it is ignored by sync and may be deleted by hand");
+    }
+
     async fn probe_conditions(&self) -> Result<bool, CloudError> {
         let name = format!(".cloudsync-probe-{:016x}", fastrand::u64(..));
         let url = self.root.url_of(&name, false)?;
@@ -276,10 +292,7 @@ impl WebDav {
         }
         let mut yes = status == StatusCode::PRECONDITION_FAILED;
         if status.is_success() {
-            let _ = self
-                .client
-                .send(Method::DELETE, url, HeaderMap::new(), None)
-                .await;
+            self.remove_probe(url).await;
         }
         if yes {
             // If-Match alone says nothing of If-None-Match: * (a server may honour one only):
@@ -293,19 +306,16 @@ impl WebDav {
                 .await?;
             h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
             let again = if made.status().is_success() {
-                Some(
-                    self.client
-                        .send(Method::PUT, url.clone(), h, Some(""))
-                        .await?
-                        .status(),
-                )
+                let r = self
+                    .client
+                    .send(Method::PUT, url.clone(), h, Some(""))
+                    .await
+                    .map(|r| Some(r.status()));
+                self.remove_probe(url).await;
+                r?
             } else {
                 None
             };
-            let _ = self
-                .client
-                .send(Method::DELETE, url, HeaderMap::new(), None)
-                .await;
             yes = again == Some(StatusCode::PRECONDITION_FAILED);
         }
         tracing::info!(
