@@ -271,7 +271,11 @@ impl WebDav {
     }
 
     async fn probe_conditions(&self) -> Result<bool, CloudError> {
-        let name = format!(".cloudsync-probe-{:016x}", fastrand::u64(..));
+        // One name per host and cloud folder, not a random one: what a probe cut short (a
+        // kill, a lost answer) left behind is replaced and deleted by the next probe.
+        let host = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        let id = blake3::hash(format!("{}\n{}", host.trim(), self.root.base).as_bytes());
+        let name = format!(".cloudsync-probe-{}", &id.to_hex()[..16]);
         let url = self.root.url_of(&name, false)?;
         let mut h = HeaderMap::new();
         h.insert(
@@ -279,10 +283,21 @@ impl WebDav {
             HeaderValue::from_static("\"cloudsync-probe-matches-nothing\""),
         );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-        let resp = self
+        let resp = match self
             .client
             .send(Method::PUT, url.clone(), h, Some(""))
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // A server that ignores the condition may have made the file, and the answer
+                // been lost (not when no connection was made).
+                if !matches!(e, CloudError::Unreachable(_)) {
+                    self.remove_probe(url).await;
+                }
+                return Err(e);
+            }
+        };
         let status = resp.status();
         if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
             return Err(CloudError::Status {
@@ -300,10 +315,20 @@ impl WebDav {
             let url = self.root.url_of(&format!("{name}-n"), false)?;
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            let made = self
+            let made = match self
                 .client
                 .send(Method::PUT, url.clone(), h.clone(), Some(""))
-                .await?;
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    // The answer may be lost after the file was made.
+                    if !matches!(e, CloudError::Unreachable(_)) {
+                        self.remove_probe(url).await;
+                    }
+                    return Err(e);
+                }
+            };
             h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
             let again = if made.status().is_success() {
                 let r = self
