@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::fs::Fs;
@@ -153,23 +153,64 @@ pub fn guard_clone(j: &Journal, onprem: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a mount needs before anything runs: bad input is refused before anything is created
+/// on disk, then the state dir is locked and the journal opened.
+fn open_parts(cfg: &Config) -> Result<Opened> {
+    preflight(cfg)?;
+    let ignore = Ignore::new(&cfg.ignore)?;
+    let cloud = crate::cloud::open(&cfg.cloud, &cfg.cloud_opts)?;
+    let state = lock_state_dir(&cfg.state_dir)?;
+    let journal = Arc::new(
+        Journal::open(&state.path.join("journal.db"))
+            .with_context(|| format!("cannot open the journal in {}", state.path.display()))?,
+    );
+    guard_clone(&journal, &cfg.onprem)?;
+    Ok(Opened {
+        state,
+        journal,
+        ignore,
+        cloud,
+    })
+}
+
+/// What [`open_parts`] made.
+struct Opened {
+    state: StateDir,
+    journal: Arc<Journal>,
+    ignore: Ignore,
+    cloud: Arc<dyn crate::cloud::Cloud>,
+}
+
+/// Unmounts `mountpoint` on SIGINT or SIGTERM, lazily when it is busy.
+async fn unmount_on_signal(mountpoint: PathBuf, mut unmounter: crate::fuse::Unmounter) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    info!(mountpoint = %mountpoint.display(), "signal received; unmounting");
+    if let Err(e) = unmounter.unmount() {
+        warn!(error = %e, "unmount failed; trying a lazy unmount");
+        let c =
+            std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: c is a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 /// Runs a mount until it is unmounted or the process gets SIGINT or SIGTERM. `ready` is called
 /// once the mount is live.
 pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
-    let setup = (|| -> Result<_> {
-        preflight(&cfg)?;
-        // Bad input is refused before anything is created on disk.
-        let ignore = Ignore::new(&cfg.ignore)?;
-        let cloud = crate::cloud::open(&cfg.cloud, &cfg.cloud_opts)?;
-        let state = lock_state_dir(&cfg.state_dir)?;
-        let journal = Arc::new(
-            Journal::open(&state.path.join("journal.db"))
-                .with_context(|| format!("cannot open the journal in {}", state.path.display()))?,
-        );
-        guard_clone(&journal, &cfg.onprem)?;
-        Ok((state, journal, ignore, cloud))
-    })();
-    let (state, journal, ignore, cloud) = match setup {
+    let setup = open_parts(&cfg);
+    let Opened {
+        state,
+        journal,
+        ignore,
+        cloud,
+    } = match setup {
         Ok(v) => v,
         Err(e) => {
             ready(Err(format!("{e:#}")));
@@ -228,7 +269,6 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
             bail!(msg);
         }
     };
-    let mut unmounter = session.unmounter();
 
     // The puller merges cloud changes and tells the kernel what it replaced.
     let invalidate = Arc::new(session.invalidator(fs_core.clone(), &cfg.onprem));
@@ -240,24 +280,10 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     ));
 
     // Signals end the session by unmounting.
-    let mp = cfg.mountpoint.clone();
-    rt.spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        info!(mountpoint = %mp.display(), "signal received; unmounting");
-        if let Err(e) = unmounter.unmount() {
-            warn!(error = %e, "unmount failed; trying a lazy unmount");
-            let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()).unwrap_or_default();
-            // SAFETY: c is a valid C string.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-    });
+    rt.spawn(unmount_on_signal(
+        cfg.mountpoint.clone(),
+        session.unmounter(),
+    ));
 
     // The control socket for the CLI.
     let socket = state.path.join("control.sock");
@@ -281,64 +307,18 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         }
     });
 
-    // The start-up scan runs beside the mount, never holding it up. Then, every
-    // `rescan_interval`, the same scan finds changes made straight in ONPREM meanwhile; they
-    // are due after the push delay, like changes made through the mount.
-    {
-        let (onprem, j, ig, w, eng, st) = (
-            onprem.clone(),
-            journal.clone(),
-            ignore.clone(),
-            wake.clone(),
-            engine.clone(),
-            stop.clone(),
-        );
-        let (every, delay) = (cfg.rescan_interval, cfg.push_delay);
-        std::thread::Builder::new()
-            .name("scan".into())
-            .spawn(move || {
-                let t = std::time::Instant::now();
-                match scan::scan(&onprem, &j, &ig, &|p| eng.syncable(p), 0) {
-                    Ok(r) => info!(
-                        seen = r.seen,
-                        queued = r.queued,
-                        ms = t.elapsed().as_millis() as u64,
-                        "start-up scan done"
-                    ),
-                    Err(e) => warn!(error = %e, "start-up scan failed"),
-                }
-                w.notify_one();
-                let Some(every) = every else { return };
-                loop {
-                    let until = std::time::Instant::now() + every;
-                    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-                        if st.is_cancelled() {
-                            return;
-                        }
-                        std::thread::sleep(left.min(Duration::from_millis(200)));
-                    }
-                    let t = std::time::Instant::now();
-                    let due = crate::journal::now_ms() + delay.as_millis() as i64;
-                    match scan::scan(&onprem, &j, &ig, &|p| eng.syncable(p), due) {
-                        Ok(r) if r.queued > 0 => {
-                            info!(
-                                seen = r.seen,
-                                queued = r.queued,
-                                ms = t.elapsed().as_millis() as u64,
-                                "rescan found changes made straight in the on-premise folder"
-                            );
-                            w.notify_one();
-                        }
-                        Ok(r) => debug!(
-                            seen = r.seen,
-                            ms = t.elapsed().as_millis() as u64,
-                            "rescan: no change"
-                        ),
-                        Err(e) => warn!(error = %e, "rescan failed"),
-                    }
-                }
-            })?;
-    }
+    // The start-up scan runs beside the mount, never holding it up; then a rescan every
+    // `rescan_interval` finds changes made straight in ONPREM.
+    scan::spawn(scan::Scans {
+        onprem: onprem.clone(),
+        journal: journal.clone(),
+        ignore: ignore.clone(),
+        engine: engine.clone(),
+        wake: wake.clone(),
+        stop: stop.clone(),
+        every: cfg.rescan_interval,
+        delay: cfg.push_delay,
+    })?;
 
     info!(
         onprem = %cfg.onprem.display(),

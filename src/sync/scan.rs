@@ -95,3 +95,75 @@ pub fn scan(
     journal.enqueue(&batch, not_before)?;
     Ok(report)
 }
+
+/// What the scans beside a mount need.
+pub struct Scans {
+    /// The on-premise folder.
+    pub onprem: std::sync::Arc<Onprem>,
+    /// The journal.
+    pub journal: std::sync::Arc<Journal>,
+    /// Excluded names.
+    pub ignore: Ignore,
+    /// Says which paths reach the cloud.
+    pub engine: std::sync::Arc<super::Engine>,
+    /// Wakes the pusher after a scan queued something.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Ends the rescans.
+    pub stop: tokio_util::sync::CancellationToken,
+    /// Time between two rescans; `None` for none.
+    pub every: Option<std::time::Duration>,
+    /// The push delay: changes a rescan finds are due after it, like changes made through the
+    /// mount.
+    pub delay: std::time::Duration,
+}
+
+/// Runs the start-up scan on a thread of its own, never holding the mount up, then a rescan
+/// every [`Scans::every`] until [`Scans::stop`] is cancelled.
+pub fn spawn(s: Scans) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use tracing::{debug, info, warn};
+    std::thread::Builder::new()
+        .name("scan".into())
+        .spawn(move || {
+            let syncable = |p: &str| s.engine.syncable(p);
+            let t = std::time::Instant::now();
+            match scan(&s.onprem, &s.journal, &s.ignore, &syncable, 0) {
+                Ok(r) => info!(
+                    seen = r.seen,
+                    queued = r.queued,
+                    ms = t.elapsed().as_millis() as u64,
+                    "start-up scan done"
+                ),
+                Err(e) => warn!(error = %e, "start-up scan failed"),
+            }
+            s.wake.notify_one();
+            let Some(every) = s.every else { return };
+            loop {
+                let until = std::time::Instant::now() + every;
+                while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                    if s.stop.is_cancelled() {
+                        return;
+                    }
+                    std::thread::sleep(left.min(std::time::Duration::from_millis(200)));
+                }
+                let t = std::time::Instant::now();
+                let due = crate::journal::now_ms() + s.delay.as_millis() as i64;
+                match scan(&s.onprem, &s.journal, &s.ignore, &syncable, due) {
+                    Ok(r) if r.queued > 0 => {
+                        info!(
+                            seen = r.seen,
+                            queued = r.queued,
+                            ms = t.elapsed().as_millis() as u64,
+                            "rescan found changes made straight in the on-premise folder"
+                        );
+                        s.wake.notify_one();
+                    }
+                    Ok(r) => debug!(
+                        seen = r.seen,
+                        ms = t.elapsed().as_millis() as u64,
+                        "rescan: no change"
+                    ),
+                    Err(e) => warn!(error = %e, "rescan failed"),
+                }
+            }
+        })
+}
