@@ -10,13 +10,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::reconcile::{Action, Side, Winner, conflict_name, reconcile};
+use super::conflict;
+use super::reconcile::{Action, Side, Winner, reconcile};
 use super::sets::{SyncSet, SyncSets};
 use super::{Shared, jr, record_of};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
@@ -281,7 +282,7 @@ impl Puller {
                     continue;
                 }
                 let name = e.path.rsplit('/').next().unwrap_or_default();
-                if self.ignore.name_excluded(name) || super::reconcile::is_conflict_name(name) {
+                if self.ignore.name_excluded(name) || conflict::is_conflict_name(name) {
                     continue;
                 }
                 let local = set.to_local(&e.path);
@@ -990,7 +991,7 @@ impl Puller {
                     }
                     jr(self.journal.end_intent(path))?;
                 }
-                let copy = self.copy_path(path)?;
+                let copy = conflict::copy_path(&self.onprem, path)?;
                 // Each version keeps the mode and owner of the file it stands for.
                 onprem::finish(tmp.file(), onprem::like(m)).map_err(map_io)?;
                 match winner {
@@ -1048,7 +1049,7 @@ impl Puller {
                 else {
                     return Ok(Merge::Done);
                 };
-                let copy = self.copy_path(path)?;
+                let copy = conflict::copy_path(&self.onprem, path)?;
                 self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
                 drop(claim);
                 jr(self.journal.delete_subtree(path))?;
@@ -1066,23 +1067,6 @@ impl Puller {
                 Ok(Merge::Done)
             }
         }
-    }
-
-    /// A free name for the conflict copy of `path`, short enough for the local filesystem.
-    fn copy_path(&self, path: &str) -> Result<String, CloudError> {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let dir = cloud::parent(path);
-        let now = SystemTime::now();
-        for k in 1..1000 {
-            let n = conflict_name(name, now, k);
-            let p = cloud::join(dir, &n);
-            if free(&self.onprem, &p) {
-                return Ok(p);
-            }
-        }
-        Err(CloudError::Io(std::io::Error::other(format!(
-            "no free conflict-copy name beside {path}"
-        ))))
     }
 
     /// True when `path` still is what `m` describes.
