@@ -8,7 +8,6 @@
 //! through the mount is never replaced under its writer; it waits for the next pull.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::conflict;
-use super::reconcile::{Action, Side, Winner, reconcile};
+use super::reconcile::{Action, Side, reconcile};
 use super::sets::{SyncSet, SyncSets};
-use super::{Shared, jr, record_of};
+use super::{Shared, jr};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
 use crate::ignore::Ignore;
-use crate::journal::{Change, FileStat, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
+use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
 use crate::onprem::{self, Onprem};
+
+mod apply;
 
 /// Tells the kernel that an on-premise path changed behind its back.
 pub trait Invalidate: Send + Sync {
@@ -821,508 +822,33 @@ impl Puller {
             return Ok(Merge::Later);
         }
         debug!(path, ?action, "merge");
+        let meta = local.map(|(_, m)| m);
         match action {
             Action::Nothing => Ok(Merge::Done),
-            Action::Record => {
-                match (entry, &local) {
-                    (Some(e), Some((_, m))) => {
-                        jr(self
-                            .journal
-                            .put_node(&record_of(path, m, None, e.etag.clone())))?
-                    }
-                    _ => jr(self.journal.delete_subtree(path))?,
-                }
-                Ok(Merge::Done)
-            }
-            Action::CreateDir => {
-                let m = self.make_dir(path)?;
-                jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
-                self.invalidate.changed(path);
-                report.other += 1;
-                Ok(Merge::Done)
-            }
+            Action::Record => self.record(path, entry, meta.as_ref()),
+            Action::CreateDir => self.create_dir(path, report),
             Action::Download => {
                 let e = entry.expect("download has a cloud entry");
-                if self
-                    .download(set, path, e, local.as_ref().map(|(_, m)| m))
-                    .await?
-                {
+                if self.download(set, path, e, meta.as_ref()).await? {
                     report.downloaded += 1;
                 }
                 Ok(Merge::Done)
             }
-            Action::DeleteLocal => {
-                let m = local.map(|(_, m)| m);
-                if m.as_ref().is_some_and(|m| m.is_dir()) {
-                    self.delete_local_tree(path)?;
-                    report.other += 1;
-                    self.invalidate.changed(path);
-                    return Ok(Merge::Subtree(path.to_string()));
-                }
-                let Some(claim) = self.writers.claim(path, m.as_ref().map_or(0, |m| m.ino()))
-                else {
-                    return Ok(Merge::Done); // open for writing: the next pull
-                };
-                if let Some(m) = &m
-                    && !self.still(path, m)?
-                {
-                    return Ok(Merge::Done);
-                }
-                match self.onprem.remove_file(path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(map_io(e)),
-                }
-                drop(claim);
-                jr(self.journal.delete_subtree(path))?;
-                self.invalidate.changed(path);
-                report.other += 1;
-                info!(path, "deleted on-premise: deleted in the cloud");
-                Ok(Merge::Done)
-            }
+            Action::DeleteLocal => self.delete_local(path, meta, report),
             Action::MarkDeletedOnCloud => {
-                let mut r = rec.cloned().expect("mark has a record");
-                r.state = NodeState::Failed;
-                r.error = Some(format!(
-                    "{}: deleted in the cloud; the on-premise copy is kept (request a sync to push it again)",
-                    crate::status::FailureCode::DeletedOnCloud
-                ));
-                r.etag = None;
-                jr(self.journal.put_node(&r))?;
-                if r.kind == NodeKind::Dir {
-                    // Everything below shares the fate of the folder.
-                    let mut below = Vec::new();
-                    jr(self.journal.for_each_node_under(path, |c| {
-                        if c.path != path {
-                            below.push(c.path);
-                        }
-                    }))?;
-                    for p in below {
-                        if let Some(child) = jr(self.journal.node(&p))? {
-                            jr(self.journal.put_node(&NodeRecord {
-                                state: NodeState::Failed,
-                                error: r.error.clone(),
-                                etag: None,
-                                ..child
-                            }))?;
-                        }
-                    }
-                }
-                report.other += 1;
-                info!(
-                    path,
-                    "deleted in the cloud; kept on-premise as DELETED_ON_CLOUD"
-                );
-                Ok(if r.kind == NodeKind::Dir {
-                    Merge::Subtree(path.to_string())
-                } else {
-                    Merge::Done
-                })
+                self.mark_deleted_on_cloud(path, rec.expect("mark has a record"), report)
             }
-            Action::Reupload => {
-                jr(self.journal.delete_subtree(path))?;
-                jr(self
-                    .journal
-                    .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
-                report.other += 1;
-                info!(
-                    path,
-                    "deleted in the cloud but edited on-premise: the edit wins and is pushed again"
-                );
-                Ok(Merge::Done)
-            }
+            Action::Reupload => self.reupload(path, report),
             Action::Conflict(winner) => {
                 let e = entry.expect("conflict has a cloud entry");
-                let (_, m) = local.as_ref().expect("conflict has a local side");
-                if self.writers.is_open(m.ino()) {
-                    return Ok(Merge::Done); // wait for the writer to close
-                }
-                // Equal content on both sides (say, a crash between an upload and its journal
-                // write) is no conflict: only the record changes.
-                let (tmp, got, cloud_hash) = self.fetch(set, path, e).await?;
-                let (o, p) = (self.onprem.clone(), path.to_string());
-                let local_hash = tokio::task::spawn_blocking(move || o.hash(&p))
-                    .await
-                    .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
-                    .map_err(map_io)?;
-                let etag = got.etag.clone().or_else(|| e.etag.clone());
-                if cloud_hash == local_hash {
-                    drop(tmp);
-                    jr(self.journal.put_node_ending_intent(&record_of(
-                        path,
-                        m,
-                        Some(local_hash),
-                        etag,
-                    )))?;
-                    debug!(path, "both sides hold the same content; no conflict");
-                    return Ok(Merge::Done);
-                }
-                // An upload cut short may have left part of our own file there. Only when the
-                // upload intent proves it does the on-premise version go up over it with no
-                // conflict copy; anything else is someone's edit, merged as a conflict below.
-                if let Some(i) = jr(self.journal.intent(path))? {
-                    let expected = super::intent::precondition_for(rec);
-                    let mut t = tmp.file().try_clone().map_err(map_io)?;
-                    std::io::Seek::seek(&mut t, std::io::SeekFrom::Start(0)).map_err(map_io)?;
-                    let f = self.onprem.open_file(path).map_err(map_io)?;
-                    let own = tokio::task::spawn_blocking(move || {
-                        super::intent::is_own_leftover(&i, &expected, t, f)
-                    })
-                    .await
-                    .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
-                    .map_err(map_io)?;
-                    if own {
-                        drop(tmp);
-                        // An unknown stat makes the pusher upload, with If-Match on the leftover.
-                        let r = NodeRecord {
-                            hash: None,
-                            mtime_ns: -1,
-                            ..record_of(path, m, None, etag)
-                        };
-                        jr(self.journal.put_node_ending_intent(&r))?;
-                        jr(self
-                            .journal
-                            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0))?;
-                        info!(
-                            path,
-                            "the cloud holds what an interrupted upload left; the on-premise version replaces it"
-                        );
-                        return Ok(Merge::Done);
-                    }
-                    jr(self.journal.end_intent(path))?;
-                }
-                let copy = conflict::copy_path(&self.onprem, path)?;
-                // Each version keeps the mode and owner of the file it stands for.
-                onprem::finish(tmp.file(), onprem::like(m)).map_err(map_io)?;
-                match winner {
-                    Winner::Cloud => {
-                        let Some(claim) = self.writers.claim(path, m.ino()) else {
-                            return Ok(Merge::Done); // open for writing: the next pull
-                        };
-                        if !self.still(path, m)? {
-                            return Ok(Merge::Done); // changed again meanwhile: the next pull
-                        }
-                        self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
-                        let placed = tmp.place(path, true);
-                        drop(claim);
-                        self.invalidate.changed(&copy);
-                        if placed.is_err() {
-                            debug!(
-                                path,
-                                "created again during the merge; merged at the next pull"
-                            );
-                            return Ok(Merge::Done);
-                        }
-                        let now = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
-                        jr(self
-                            .journal
-                            .put_node(&record_of(path, &now, Some(cloud_hash), etag)))?;
-                        self.invalidate.changed(path);
-                        info!(path, copy = %copy, "conflict: the cloud version won; the on-premise edit is kept as a conflict copy");
-                    }
-                    Winner::Onprem => {
-                        tmp.place(&copy, true).map_err(map_io)?;
-                        self.invalidate.changed(&copy);
-                        // Push the on-premise version over the cloud version just saved.
-                        // An unknown stat makes the pusher upload, with If-Match on the
-                        // cloud version just saved.
-                        let r = NodeRecord {
-                            hash: None,
-                            mtime_ns: -1,
-                            ..record_of(path, m, None, e.etag.clone())
-                        };
-                        jr(self.journal.put_node(&r))?;
-                        jr(self
-                            .journal
-                            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0))?;
-                        info!(path, copy = %copy, "conflict: the on-premise version won; the cloud version is kept as a conflict copy");
-                    }
-                }
-                report.conflicts += 1;
-                Ok(Merge::Done)
+                let m = meta.as_ref().expect("conflict has a local side");
+                self.conflict(set, path, e, m, rec, winner, report).await
             }
             Action::TypeConflict => {
-                let (_, m) = local.as_ref().expect("type conflict has a local side");
-                let Some(claim) = self
-                    .writers
-                    .claim(path, if m.is_file() { m.ino() } else { 0 })
-                else {
-                    return Ok(Merge::Done);
-                };
-                let copy = conflict::copy_path(&self.onprem, path)?;
-                self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
-                drop(claim);
-                jr(self.journal.delete_subtree(path))?;
-                self.invalidate.changed(&copy);
                 let e = entry.expect("type conflict has a cloud entry");
-                if e.is_dir {
-                    let m = self.make_dir(path)?;
-                    jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
-                    self.invalidate.changed(path);
-                } else {
-                    self.download(set, path, e, None).await?;
-                }
-                report.conflicts += 1;
-                info!(path, copy = %copy, "a file and a folder met; both are kept");
-                Ok(Merge::Done)
+                let m = meta.as_ref().expect("type conflict has a local side");
+                self.type_conflict(set, path, e, m, report).await
             }
         }
-    }
-
-    /// True when `path` still is what `m` describes.
-    fn still(&self, path: &str, m: &std::fs::Metadata) -> Result<bool, CloudError> {
-        let now = self.onprem.stat(path).map_err(map_io)?;
-        Ok(now.is_some_and(|n| FileStat::of(m) == FileStat::of(&n))
-            && !self.writers.is_open(m.ino()))
-    }
-
-    /// Creates the folder `path` (and those above it) and returns its metadata.
-    fn make_dir(&self, path: &str) -> Result<std::fs::Metadata, CloudError> {
-        self.onprem.create_dirs(path).map_err(map_io)?;
-        self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)
-    }
-
-    /// A cloud item whose on-premise path goes through a link or a special file: left alone,
-    /// and shown failed until the way is clear and a sync is requested.
-    fn blocked(&self, path: &str) -> Result<(), CloudError> {
-        warn!(path, "{}", onprem::crossing_detail(path));
-        jr(self
-            .journal
-            .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
-        self.wake_pusher.notify_one();
-        Ok(())
-    }
-
-    /// Downloads the cloud file `path` into a new private temporary file beside its target
-    /// (the folders above it are made first). Returns it with what the cloud said and the hash
-    /// of the bytes received. The temporary file goes away on any error.
-    async fn fetch(
-        &self,
-        set: &SyncSet,
-        path: &str,
-        e: &CloudEntry,
-    ) -> Result<(Temp, CloudEntry, String), CloudError> {
-        let dir = cloud::parent(path);
-        self.onprem.create_dirs(dir).map_err(map_io)?;
-        let tmp = Temp {
-            onprem: self.onprem.clone(),
-            new: self.onprem.create_temp(dir).map_err(map_io)?,
-        };
-        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let got = self.cloud.get_file(&set.to_cloud(path), tmp.file()).await?;
-        let mtime = got.mtime.or(e.mtime);
-        let f = tmp.file().try_clone().map_err(map_io)?;
-        let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-            use std::io::Seek;
-            let mut f = f;
-            if let Some(mt) = mtime {
-                f.set_modified(mt)?;
-            }
-            f.sync_all()?;
-            f.seek(std::io::SeekFrom::Start(0))?;
-            onprem::hash_reader(&mut f)
-        })
-        .await
-        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
-        .map_err(map_io)?;
-        Ok((tmp, got, hash))
-    }
-
-    /// Downloads `path` over the on-premise file, unless it changed meanwhile or is open for
-    /// writing. Returns whether it did.
-    async fn download(
-        &self,
-        set: &SyncSet,
-        path: &str,
-        e: &CloudEntry,
-        seen: Option<&std::fs::Metadata>,
-    ) -> Result<bool, CloudError> {
-        if let Some(m) = seen
-            && self.writers.is_open(m.ino())
-        {
-            debug!(path, "open for writing; the download waits for close");
-            return Ok(false);
-        }
-        let _downloading = self.shared.downloading(path);
-        let (tmp, got, hash) = self.fetch(set, path, e).await?;
-        // Mode and owner stay on-premise: a replaced file keeps its own; a new file gets the
-        // daemon's file mode and the owner and group of its folder.
-        let like = match seen {
-            Some(m) => onprem::like(m),
-            None => {
-                let dir = self
-                    .onprem
-                    .stat(cloud::parent(path))
-                    .map_err(map_io)?
-                    .ok_or_else(gone)?;
-                (self.onprem.file_mode(), dir.uid(), dir.gid())
-            }
-        };
-        onprem::finish(tmp.file(), like).map_err(map_io)?;
-        // Never replace a file that changed while we downloaded, nor one opened for writing
-        // meanwhile: the claim holds new opens for writing off until the rename is done.
-        let Some(claim) = self.writers.claim(path, seen.map_or(0, |m| m.ino())) else {
-            debug!(path, "open for writing; the download waits for close");
-            return Ok(false);
-        };
-        let now = self.onprem.stat(path).map_err(map_io)?;
-        let unchanged = match (seen, &now) {
-            (None, None) => true,
-            (Some(a), Some(b)) => FileStat::of(a) == FileStat::of(b),
-            (None, Some(_)) => false,
-            (Some(_), None) => false,
-        };
-        if !unchanged || now.as_ref().is_some_and(|m| self.writers.is_open(m.ino())) {
-            debug!(
-                path,
-                "changed on-premise during the download; merged at the next pull"
-            );
-            return Ok(false);
-        }
-        let placed = tmp.place(path, seen.is_none());
-        drop(claim);
-        if let Err(err) = placed {
-            if err.raw_os_error() == Some(libc::EEXIST) {
-                debug!(
-                    path,
-                    "created on-premise during the download; merged at the next pull"
-                );
-                return Ok(false);
-            }
-            return Err(map_io(err));
-        }
-        let m = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
-        let etag = got.etag.or_else(|| e.etag.clone());
-        jr(self
-            .journal
-            .put_node(&record_of(path, &m, Some(hash), etag)))?;
-        self.invalidate.changed(path);
-        info!(path, bytes = m.size(), "downloaded");
-        Ok(true)
-    }
-
-    async fn apply_move(&self, from: &str, to: &str, e: &CloudEntry) -> Result<bool, CloudError> {
-        let Ok(Some(m)) = self.onprem.stat(from) else {
-            return Ok(false);
-        };
-        let rec = jr(self.journal.node(from))?;
-        if rec.as_ref().is_none_or(|r| !r.unchanged(&m))
-            || self.writers.is_open(m.ino())
-            || !free(&self.onprem, to)
-        {
-            return Ok(false);
-        }
-        self.onprem.create_dirs(cloud::parent(to)).map_err(map_io)?;
-        let Some(claim) = self.writers.claim(from, m.ino()) else {
-            return Ok(false);
-        };
-        if !self.still(from, &m)? {
-            return Ok(false);
-        }
-        self.onprem.rename_noreplace(from, to).map_err(map_io)?;
-        drop(claim);
-        jr(self.journal.move_subtree(from, to))?;
-        if let Some(mut r) = jr(self.journal.node(to))? {
-            r.etag = e.etag.clone();
-            // The rename moved the file's ctime; the record follows, as the file is the one
-            // just checked unchanged.
-            if r.kind == NodeKind::File
-                && let Ok(Some(after)) = self.onprem.stat(to)
-            {
-                r.ctime_ns = FileStat::of(&after).ctime_ns;
-            }
-            jr(self.journal.put_node(&r))?;
-        }
-        self.invalidate.changed(from);
-        self.invalidate.changed(to);
-        info!(from, to, "moved on-premise: moved in the cloud");
-        Ok(true)
-    }
-
-    /// Deletes a folder the cloud deleted, keeping anything changed or unknown on-premise.
-    fn delete_local_tree(&self, path: &str) -> Result<(), CloudError> {
-        let mut kept = false;
-        let mut records: HashMap<String, NodeRecord> = HashMap::new();
-        jr(self.journal.for_each_node_under(path, |r| {
-            records.insert(r.path.clone(), r);
-        }))?;
-        fn walk(
-            me: &Puller,
-            rel: &str,
-            records: &HashMap<String, NodeRecord>,
-            kept: &mut bool,
-        ) -> std::io::Result<()> {
-            for ent in me.onprem.read_dir(rel)? {
-                let ent = ent?;
-                let Some(name) = ent.name.to_str() else {
-                    *kept = true;
-                    continue;
-                };
-                let r = cloud::join(rel, name);
-                let m = ent.meta?;
-                if m.is_dir() {
-                    walk(me, &r, records, kept)?;
-                    if me.onprem.remove_dir(&r).is_err() {
-                        *kept = true;
-                    }
-                } else if m.is_file()
-                    && records.get(&r).is_some_and(|x| x.unchanged(&m))
-                    && let Some(_claim) = me.writers.claim(&r, m.ino())
-                    && me.still(&r, &m).is_ok_and(|s| s)
-                {
-                    me.onprem.remove_file(&r)?;
-                } else {
-                    *kept = true;
-                }
-            }
-            Ok(())
-        }
-        walk(self, path, &records, &mut kept).map_err(map_io)?;
-        if self.onprem.remove_dir(path).is_err() {
-            kept = true;
-        }
-        jr(self.journal.delete_subtree(path))?;
-        if kept {
-            info!(
-                path,
-                "deleted in the cloud; changed items are kept on-premise and pushed again"
-            );
-            jr(self
-                .journal
-                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
-        } else {
-            info!(path, "deleted on-premise: deleted in the cloud");
-        }
-        Ok(())
-    }
-}
-
-fn gone() -> CloudError {
-    CloudError::Io(std::io::Error::from_raw_os_error(libc::ENOENT))
-}
-
-/// A download in a new private file beside its target ([`Onprem::create_temp`]). Discarded
-/// when dropped, unless it was put in place.
-struct Temp {
-    onprem: Arc<Onprem>,
-    new: onprem::NewFile,
-}
-
-impl Temp {
-    /// The open file.
-    fn file(&self) -> &std::fs::File {
-        &self.new.file
-    }
-
-    /// Puts the file at `to`; with `noreplace`, never over an item that is there.
-    fn place(mut self, to: &str, noreplace: bool) -> std::io::Result<()> {
-        let o = self.onprem.clone();
-        o.place(&mut self.new, to, noreplace)
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        self.onprem.discard(&mut self.new);
     }
 }
