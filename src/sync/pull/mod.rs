@@ -7,7 +7,7 @@
 //! written at once, so what the puller writes is never pushed back. A file open for writing
 //! through the mount is never replaced under its writer; it waits for the next pull.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::conflict;
 use super::reconcile::{Action, Side, reconcile};
 use super::sets::{SyncSet, SyncSets};
 use super::{Shared, jr};
@@ -26,6 +25,9 @@ use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, Queue
 use crate::onprem::{self, Onprem};
 
 mod apply;
+mod discover;
+
+use discover::{BusyCheck, Plan};
 
 /// Tells the kernel that an on-premise path changed behind its back.
 pub trait Invalidate: Send + Sync {
@@ -51,16 +53,20 @@ enum Merge {
     Later,
 }
 
-/// What a walk of one set's cloud folder found.
-struct Walk {
-    /// Entries by on-premise path.
-    found: BTreeMap<String, CloudEntry>,
-    /// On-premise folders skipped because their cloud ETag did not change.
-    skipped: Vec<String>,
-    /// Requests sent.
-    requests: u64,
-    /// The set folder's ETag when the walk began.
-    root_tag: Option<String>,
+/// What the ordered pass of one set's merge has set aside so far.
+#[derive(Default)]
+struct Pass<'a> {
+    /// Folders settled with their whole subtree: nothing below is merged again.
+    removed_dirs: Vec<String>,
+    /// Paths left for later (busy, or failed to merge): folder tags above them are not
+    /// remembered, so the next pull walks there again.
+    incomplete: Vec<String>,
+    /// Files new in the cloud, with nothing on-premise and no record: downloaded after the
+    /// pass, `transfers` at a time. Everything else (folders, deletes, moves, conflicts) is
+    /// merged in order first, so their folders exist by then.
+    new_files: Vec<&'a str>,
+    /// Move targets whose move was applied.
+    moves_done: HashSet<&'a str>,
 }
 
 /// What one pull did.
@@ -123,10 +129,6 @@ pub const MAX_DEPTH: usize = 256;
 
 /// Every this many pulls, folder tags are ignored and the whole tree is walked.
 pub const FULL_WALK_EVERY: u64 = 20;
-
-/// Above this many pending changes, a pull asks the journal whether a path is busy rather
-/// than holding the queue in memory.
-const LONG_QUEUE: u64 = 10_000;
 
 /// Strips the weak marker, so `W/"x"` and `"x"` compare equal.
 fn tag(t: &Option<String>) -> Option<&str> {
@@ -216,110 +218,6 @@ impl Puller {
         }
     }
 
-    /// Lists the cloud tree, skipping folders whose ETag matches the journal. Returns the
-    /// entries found, the folders skipped as unchanged, and the number of requests.
-    async fn walk(&self, set: &SyncSet) -> Result<Walk, CloudError> {
-        let mut found = BTreeMap::new();
-        let mut skipped = Vec::new();
-        let mut requests = 0u64;
-        let root = self.cloud.stat(&set.cloud).await?;
-        requests += 1;
-        // Folder tags are trusted only where the server sums up subtrees in them, and every
-        // FULL_WALK_EVERY pulls the whole tree is walked anyway, as a safety net.
-        let n = self.pulls.load(std::sync::atomic::Ordering::Relaxed);
-        let trust = self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY);
-        let root_tag = root.as_ref().and_then(|r| r.etag.clone()).filter(|_| trust);
-        if set.is_file {
-            if let Some(mut e) = root.filter(|e| !e.is_dir) {
-                e.path = set.local.clone();
-                found.insert(set.local.clone(), e);
-            }
-            return Ok(Walk {
-                found,
-                skipped,
-                requests,
-                root_tag: None,
-            });
-        }
-        let meta_key = format!("root_etag:{}", set.local);
-        if root_tag.is_some() && jr(self.journal.meta(&meta_key))? == root_tag {
-            skipped.push(set.local.clone());
-            return Ok(Walk {
-                found,
-                skipped,
-                requests,
-                root_tag,
-            });
-        }
-        if root.is_none() {
-            // The set's cloud folder is gone (or not made yet): nothing to list.
-            return Ok(Walk {
-                found,
-                skipped,
-                requests,
-                root_tag,
-            });
-        }
-        let mut pending = vec![set.cloud.clone()];
-        let mut tasks = tokio::task::JoinSet::new();
-        loop {
-            while tasks.len() < 8 {
-                let Some(dir) = pending.pop() else { break };
-                let c = self.cloud.clone();
-                tasks.spawn(async move {
-                    let r = c.list(&dir).await;
-                    (dir, r)
-                });
-            }
-            let Some(done) = tasks.join_next().await else {
-                break;
-            };
-            let (dir, r) = done.map_err(|e| CloudError::Io(std::io::Error::other(e)))?;
-            requests += 1;
-            let entries = r?.entries;
-            for e in entries {
-                if cloud::check_rel_path(&e.path).is_err() || cloud::parent(&e.path) != dir {
-                    warn!(path = %e.path, "refusing a cloud entry outside the listed folder");
-                    continue;
-                }
-                let name = e.path.rsplit('/').next().unwrap_or_default();
-                if self.ignore.name_excluded(name) || conflict::is_conflict_name(name) {
-                    continue;
-                }
-                let local = set.to_local(&e.path);
-                if !self.owns(set, &local) {
-                    continue;
-                }
-                if e.is_dir {
-                    let unchanged = trust
-                        && e.etag.is_some()
-                        && jr(self.journal.node(&local))?.is_some_and(|r| {
-                            r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag)
-                        });
-                    if unchanged {
-                        skipped.push(local.clone());
-                    } else if local.split('/').count() >= MAX_DEPTH {
-                        // A tree this deep is a broken or hostile server's: not walked, and
-                        // nothing below it is taken for deleted either.
-                        warn!(path = %local, "a cloud folder lies deeper than {MAX_DEPTH} levels; not walked");
-                        skipped.push(local.clone());
-                    } else {
-                        pending.push(e.path.clone());
-                    }
-                }
-                let mut e = e;
-                e.path = local.clone();
-                found.insert(local, e);
-            }
-        }
-        Ok(Walk {
-            found,
-            skipped,
-            requests,
-            root_tag,
-        })
-    }
-
     /// One pull over every sync set: discover, decide, apply.
     pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
         let _one = self.running.lock().await;
@@ -384,238 +282,54 @@ impl Puller {
             .any(|u| cloud::is_within(path, u))
     }
 
+    /// Pulls one set: discover, then merge every path in order, then the new files, then
+    /// remember folder tags where everything below was merged.
     async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> Result<(), CloudError> {
-        // The names of the set's records before the walk. A record written while the walk is
-        // under way (a push finishing) may be missing from a listing made just before it, and
-        // must not be taken for an item deleted in the cloud.
-        let mut known: HashSet<Box<str>> = HashSet::new();
-        jr(self.journal.for_each_node_under(&set.local, |r| {
-            known.insert(r.path.into_boxed_str());
-        }))?;
-        let Walk {
-            mut found,
-            skipped,
-            requests,
-            root_tag,
-        } = self.walk(set).await?;
+        let (plan, requests) = self.discover(set).await?;
         report.requests += requests;
-        // Paths whose upload met a 412 or 404 are merged even where the walk did not go (an
-        // unchanged folder) or found nothing (a new file refused by something in between):
-        // otherwise their entries wait for a merge that never comes.
-        let conflicted = jr(self.journal.conflict_ids())?;
-        for path in conflicted.keys() {
-            if found.contains_key(path) || !self.owns(set, path) {
-                continue;
-            }
-            let cpath = set.to_cloud(path);
-            report.requests += 1;
-            if let Some(mut e) = self.cloud.stat(&cpath).await? {
-                e.path = path.clone();
-                found.insert(path.clone(), e);
-            }
-        }
-        let in_skipped = |p: &str| skipped.iter().any(|s| cloud::is_within(p, s));
-        // The set's records that the walk did not meet (gone from the cloud), streamed from
-        // the journal: only these are held, never the whole journal. Records of paths found
-        // are read one by one below.
-        let mut gone: HashMap<String, NodeRecord> = HashMap::new();
-        jr(self.journal.for_each_node_under(&set.local, |r| {
-            if !found.contains_key(&r.path)
-                && known.contains(r.path.as_str())
-                && !in_skipped(&r.path)
-                && self.owns(set, &r.path)
-                && !self.is_unsynced(&r.path)
-            {
-                gone.insert(r.path.clone(), r);
-            }
-        }))?;
-        drop(known);
-
-        // Paths the pusher is working on are left alone, except those its conditional upload
-        // found changed in the cloud (412): those are ours to merge.
-        // A queue of ordinary length is held as a set, checked per path in the depth of the
-        // path. A very long one (a first sync of a large tree) is asked per path instead, so
-        // that a pull never holds the whole queue in memory.
-        let (pending, failed) = jr(self.journal.queue_counts())?;
-        let long_queue = pending.saturating_sub(failed) > LONG_QUEUE;
-        let mut busy_set = super::push::Busy::default();
-        if !long_queue {
-            jr(self
-                .journal
-                .for_each_pending_path(|p, d| busy_set.add(p, d)))?;
-        }
-        // In-flight transfers are few (at most `transfers`): looked at live, path by path.
-        let is_busy = |p: &str| -> Result<bool, CloudError> {
-            let queued = if long_queue {
-                jr(self.journal.pending_overlaps(p))?
-            } else {
-                busy_set.overlaps(p)
-            };
-            Ok(queued
-                || self
-                    .shared
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .any(|(a, b)| {
-                        cloud::is_within(p, a)
-                            || cloud::is_within(a, p)
-                            || b.as_deref().is_some_and(|b| cloud::is_within(p, b))
-                    }))
-        };
-
-        // Borrowed, not copied: a large tree's names are held once, in `found`.
-        let mut paths: Vec<&str> = found.keys().map(String::as_str).collect();
-        paths.extend(gone.keys().map(String::as_str));
-        paths.extend(
-            conflicted
-                .keys()
-                .map(String::as_str)
-                .filter(|p| !found.contains_key(*p) && !gone.contains_key(*p))
-                .filter(|p| self.owns(set, p)),
-        );
-        paths.sort_unstable();
-
-        // Cloud-side moves: a record gone and a new path with the same file ETag.
-        let mut moved: HashMap<String, String> = HashMap::new();
-        {
-            let gone_files = gone
-                .values()
-                .filter(|r| r.kind == NodeKind::File && r.etag.is_some());
-            for r in gone_files {
-                let mut target = None;
-                for (p, e) in &found {
-                    if !e.is_dir
-                        && tag(&e.etag) == tag(&r.etag)
-                        && free(&self.onprem, p)
-                        && jr(self.journal.node(p))?.is_none()
-                    {
-                        target = Some(p.clone());
-                        break;
-                    }
-                }
-                if let Some(newp) = target {
-                    moved.insert(r.path.clone(), newp);
-                }
-            }
-        }
-        let move_targets: HashSet<String> = moved.values().cloned().collect();
-
-        let mut removed_dirs: Vec<String> = Vec::new();
-        // Paths left for later (busy, or failed to merge): folder tags above them are not
-        // remembered, so the next pull walks there again.
-        let mut incomplete: Vec<String> = Vec::new();
-        // Files new in the cloud, with nothing on-premise and no record: downloaded after the
-        // pass below, `transfers` at a time. Everything else (folders, deletes, moves,
-        // conflicts) is merged in order first, so their folders exist by then.
-        let mut new_files: Vec<&str> = Vec::new();
-        let mut moves_done: HashSet<&str> = HashSet::new();
+        let busy = self.busy_check()?;
+        let is_busy = |p: &str| busy.is_busy(p);
+        let paths = plan.paths(|p| self.owns(set, p));
+        let mut pass = Pass::default();
         for &path in &paths {
-            if self.ignore.path_excluded(path) {
-                continue;
-            }
-            if !conflicted.contains_key(path) && is_busy(path)? {
-                incomplete.push(path.to_string());
-                continue;
-            }
-            if removed_dirs.iter().any(|d| cloud::is_within(path, d)) || move_targets.contains(path)
-            {
-                continue;
-            }
-            if self.is_unsynced(path) {
-                continue;
-            }
-            if let Some(to) = moved.get(path) {
-                match self.apply_move(path, to, &found[to]).await {
-                    Ok(true) => {
-                        report.other += 1;
-                        moves_done.insert(to.as_str());
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        warn!(from = %path, to = %to, error = %e, "cannot apply a cloud move");
-                        continue;
-                    }
-                }
-            }
-            if let Some(ids) = conflicted.get(path) {
-                // The merge below settles what the pusher could not, unless a new change has
-                // put the entry back in the pusher's hands since the queue was read.
-                let mut taken = true;
-                for &id in ids {
-                    taken &= jr(self.journal.remove_in_state(id, QueueState::Conflict))?;
-                }
-                if !taken {
-                    incomplete.push(path.to_string());
-                    continue;
-                }
-            }
-            // Read now, after the walk: a push may have finished since.
-            let fresh;
-            let rec = match gone.get(path) {
-                Some(r) => Some(r),
-                None => {
-                    fresh = jr(self.journal.node(path))?;
-                    fresh.as_ref()
-                }
-            };
-            if rec.is_none()
-                && !conflicted.contains_key(path)
-                && found.get(path).is_some_and(|e| !e.is_dir)
-                && free(&self.onprem, path)
-            {
-                new_files.push(path);
-                continue;
-            }
-            let merged = self
-                .merge_path(
-                    set,
-                    path,
-                    found.get(path),
-                    rec,
-                    conflicted.contains_key(path),
-                    report,
-                )
-                .await;
-            if conflicted.contains_key(path) {
-                // The pusher's entry was taken for this merge. Whatever the merge found, the
-                // pusher looks at the path again: a spurious 412 or 404 (a proxy's), or a merge
-                // cut short, never drops the on-premise change.
-                jr(self
-                    .journal
-                    .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
-                self.wake_pusher.notify_one();
-            }
-            match merged {
-                Ok(Merge::Subtree(d)) => removed_dirs.push(d),
-                Ok(Merge::Done) => {}
-                Ok(Merge::Later) => incomplete.push(path.to_string()),
-                Err(e) if ends_pull(&e) => return Err(e),
-                Err(e) if crossing(&e) => {
-                    incomplete.push(path.to_string());
-                    self.blocked(path)?;
-                }
-                Err(e) => {
-                    incomplete.push(path.to_string());
-                    warn!(path = %path, error = %e, "cannot merge a cloud change")
-                }
-            }
+            self.merge_one(set, &plan, &busy, path, &mut pass, report)
+                .await?;
         }
+        let Pass {
+            mut incomplete,
+            new_files,
+            moves_done,
+            ..
+        } = pass;
         // A move target is merged only by its move: one not applied (its source changed, or
         // was never reached) is left for the next pull, which walks there again.
         incomplete.extend(
-            move_targets
+            plan.move_targets
                 .iter()
                 .filter(|t| !moves_done.contains(t.as_str()))
                 .cloned(),
         );
-        self.download_new(set, &found, new_files, &is_busy, &mut incomplete, report)
-            .await?;
-        // Remember folder tags only after the whole walk was merged.
+        self.download_new(
+            set,
+            &plan.found,
+            new_files,
+            &is_busy,
+            &mut incomplete,
+            report,
+        )
+        .await?;
+        self.remember_tags(set, &plan, &incomplete)
+    }
+
+    /// Remembers folder tags only after the whole walk was merged.
+    fn remember_tags(
+        &self,
+        set: &SyncSet,
+        plan: &Plan,
+        incomplete: &[String],
+    ) -> Result<(), CloudError> {
         let covers_incomplete = |dir: &str| incomplete.iter().any(|p| cloud::is_within(p, dir));
-        for (p, e) in &found {
+        for (p, e) in &plan.found {
             if e.is_dir
                 && !covers_incomplete(p)
                 && e.etag.is_some()
@@ -628,10 +342,115 @@ impl Puller {
             }
         }
         // The folder tag seen when the walk began: a change made after it is seen next time.
-        if let Some(root) = root_tag.filter(|_| incomplete.is_empty()) {
+        if let Some(root) = plan.root_tag.clone().filter(|_| incomplete.is_empty()) {
             jr(self
                 .journal
                 .set_meta(&format!("root_etag:{}", set.local), &root))?;
+        }
+        Ok(())
+    }
+
+    /// Merges one path of the ordered pass, or sets it aside: busy, inside a folder already
+    /// settled, a move target, or a file new in the cloud (downloaded after the pass).
+    async fn merge_one<'p>(
+        &self,
+        set: &SyncSet,
+        plan: &'p Plan,
+        busy: &BusyCheck<'_>,
+        path: &'p str,
+        pass: &mut Pass<'p>,
+        report: &mut PullReport,
+    ) -> Result<(), CloudError> {
+        if self.ignore.path_excluded(path) {
+            return Ok(());
+        }
+        if !plan.conflicted.contains_key(path) && busy.is_busy(path)? {
+            pass.incomplete.push(path.to_string());
+            return Ok(());
+        }
+        if pass.removed_dirs.iter().any(|d| cloud::is_within(path, d))
+            || plan.move_targets.contains(path)
+        {
+            return Ok(());
+        }
+        if self.is_unsynced(path) {
+            return Ok(());
+        }
+        if let Some(to) = plan.moved.get(path) {
+            match self.apply_move(path, to, &plan.found[to]).await {
+                Ok(true) => {
+                    report.other += 1;
+                    pass.moves_done.insert(to.as_str());
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(from = %path, to = %to, error = %e, "cannot apply a cloud move");
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(ids) = plan.conflicted.get(path) {
+            // The merge below settles what the pusher could not, unless a new change has
+            // put the entry back in the pusher's hands since the queue was read.
+            let mut taken = true;
+            for &id in ids {
+                taken &= jr(self.journal.remove_in_state(id, QueueState::Conflict))?;
+            }
+            if !taken {
+                pass.incomplete.push(path.to_string());
+                return Ok(());
+            }
+        }
+        // Read now, after the walk: a push may have finished since.
+        let fresh;
+        let rec = match plan.gone.get(path) {
+            Some(r) => Some(r),
+            None => {
+                fresh = jr(self.journal.node(path))?;
+                fresh.as_ref()
+            }
+        };
+        if rec.is_none()
+            && !plan.conflicted.contains_key(path)
+            && plan.found.get(path).is_some_and(|e| !e.is_dir)
+            && free(&self.onprem, path)
+        {
+            pass.new_files.push(path);
+            return Ok(());
+        }
+        let merged = self
+            .merge_path(
+                set,
+                path,
+                plan.found.get(path),
+                rec,
+                plan.conflicted.contains_key(path),
+                report,
+            )
+            .await;
+        if plan.conflicted.contains_key(path) {
+            // The pusher's entry was taken for this merge. Whatever the merge found, the
+            // pusher looks at the path again: a spurious 412 or 404 (a proxy's), or a merge
+            // cut short, never drops the on-premise change.
+            jr(self
+                .journal
+                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+            self.wake_pusher.notify_one();
+        }
+        match merged {
+            Ok(Merge::Subtree(d)) => pass.removed_dirs.push(d),
+            Ok(Merge::Done) => {}
+            Ok(Merge::Later) => pass.incomplete.push(path.to_string()),
+            Err(e) if ends_pull(&e) => return Err(e),
+            Err(e) if crossing(&e) => {
+                pass.incomplete.push(path.to_string());
+                self.blocked(path)?;
+            }
+            Err(e) => {
+                pass.incomplete.push(path.to_string());
+                warn!(path = %path, error = %e, "cannot merge a cloud change")
+            }
         }
         Ok(())
     }
