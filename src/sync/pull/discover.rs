@@ -288,20 +288,10 @@ impl Puller {
                     continue;
                 }
                 if e.is_dir {
-                    let unchanged = trust
-                        && e.etag.is_some()
-                        && jr(self.journal.node(&local))?.is_some_and(|r| {
-                            r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag)
-                        });
-                    if unchanged {
-                        skipped.push(local.clone());
-                    } else if local.split('/').count() >= MAX_DEPTH {
-                        // A tree this deep is a broken or hostile server's: not walked, and
-                        // nothing below it is taken for deleted either.
-                        warn!(path = %local, "a cloud folder lies deeper than {MAX_DEPTH} levels; not walked");
-                        skipped.push(local.clone());
-                    } else {
+                    if self.walks_into(&local, &e, trust)? {
                         pending.push(e.path.clone());
+                    } else {
+                        skipped.push(local.clone());
                     }
                 }
                 let mut e = e;
@@ -315,5 +305,24 @@ impl Puller {
             requests,
             root_tag,
         })
+    }
+
+    /// True when the walk lists the cloud folder `e` (on-premise path `local`); false when it
+    /// is skipped: unchanged by its trusted tag, or too deep.
+    fn walks_into(&self, local: &str, e: &CloudEntry, trust: bool) -> Result<bool, CloudError> {
+        let unchanged = trust
+            && e.etag.is_some()
+            && jr(self.journal.node(local))?
+                .is_some_and(|r| r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag));
+        if unchanged {
+            return Ok(false);
+        }
+        if local.split('/').count() >= MAX_DEPTH {
+            // A tree this deep is a broken or hostile server's: not walked, and nothing below
+            // it is taken for deleted either.
+            warn!(path = %local, "a cloud folder lies deeper than {MAX_DEPTH} levels; not walked");
+            return Ok(false);
+        }
+        Ok(true)
     }
 }

@@ -1,11 +1,13 @@
 //! The puller: discovers cloud changes and merges them into the on-premise folder.
 //!
-//! Every `pull_interval`, or at once when asked, it walks the cloud (skipping folders whose ETag
-//! has not changed, where the server gives folder ETags), decides each path with the pure
-//! [`reconcile`] function, and applies the action. Downloads go to a temporary file beside the
-//! target and are renamed over it, so a reader never sees half a file, and the journal record is
-//! written at once, so what the puller writes is never pushed back. A file open for writing
-//! through the mount is never replaced under its writer; it waits for the next pull.
+//! Every `pull_interval`, or at once when asked, it pulls each sync set in three parts:
+//! discovery (`discover.rs`: the walk of the cloud, skipping folders whose ETag has not changed
+//! where the server gives folder ETags, against the journal), the decision per path (the pure
+//! [`reconcile`] function), and propagation (`apply.rs`: one function per action). This file
+//! holds the loop and the orchestration of one pull. Downloads go to a temporary file beside
+//! the target and are put in place whole, so a reader never sees half a file, and the journal
+//! record is written at once, so what the puller writes is never pushed back. A file open for
+//! writing through the mount is never replaced under its writer; it waits for the next pull.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -390,17 +392,11 @@ impl Puller {
                 }
             }
         }
-        if let Some(ids) = plan.conflicted.get(path) {
-            // The merge below settles what the pusher could not, unless a new change has
-            // put the entry back in the pusher's hands since the queue was read.
-            let mut taken = true;
-            for &id in ids {
-                taken &= jr(self.journal.remove_in_state(id, QueueState::Conflict))?;
-            }
-            if !taken {
-                pass.incomplete.push(path.to_string());
-                return Ok(());
-            }
+        if let Some(ids) = plan.conflicted.get(path)
+            && !self.take_conflicted(ids)?
+        {
+            pass.incomplete.push(path.to_string());
+            return Ok(());
         }
         // Read now, after the walk: a push may have finished since.
         let fresh;
@@ -438,6 +434,27 @@ impl Puller {
                 .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
             self.wake_pusher.notify_one();
         }
+        self.settle(path, merged, pass)
+    }
+
+    /// The merge below settles what the pusher could not, unless a new change has put the
+    /// entry back in the pusher's hands since the queue was read: true when every queue entry
+    /// `ids` was taken.
+    fn take_conflicted(&self, ids: &[i64]) -> Result<bool, CloudError> {
+        let mut taken = true;
+        for &id in ids {
+            taken &= jr(self.journal.remove_in_state(id, QueueState::Conflict))?;
+        }
+        Ok(taken)
+    }
+
+    /// Notes what merging `path` came to; only an error that ends the pull is returned.
+    fn settle(
+        &self,
+        path: &str,
+        merged: Result<Merge, CloudError>,
+        pass: &mut Pass<'_>,
+    ) -> Result<(), CloudError> {
         match merged {
             Ok(Merge::Subtree(d)) => pass.removed_dirs.push(d),
             Ok(Merge::Done) => {}
