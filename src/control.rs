@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::cloud::{self, Cloud, Precondition};
 use crate::journal::Journal;
-use crate::sync::reconcile::is_conflict_name;
+use crate::sync::conflict::is_conflict_name;
 use crate::sync::{CounterSnapshot, Engine};
 
 pub use crate::status::XATTR_CONTROL;

@@ -5,6 +5,7 @@
 //! them in batches, so a FUSE request never waits for SQLite. A change still in the channel
 //! when the daemon is killed is found again by the start-up scan.
 
+pub mod conflict;
 pub mod intent;
 pub mod parts;
 pub mod pull;
@@ -569,7 +570,7 @@ impl Engine {
     /// metadata.
     pub fn status(&self, path: &str, meta: &Metadata) -> (Status, Option<String>) {
         let name = path.rsplit('/').next().unwrap_or(path);
-        if reconcile::is_conflict_name(name) {
+        if conflict::is_conflict_name(name) {
             return (Status::Conflict, None);
         }
         if self.ignore.path_excluded(path) || !(meta.is_file() || meta.is_dir()) {

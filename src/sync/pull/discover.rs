@@ -1,0 +1,328 @@
+//! Discovery: what the cloud and the journal say about one sync set, gathered before anything
+//! is decided.
+//!
+//! It walks the set's cloud folder (skipping folders whose ETag did not change, where the server
+//! sums subtrees in folder ETags), adds the paths whose upload met a 412 or 404, finds the
+//! records the walk did not meet (gone from the cloud) and pairs gone files with new paths of
+//! the same ETag (cloud moves). It also takes the snapshot of what the pusher holds, so that a
+//! busy path is left alone. Nothing here changes ONPREM or the journal.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tracing::warn;
+
+use super::{FULL_WALK_EVERY, MAX_DEPTH, Puller, free, tag};
+use crate::cloud::{self, CloudEntry, CloudError};
+use crate::journal::{NodeKind, NodeRecord};
+use crate::sync::jr;
+use crate::sync::push::Busy;
+use crate::sync::sets::SyncSet;
+
+/// Above this many pending changes, a pull asks the journal whether a path is busy rather
+/// than holding the queue in memory.
+const LONG_QUEUE: u64 = 10_000;
+
+/// What a walk of one set's cloud folder found.
+pub(super) struct Walk {
+    /// Entries by on-premise path.
+    found: BTreeMap<String, CloudEntry>,
+    /// On-premise folders skipped because their cloud ETag did not change.
+    skipped: Vec<String>,
+    /// Requests sent.
+    requests: u64,
+    /// The set folder's ETag when the walk began.
+    root_tag: Option<String>,
+}
+
+/// What discovery found for one set: every input the merge decides from.
+pub(super) struct Plan {
+    /// Cloud entries by on-premise path: the walk's, and those of conflicted paths.
+    pub found: BTreeMap<String, CloudEntry>,
+    /// The set folder's ETag when the walk began.
+    pub root_tag: Option<String>,
+    /// Paths whose upload met a 412 or 404, with their queue ids.
+    pub conflicted: HashMap<String, Vec<i64>>,
+    /// The set's records that the walk did not meet: gone from the cloud.
+    pub gone: HashMap<String, NodeRecord>,
+    /// Cloud-side moves: a gone file's path to the new path with the same ETag.
+    pub moved: HashMap<String, String>,
+    /// The targets of `moved`.
+    pub move_targets: HashSet<String>,
+}
+
+impl Plan {
+    /// Every path to merge, in order. Borrowed, not copied: a large tree's names are held
+    /// once, in `found`.
+    pub fn paths(&self, owns: impl Fn(&str) -> bool) -> Vec<&str> {
+        let mut paths: Vec<&str> = self.found.keys().map(String::as_str).collect();
+        paths.extend(self.gone.keys().map(String::as_str));
+        paths.extend(
+            self.conflicted
+                .keys()
+                .map(String::as_str)
+                .filter(|p| !self.found.contains_key(*p) && !self.gone.contains_key(*p))
+                .filter(|p| owns(p)),
+        );
+        paths.sort_unstable();
+        paths
+    }
+}
+
+/// What the pusher holds, for leaving its paths alone.
+pub(super) struct BusyCheck<'a> {
+    puller: &'a Puller,
+    /// The queue is too long to hold: asked per path instead.
+    long_queue: bool,
+    /// The queued paths, when the queue is of ordinary length.
+    queued: Busy,
+}
+
+impl BusyCheck<'_> {
+    /// True when the pusher has `path` queued or in flight.
+    pub fn is_busy(&self, p: &str) -> Result<bool, CloudError> {
+        let queued = if self.long_queue {
+            jr(self.puller.journal.pending_overlaps(p))?
+        } else {
+            self.queued.overlaps(p)
+        };
+        Ok(queued
+            || self
+                .puller
+                .shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .any(|(a, b)| {
+                    cloud::is_within(p, a)
+                        || cloud::is_within(a, p)
+                        || b.as_deref().is_some_and(|b| cloud::is_within(p, b))
+                }))
+    }
+}
+
+impl Puller {
+    /// Discovers one set: walks its cloud folder, adds conflicted paths, and finds what is gone
+    /// and what moved. Returns the plan and the number of requests sent.
+    pub(super) async fn discover(&self, set: &SyncSet) -> Result<(Plan, u64), CloudError> {
+        // The names of the set's records before the walk. A record written while the walk is
+        // under way (a push finishing) may be missing from a listing made just before it, and
+        // must not be taken for an item deleted in the cloud.
+        let mut known: HashSet<Box<str>> = HashSet::new();
+        jr(self.journal.for_each_node_under(&set.local, |r| {
+            known.insert(r.path.into_boxed_str());
+        }))?;
+        let Walk {
+            mut found,
+            skipped,
+            mut requests,
+            root_tag,
+        } = self.walk(set).await?;
+        // Paths whose upload met a 412 or 404 are merged even where the walk did not go (an
+        // unchanged folder) or found nothing (a new file refused by something in between):
+        // otherwise their entries wait for a merge that never comes.
+        let conflicted = jr(self.journal.conflict_ids())?;
+        for path in conflicted.keys() {
+            if found.contains_key(path) || !self.owns(set, path) {
+                continue;
+            }
+            let cpath = set.to_cloud(path);
+            requests += 1;
+            if let Some(mut e) = self.cloud.stat(&cpath).await? {
+                e.path = path.clone();
+                found.insert(path.clone(), e);
+            }
+        }
+        let in_skipped = |p: &str| skipped.iter().any(|s| cloud::is_within(p, s));
+        // The set's records that the walk did not meet (gone from the cloud), streamed from
+        // the journal: only these are held, never the whole journal. Records of paths found
+        // are read one by one in the merge.
+        let mut gone: HashMap<String, NodeRecord> = HashMap::new();
+        jr(self.journal.for_each_node_under(&set.local, |r| {
+            if !found.contains_key(&r.path)
+                && known.contains(r.path.as_str())
+                && !in_skipped(&r.path)
+                && self.owns(set, &r.path)
+                && !self.is_unsynced(&r.path)
+            {
+                gone.insert(r.path.clone(), r);
+            }
+        }))?;
+        drop(known);
+        let moved = self.moves(&gone, &found)?;
+        let move_targets: HashSet<String> = moved.values().cloned().collect();
+        let plan = Plan {
+            found,
+            root_tag,
+            conflicted,
+            gone,
+            moved,
+            move_targets,
+        };
+        Ok((plan, requests))
+    }
+
+    /// Cloud-side moves: a record gone and a new path with the same file ETag, free on-premise
+    /// and without a record.
+    fn moves(
+        &self,
+        gone: &HashMap<String, NodeRecord>,
+        found: &BTreeMap<String, CloudEntry>,
+    ) -> Result<HashMap<String, String>, CloudError> {
+        let mut moved: HashMap<String, String> = HashMap::new();
+        let gone_files = gone
+            .values()
+            .filter(|r| r.kind == NodeKind::File && r.etag.is_some());
+        for r in gone_files {
+            let mut target = None;
+            for (p, e) in found {
+                if !e.is_dir
+                    && tag(&e.etag) == tag(&r.etag)
+                    && free(&self.onprem, p)
+                    && jr(self.journal.node(p))?.is_none()
+                {
+                    target = Some(p.clone());
+                    break;
+                }
+            }
+            if let Some(newp) = target {
+                moved.insert(r.path.clone(), newp);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Snapshots what the pusher is working on. Paths it holds are left alone, except those
+    /// its conditional upload found changed in the cloud (412): those are ours to merge.
+    /// A queue of ordinary length is held as a set, checked per path in the depth of the
+    /// path. A very long one (a first sync of a large tree) is asked per path instead, so
+    /// that a pull never holds the whole queue in memory. In-flight transfers are few (at most
+    /// `transfers`): looked at live, path by path.
+    pub(super) fn busy_check(&self) -> Result<BusyCheck<'_>, CloudError> {
+        let (pending, failed) = jr(self.journal.queue_counts())?;
+        let long_queue = pending.saturating_sub(failed) > LONG_QUEUE;
+        let mut queued = Busy::default();
+        if !long_queue {
+            jr(self.journal.for_each_pending_path(|p, d| queued.add(p, d)))?;
+        }
+        Ok(BusyCheck {
+            puller: self,
+            long_queue,
+            queued,
+        })
+    }
+
+    /// Lists the cloud tree, skipping folders whose ETag matches the journal. Returns the
+    /// entries found, the folders skipped as unchanged, and the number of requests.
+    pub(super) async fn walk(&self, set: &SyncSet) -> Result<Walk, CloudError> {
+        let mut found = BTreeMap::new();
+        let mut skipped = Vec::new();
+        let mut requests = 0u64;
+        let root = self.cloud.stat(&set.cloud).await?;
+        requests += 1;
+        // Folder tags are trusted only where the server sums up subtrees in them, and every
+        // FULL_WALK_EVERY pulls the whole tree is walked anyway, as a safety net.
+        let n = self.pulls.load(std::sync::atomic::Ordering::Relaxed);
+        let trust = self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY);
+        let root_tag = root.as_ref().and_then(|r| r.etag.clone()).filter(|_| trust);
+        if set.is_file {
+            if let Some(mut e) = root.filter(|e| !e.is_dir) {
+                e.path = set.local.clone();
+                found.insert(set.local.clone(), e);
+            }
+            return Ok(Walk {
+                found,
+                skipped,
+                requests,
+                root_tag: None,
+            });
+        }
+        let meta_key = format!("root_etag:{}", set.local);
+        if root_tag.is_some() && jr(self.journal.meta(&meta_key))? == root_tag {
+            skipped.push(set.local.clone());
+            return Ok(Walk {
+                found,
+                skipped,
+                requests,
+                root_tag,
+            });
+        }
+        if root.is_none() {
+            // The set's cloud folder is gone (or not made yet): nothing to list.
+            return Ok(Walk {
+                found,
+                skipped,
+                requests,
+                root_tag,
+            });
+        }
+        let mut pending = vec![set.cloud.clone()];
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.len() < 8 {
+                let Some(dir) = pending.pop() else { break };
+                let c = self.cloud.clone();
+                tasks.spawn(async move {
+                    let r = c.list(&dir).await;
+                    (dir, r)
+                });
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            let (dir, r) = done.map_err(|e| CloudError::Io(std::io::Error::other(e)))?;
+            requests += 1;
+            let entries = r?.entries;
+            for e in entries {
+                if cloud::check_rel_path(&e.path).is_err() || cloud::parent(&e.path) != dir {
+                    warn!(path = %e.path, "refusing a cloud entry outside the listed folder");
+                    continue;
+                }
+                let name = e.path.rsplit('/').next().unwrap_or_default();
+                if self.ignore.name_excluded(name) || crate::sync::conflict::is_conflict_name(name)
+                {
+                    continue;
+                }
+                let local = set.to_local(&e.path);
+                if !self.owns(set, &local) {
+                    continue;
+                }
+                if e.is_dir {
+                    if self.walks_into(&local, &e, trust)? {
+                        pending.push(e.path.clone());
+                    } else {
+                        skipped.push(local.clone());
+                    }
+                }
+                let mut e = e;
+                e.path = local.clone();
+                found.insert(local, e);
+            }
+        }
+        Ok(Walk {
+            found,
+            skipped,
+            requests,
+            root_tag,
+        })
+    }
+
+    /// True when the walk lists the cloud folder `e` (on-premise path `local`); false when it
+    /// is skipped: unchanged by its trusted tag, or too deep.
+    fn walks_into(&self, local: &str, e: &CloudEntry, trust: bool) -> Result<bool, CloudError> {
+        let unchanged = trust
+            && e.etag.is_some()
+            && jr(self.journal.node(local))?
+                .is_some_and(|r| r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag));
+        if unchanged {
+            return Ok(false);
+        }
+        if local.split('/').count() >= MAX_DEPTH {
+            // A tree this deep is a broken or hostile server's: not walked, and nothing below
+            // it is taken for deleted either.
+            warn!(path = %local, "a cloud folder lies deeper than {MAX_DEPTH} levels; not walked");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,690 @@
+//! The puller: discovers cloud changes and merges them into the on-premise folder.
+//!
+//! Every `pull_interval`, or at once when asked, it pulls each sync set in three parts:
+//! discovery (`discover.rs`: the walk of the cloud, skipping folders whose ETag has not changed
+//! where the server gives folder ETags, against the journal), the decision per path (the pure
+//! [`reconcile`] function), and propagation (`apply.rs`: one function per action). This file
+//! holds the loop and the orchestration of one pull. Downloads go to a temporary file beside
+//! the target and are put in place whole, so a reader never sees half a file, and the journal
+//! record is written at once, so what the puller writes is never pushed back. A file open for
+//! writing through the mount is never replaced under its writer; it waits for the next pull.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::reconcile::{Action, Side, reconcile};
+use super::sets::{SyncSet, SyncSets};
+use super::{Shared, jr};
+use crate::cloud::{self, Cloud, CloudEntry, CloudError};
+use crate::fs::handles::OpenWriters;
+use crate::ignore::Ignore;
+use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
+use crate::onprem::{self, Onprem};
+
+mod apply;
+mod discover;
+
+use discover::{BusyCheck, Plan};
+
+/// Tells the kernel that an on-premise path changed behind its back.
+pub trait Invalidate: Send + Sync {
+    /// `path` (relative) was replaced, created or removed.
+    fn changed(&self, path: &str);
+}
+
+/// An invalidator for tests without a mount.
+#[derive(Debug, Default)]
+pub struct NoInvalidate;
+
+impl Invalidate for NoInvalidate {
+    fn changed(&self, _: &str) {}
+}
+
+/// What merging one path came to.
+enum Merge {
+    /// Merged, or nothing to do.
+    Done,
+    /// A folder whose whole subtree was settled with it.
+    Subtree(String),
+    /// Left for the next pull: the path changed on-premise meanwhile.
+    Later,
+}
+
+/// What the ordered pass of one set's merge has set aside so far.
+#[derive(Default)]
+struct Pass<'a> {
+    /// Folders settled with their whole subtree: nothing below is merged again.
+    removed_dirs: Vec<String>,
+    /// Paths left for later (busy, or failed to merge): folder tags above them are not
+    /// remembered, so the next pull walks there again.
+    incomplete: Vec<String>,
+    /// Files new in the cloud, with nothing on-premise and no record: downloaded after the
+    /// pass, `transfers` at a time. Everything else (folders, deletes, moves, conflicts) is
+    /// merged in order first, so their folders exist by then.
+    new_files: Vec<&'a str>,
+    /// Move targets whose move was applied.
+    moves_done: HashSet<&'a str>,
+}
+
+/// What one pull did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullReport {
+    /// Cloud requests sent: listings and downloads.
+    pub requests: u64,
+    /// Files downloaded.
+    pub downloaded: u64,
+    /// Conflicts resolved with a conflict copy.
+    pub conflicts: u64,
+    /// Other actions applied (folders, deletes, moves, marks).
+    pub other: u64,
+}
+
+impl PullReport {
+    fn absorb(&mut self, o: PullReport) {
+        self.requests += o.requests;
+        self.downloaded += o.downloaded;
+        self.conflicts += o.conflicts;
+        self.other += o.other;
+    }
+}
+
+/// Everything the puller needs.
+pub struct Puller {
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The cloud.
+    pub cloud: Arc<dyn Cloud>,
+    /// The on-premise folder, reached only through its door.
+    pub onprem: Arc<Onprem>,
+    /// Excluded names.
+    pub ignore: Ignore,
+    /// Files open for writing through the mount.
+    pub writers: Arc<OpenWriters>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Kernel cache invalidation.
+    pub invalidate: Arc<dyn Invalidate>,
+    /// The sync sets.
+    pub sets: SyncSets,
+    /// Paths unsynced at run time (shared with the engine).
+    pub unsynced: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Wakes the pusher after the puller queued work for it.
+    pub wake_pusher: Arc<Notify>,
+    /// One pull at a time.
+    pub running: tokio::sync::Mutex<()>,
+    /// Pulls so far.
+    pub pulls: std::sync::atomic::AtomicU64,
+    /// Downloads of new files that may run at once.
+    pub transfers: usize,
+    /// Downloads sent so far, for the pull report.
+    pub gets: std::sync::atomic::AtomicU64,
+}
+
+/// Cloud folders deeper than this many levels are not walked: each level costs a listing, and
+/// a hostile server could nest folders without end.
+pub const MAX_DEPTH: usize = 256;
+
+/// Every this many pulls, folder tags are ignored and the whole tree is walked.
+pub const FULL_WALK_EVERY: u64 = 20;
+
+/// Strips the weak marker, so `W/"x"` and `"x"` compare equal.
+fn tag(t: &Option<String>) -> Option<&str> {
+    t.as_deref().map(|t| t.strip_prefix("W/").unwrap_or(t))
+}
+
+fn map_io(e: std::io::Error) -> CloudError {
+    CloudError::Io(e)
+}
+
+/// True when nothing is at `path` on-premise (a path blocked by a link is not free).
+fn free(o: &Onprem, path: &str) -> bool {
+    matches!(o.stat(path), Ok(None))
+}
+
+/// True when no further request of this pull should be sent: the cloud is unreachable, or it
+/// refused the credentials (one refused request is enough: a retry storm can trip a server's
+/// brute-force lockout).
+fn ends_pull(e: &CloudError) -> bool {
+    e.is_transient() || matches!(e, CloudError::Unauthorized)
+}
+
+/// True when `e` says the on-premise path crosses a link or a special file.
+fn crossing(e: &CloudError) -> bool {
+    matches!(e, CloudError::Io(e) if onprem::is_crossing(e))
+}
+
+impl Puller {
+    /// Pulls every `interval` and whenever `now` is notified, until `stop` is cancelled.
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        now: Arc<Notify>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            if self
+                .shared
+                .pull_paused
+                .load(std::sync::atomic::Ordering::Relaxed)
+                || self
+                    .shared
+                    .auth_paused
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                debug!("pulling is paused");
+            } else {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.pull_counted() => {}
+                };
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = now.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// One pull, counted in the status counters and reported in the log, whoever asked for it.
+    pub async fn pull_counted(&self) -> Result<PullReport, CloudError> {
+        let started = std::time::Instant::now();
+        let r = self.pull_once().await;
+        self.shared.counters.pull(r.is_ok(), started.elapsed());
+        self.report(&r);
+        r
+    }
+
+    fn report(&self, r: &Result<PullReport, CloudError>) {
+        {
+            match r {
+                Ok(r) => debug!(?r, "pull done"),
+                Err(e) if e.is_transient() => {
+                    debug!(error = %e, "pull: the cloud is unreachable; will retry")
+                }
+                Err(CloudError::Unauthorized) => {
+                    warn!(
+                        "the cloud refused the credentials: pulling and pushing stop until a sync is requested"
+                    );
+                    self.shared
+                        .auth_paused
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => warn!(error = %e, "pull failed"),
+            }
+        }
+    }
+
+    /// One pull over every sync set: discover, decide, apply.
+    pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
+        let _one = self.running.lock().await;
+        let n = self
+            .pulls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let mut report = PullReport::default();
+        let gets = self.gets.load(std::sync::atomic::Ordering::Relaxed);
+        // An idle tree on a server with subtree ETags costs one request per set, and the
+        // journal is not even read.
+        let mut idle = Vec::new();
+        if self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY) {
+            // A path whose upload met a 412 or 404 waits for this merge, whatever the tags say.
+            let conflicted = jr(self.journal.conflict_ids())?;
+            for set in self.sets.iter().filter(|s| !s.is_file) {
+                if conflicted.keys().any(|p| self.owns(set, p)) {
+                    continue;
+                }
+                let tag = self.cloud.stat(&set.cloud).await?.and_then(|e| e.etag);
+                report.requests += 1;
+                let known = jr(self.journal.meta(&format!("root_etag:{}", set.local)))?;
+                if tag.is_some() && tag == known {
+                    idle.push(set.local.clone());
+                }
+            }
+            if idle.len() == self.sets.iter().count() {
+                return Ok(report);
+            }
+        }
+        for set in self.sets.iter() {
+            if idle.contains(&set.local) || self.is_unsynced(&set.local) {
+                continue;
+            }
+            self.pull_set(set, &mut report).await?;
+        }
+        if report.downloaded + report.conflicts + report.other > 0 {
+            info!(
+                downloaded = report.downloaded,
+                conflicts = report.conflicts,
+                other = report.other,
+                "merged cloud changes"
+            );
+            self.wake_pusher.notify_one();
+        }
+        report.requests += self.gets.load(std::sync::atomic::Ordering::Relaxed) - gets;
+        Ok(report)
+    }
+
+    /// True when `set` is the set that decides for `path` (not a set nested inside it).
+    fn owns(&self, set: &SyncSet, path: &str) -> bool {
+        self.sets
+            .set_for(path)
+            .is_some_and(|s| s.local == set.local)
+    }
+
+    fn is_unsynced(&self, path: &str) -> bool {
+        self.unsynced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|u| cloud::is_within(path, u))
+    }
+
+    /// Pulls one set: discover, then merge every path in order, then the new files, then
+    /// remember folder tags where everything below was merged.
+    async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> Result<(), CloudError> {
+        let (plan, requests) = self.discover(set).await?;
+        report.requests += requests;
+        let busy = self.busy_check()?;
+        let is_busy = |p: &str| busy.is_busy(p);
+        let paths = plan.paths(|p| self.owns(set, p));
+        let mut pass = Pass::default();
+        for &path in &paths {
+            self.merge_one(set, &plan, &busy, path, &mut pass, report)
+                .await?;
+        }
+        let Pass {
+            mut incomplete,
+            new_files,
+            moves_done,
+            ..
+        } = pass;
+        // A move target is merged only by its move: one not applied (its source changed, or
+        // was never reached) is left for the next pull, which walks there again.
+        incomplete.extend(
+            plan.move_targets
+                .iter()
+                .filter(|t| !moves_done.contains(t.as_str()))
+                .cloned(),
+        );
+        self.download_new(
+            set,
+            &plan.found,
+            new_files,
+            &is_busy,
+            &mut incomplete,
+            report,
+        )
+        .await?;
+        self.remember_tags(set, &plan, &incomplete)
+    }
+
+    /// Remembers folder tags only after the whole walk was merged.
+    fn remember_tags(
+        &self,
+        set: &SyncSet,
+        plan: &Plan,
+        incomplete: &[String],
+    ) -> Result<(), CloudError> {
+        let covers_incomplete = |dir: &str| incomplete.iter().any(|p| cloud::is_within(p, dir));
+        for (p, e) in &plan.found {
+            if e.is_dir
+                && !covers_incomplete(p)
+                && e.etag.is_some()
+                && let Ok(Some(mut r)) = self.journal.node(p)
+                && r.kind == NodeKind::Dir
+                && r.etag != e.etag
+            {
+                r.etag = e.etag.clone();
+                jr(self.journal.put_node(&r))?;
+            }
+        }
+        // The folder tag seen when the walk began: a change made after it is seen next time.
+        if let Some(root) = plan.root_tag.clone().filter(|_| incomplete.is_empty()) {
+            jr(self
+                .journal
+                .set_meta(&format!("root_etag:{}", set.local), &root))?;
+        }
+        Ok(())
+    }
+
+    /// Merges one path of the ordered pass, or sets it aside: busy, inside a folder already
+    /// settled, a move target, or a file new in the cloud (downloaded after the pass).
+    async fn merge_one<'p>(
+        &self,
+        set: &SyncSet,
+        plan: &'p Plan,
+        busy: &BusyCheck<'_>,
+        path: &'p str,
+        pass: &mut Pass<'p>,
+        report: &mut PullReport,
+    ) -> Result<(), CloudError> {
+        if self.ignore.path_excluded(path) {
+            return Ok(());
+        }
+        if !plan.conflicted.contains_key(path) && busy.is_busy(path)? {
+            pass.incomplete.push(path.to_string());
+            return Ok(());
+        }
+        if pass.removed_dirs.iter().any(|d| cloud::is_within(path, d))
+            || plan.move_targets.contains(path)
+        {
+            return Ok(());
+        }
+        if self.is_unsynced(path) {
+            return Ok(());
+        }
+        if let Some(to) = plan.moved.get(path) {
+            match self.apply_move(path, to, &plan.found[to]).await {
+                Ok(true) => {
+                    report.other += 1;
+                    pass.moves_done.insert(to.as_str());
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(from = %path, to = %to, error = %e, "cannot apply a cloud move");
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(ids) = plan.conflicted.get(path)
+            && !self.take_conflicted(ids)?
+        {
+            pass.incomplete.push(path.to_string());
+            return Ok(());
+        }
+        // Read now, after the walk: a push may have finished since.
+        let fresh;
+        let rec = match plan.gone.get(path) {
+            Some(r) => Some(r),
+            None => {
+                fresh = jr(self.journal.node(path))?;
+                fresh.as_ref()
+            }
+        };
+        if rec.is_none()
+            && !plan.conflicted.contains_key(path)
+            && plan.found.get(path).is_some_and(|e| !e.is_dir)
+            && free(&self.onprem, path)
+        {
+            pass.new_files.push(path);
+            return Ok(());
+        }
+        let merged = self
+            .merge_path(
+                set,
+                path,
+                plan.found.get(path),
+                rec,
+                plan.conflicted.contains_key(path),
+                report,
+            )
+            .await;
+        if plan.conflicted.contains_key(path) {
+            // The pusher's entry was taken for this merge. Whatever the merge found, the
+            // pusher looks at the path again: a spurious 412 or 404 (a proxy's), or a merge
+            // cut short, never drops the on-premise change.
+            jr(self
+                .journal
+                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+            self.wake_pusher.notify_one();
+        }
+        self.settle(path, merged, pass)
+    }
+
+    /// The merge below settles what the pusher could not, unless a new change has put the
+    /// entry back in the pusher's hands since the queue was read: true when every queue entry
+    /// `ids` was taken.
+    fn take_conflicted(&self, ids: &[i64]) -> Result<bool, CloudError> {
+        let mut taken = true;
+        for &id in ids {
+            taken &= jr(self.journal.remove_in_state(id, QueueState::Conflict))?;
+        }
+        Ok(taken)
+    }
+
+    /// Notes what merging `path` came to; only an error that ends the pull is returned.
+    fn settle(
+        &self,
+        path: &str,
+        merged: Result<Merge, CloudError>,
+        pass: &mut Pass<'_>,
+    ) -> Result<(), CloudError> {
+        match merged {
+            Ok(Merge::Subtree(d)) => pass.removed_dirs.push(d),
+            Ok(Merge::Done) => {}
+            Ok(Merge::Later) => pass.incomplete.push(path.to_string()),
+            Err(e) if ends_pull(&e) => return Err(e),
+            Err(e) if crossing(&e) => {
+                pass.incomplete.push(path.to_string());
+                self.blocked(path)?;
+            }
+            Err(e) => {
+                pass.incomplete.push(path.to_string());
+                warn!(path = %path, error = %e, "cannot merge a cloud change")
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges the files new in the cloud that `pull_set` set aside, `transfers` at a time.
+    /// Each is looked at again when its turn comes: a change on-premise since then is merged
+    /// like any other. After a transient error no new download starts; those under way finish,
+    /// and the error is returned.
+    async fn download_new(
+        &self,
+        set: &SyncSet,
+        found: &BTreeMap<String, CloudEntry>,
+        paths: Vec<&str>,
+        is_busy: &(dyn Fn(&str) -> Result<bool, CloudError> + Sync),
+        incomplete: &mut Vec<String>,
+        report: &mut PullReport,
+    ) -> Result<(), CloudError> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let mut waiting = paths.into_iter();
+        let mut running = FuturesUnordered::new();
+        let mut first_transient = None;
+        loop {
+            while running.len() < self.transfers.max(1)
+                && let Some(path) = waiting.next()
+            {
+                running.push(self.merge_new(set, found, path, is_busy, &stopped));
+            }
+            let Some((path, res, r)) = running.next().await else {
+                break;
+            };
+            report.absorb(r);
+            match res {
+                Ok(()) => {}
+                Err(None) => incomplete.push(path.to_string()),
+                Err(Some(e)) if ends_pull(&e) => {
+                    incomplete.push(path.to_string());
+                    first_transient.get_or_insert(e);
+                }
+                Err(Some(e)) if crossing(&e) => {
+                    incomplete.push(path.to_string());
+                    self.blocked(path)?;
+                }
+                Err(Some(e)) => {
+                    incomplete.push(path.to_string());
+                    warn!(path = %path, error = %e, "cannot merge a cloud change")
+                }
+            }
+        }
+        match first_transient {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// One merge of [`Puller::download_new`]: `Err(None)` when it was left for later.
+    async fn merge_new<'a>(
+        &self,
+        set: &SyncSet,
+        found: &BTreeMap<String, CloudEntry>,
+        path: &'a str,
+        is_busy: &(dyn Fn(&str) -> Result<bool, CloudError> + Sync),
+        stopped: &std::sync::atomic::AtomicBool,
+    ) -> (&'a str, Result<(), Option<CloudError>>, PullReport) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut r = PullReport::default();
+        if stopped.load(Relaxed) {
+            return (path, Err(None), r);
+        }
+        let res = match is_busy(path) {
+            Ok(true) => return (path, Err(None), r),
+            Ok(false) => match jr(self.journal.node(path)) {
+                Ok(rec) => {
+                    match self
+                        .merge_path(set, path, found.get(path), rec.as_ref(), false, &mut r)
+                        .await
+                    {
+                        Ok(Merge::Later) => return (path, Err(None), r),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if res.as_ref().is_err_and(ends_pull) {
+            stopped.store(true, Relaxed);
+        }
+        (path, res.map_err(Some), r)
+    }
+
+    async fn local_side(
+        &self,
+        path: &str,
+        rec: Option<&NodeRecord>,
+    ) -> Result<Option<(Side, std::fs::Metadata)>, CloudError> {
+        let m = match self.onprem.stat(path).map_err(map_io)? {
+            Some(m) => m,
+            None => return Ok(None),
+        };
+        if !(m.is_file() || m.is_dir()) {
+            // A link or a special file holds the name: nothing of the cloud's goes there,
+            // and nothing is read through it.
+            return Err(CloudError::Io(std::io::Error::from_raw_os_error(
+                libc::ELOOP,
+            )));
+        }
+        let kind = if m.is_dir() {
+            NodeKind::Dir
+        } else {
+            NodeKind::File
+        };
+        let changed = match rec {
+            None => true,
+            Some(r) if r.kind != kind => true,
+            Some(_) if kind == NodeKind::Dir => false,
+            Some(r) => {
+                if r.unchanged(&m) {
+                    false
+                } else {
+                    let (o, p) = (self.onprem.clone(), path.to_string());
+                    let h = tokio::task::spawn_blocking(move || o.hash(&p))
+                        .await
+                        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+                        .map_err(map_io)?;
+                    // The snapshot has no hashes: the record's own.
+                    let known = jr(self.journal.node(path))?.and_then(|r| r.hash);
+                    known.as_deref() != Some(h.as_str())
+                }
+            }
+        };
+        Ok(Some((Side { kind, changed }, m)))
+    }
+
+    /// Merges one path.
+    async fn merge_path(
+        &self,
+        set: &SyncSet,
+        path: &str,
+        entry: Option<&CloudEntry>,
+        rec: Option<&NodeRecord>,
+        taken: bool,
+        report: &mut PullReport,
+    ) -> Result<Merge, CloudError> {
+        let local = self.local_side(path, rec).await?;
+        let cloud_side = entry.map(|e| Side {
+            kind: if e.is_dir {
+                NodeKind::Dir
+            } else {
+                NodeKind::File
+            },
+            changed: match rec {
+                None => true,
+                Some(r) if r.kind != NodeKind::Dir && e.is_dir => true,
+                Some(r) if r.kind != NodeKind::File && !e.is_dir => true,
+                Some(_) if e.is_dir => false,
+                Some(r) => tag(&r.etag) != tag(&e.etag) || r.state == NodeState::Failed,
+            },
+        });
+        // A DELETED_ON_CLOUD mark stays until the user asks for a sync.
+        if entry.is_none() && rec.is_some_and(|r| r.state == NodeState::Failed) {
+            return Ok(Merge::Done);
+        }
+        let action = reconcile(
+            local.as_ref().map(|(s, _)| *s),
+            cloud_side,
+            rec.is_some(),
+            set.onprem_delete,
+            set.conflict,
+        );
+        if action == Action::Nothing {
+            return Ok(Merge::Done);
+        }
+        // The queue may have changed since the pull began (a rename through the mount a moment
+        // ago): a path the pusher now holds, or that a rename on its way to the queue touches,
+        // is left for the next pull rather than merged from a stale picture.
+        if !taken
+            && (self.shared.renaming_over(path)
+                || self.shared.unflushed_over(path)
+                || jr(self.journal.pending_overlaps(path))?)
+        {
+            debug!(
+                path,
+                ?action,
+                "changed on-premise meanwhile; merged at the next pull"
+            );
+            return Ok(Merge::Later);
+        }
+        debug!(path, ?action, "merge");
+        let meta = local.map(|(_, m)| m);
+        match action {
+            Action::Nothing => Ok(Merge::Done),
+            Action::Record => self.record(path, entry, meta.as_ref()),
+            Action::CreateDir => self.create_dir(path, report),
+            Action::Download => {
+                let e = entry.expect("download has a cloud entry");
+                if self.download(set, path, e, meta.as_ref()).await? {
+                    report.downloaded += 1;
+                }
+                Ok(Merge::Done)
+            }
+            Action::DeleteLocal => self.delete_local(path, meta, report),
+            Action::MarkDeletedOnCloud => {
+                self.mark_deleted_on_cloud(path, rec.expect("mark has a record"), report)
+            }
+            Action::Reupload => self.reupload(path, report),
+            Action::Conflict(winner) => {
+                let e = entry.expect("conflict has a cloud entry");
+                let m = meta.as_ref().expect("conflict has a local side");
+                self.conflict(set, path, e, m, rec, winner, report).await
+            }
+            Action::TypeConflict => {
+                let e = entry.expect("type conflict has a cloud entry");
+                let m = meta.as_ref().expect("type conflict has a local side");
+                self.type_conflict(set, path, e, m, report).await
+            }
+        }
+    }
+}
