@@ -288,12 +288,14 @@ mod tests {
 
     #[test]
     fn path_table() {
-        use Local::*;
         use PathAction::*;
-        let absent = Absent {
-            unflushed_above: false,
-            renamed_over: false,
+        let gone_here = |unflushed_above, renamed_over| Local::Absent {
+            unflushed_above,
+            renamed_over,
         };
+        let absent = gone_here(false, false);
+        let dir_here = |ino| Local::Dir { ino };
+        let file_here = |open_for_writing| Local::File { open_for_writing };
         let file = rec(File, Synced, Some("e"));
         let untagged = rec(File, Synced, None);
         let gone = rec(File, Failed, Some("e"));
@@ -303,39 +305,17 @@ mod tests {
             ino: 0,
             ..dir.clone()
         };
-        let if_match = Precondition::IfMatch("e".into());
+        let if_match = || Precondition::IfMatch("e".into());
+        let untagged_cond = || Precondition::None;
         type Case<'a> = (Local, Option<&'a NodeRecord>, bool, PathAction);
         let cases: &[Case] = &[
             // local, record, cloud_delete, expected
-            (SetFolder, None, true, MakeSetFolder),
-            (Local::Blocked, Some(&file), true, PathAction::Blocked),
-            (
-                Absent {
-                    unflushed_above: true,
-                    renamed_over: true,
-                },
-                Some(&file),
-                true,
-                Later,
-            ),
-            (
-                Absent {
-                    unflushed_above: false,
-                    renamed_over: true,
-                },
-                Some(&file),
-                true,
-                Nothing,
-            ),
-            (
-                Absent {
-                    unflushed_above: false,
-                    renamed_over: true,
-                },
-                None,
-                true,
-                CarrySelf,
-            ),
+            (Local::SetFolder, None, true, MakeSetFolder),
+            (Local::Blocked, Some(&file), true, Blocked),
+            (gone_here(true, true), Some(&file), true, Later),
+            (gone_here(true, false), None, true, Later),
+            (gone_here(false, true), Some(&file), true, Nothing),
+            (gone_here(false, true), None, true, CarrySelf),
             (absent, None, true, Nothing),
             (absent, None, false, Nothing),
             (absent, Some(&file), false, KeepCloudCopy),
@@ -344,68 +324,39 @@ mod tests {
             (absent, Some(&dir), true, DeleteDir),
             (absent, Some(&gone_dir), true, DeleteDir),
             (absent, Some(&gone), true, ForgetRecord),
-            (
-                absent,
-                Some(&file),
-                true,
-                DeleteFile {
-                    cond: if_match.clone(),
-                },
-            ),
+            (absent, Some(&file), true, DeleteFile { cond: if_match() }),
             (
                 absent,
                 Some(&untagged),
                 true,
                 DeleteFile {
-                    cond: Precondition::None,
+                    cond: untagged_cond(),
                 },
             ),
-            (Dir { ino: 7 }, Some(&dir), true, CheckChanged),
-            (Dir { ino: 8 }, Some(&dir), true, MkdirAndList),
-            (Dir { ino: 7 }, Some(&made_dir), true, MkdirAndList),
-            (Dir { ino: 7 }, Some(&gone_dir), true, MkdirAndList),
-            (Dir { ino: 7 }, None, true, MkdirAndList),
+            (dir_here(7), Some(&dir), true, CheckChanged),
+            (dir_here(8), Some(&dir), true, MkdirAndList),
+            (dir_here(7), Some(&made_dir), true, MkdirAndList),
+            (dir_here(7), Some(&gone_dir), true, MkdirAndList),
+            (dir_here(7), None, true, MkdirAndList),
             (
-                Dir { ino: 7 },
+                dir_here(7),
                 Some(&file),
                 true,
-                ReplaceFileByFolder {
-                    cond: if_match.clone(),
-                },
+                ReplaceFileByFolder { cond: if_match() },
             ),
             (
-                Dir { ino: 7 },
+                dir_here(7),
                 Some(&untagged),
                 true,
                 ReplaceFileByFolder {
-                    cond: Precondition::None,
+                    cond: untagged_cond(),
                 },
             ),
-            (
-                Local::File {
-                    open_for_writing: true,
-                },
-                Some(&file),
-                true,
-                Later,
-            ),
-            (
-                Local::File {
-                    open_for_writing: false,
-                },
-                Some(&dir),
-                true,
-                PushFile,
-            ),
-            (
-                Local::File {
-                    open_for_writing: false,
-                },
-                None,
-                true,
-                PushFile,
-            ),
-            (Special, Some(&file), true, Nothing),
+            (file_here(true), Some(&file), true, Later),
+            (file_here(false), Some(&file), true, PushFile),
+            (file_here(false), Some(&dir), true, PushFile),
+            (file_here(false), None, true, PushFile),
+            (Local::Special, Some(&file), true, Nothing),
         ];
         for (i, (l, r, cd, want)) in cases.iter().enumerate() {
             assert_eq!(decide(*l, *r, *cd), *want, "case {i}");

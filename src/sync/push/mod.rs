@@ -285,8 +285,13 @@ impl Pusher {
             warn!(error = %e, "cannot read the queue");
             return (None, started);
         }
-        // A pull asked for by a sync request starts once the queue is drained (or has waited
-        // long enough).
+        self.pull_if_asked(queued, now);
+        (next, started)
+    }
+
+    /// A pull asked for by a sync request starts once the queue is drained (`queued` false),
+    /// or has waited long enough.
+    fn pull_if_asked(&self, queued: bool, now: i64) {
         let asked = self.shared.pull_requested_at.load(Ordering::Relaxed);
         if asked > 0 {
             let waited = now - asked >= super::PULL_AFTER_SYNC_WAIT.as_millis() as i64;
@@ -300,7 +305,6 @@ impl Pusher {
                 self.pull_now.notify_one();
             }
         }
-        (next, started)
     }
 
     async fn run_one(&self, e: QueueEntry) {
@@ -324,6 +328,18 @@ impl Pusher {
         if !matches!(result, Ok(Outcome::Later)) {
             self.shared.counters.push(ok, started.elapsed());
         }
+        self.record_result(&e, result, started);
+    }
+
+    /// Writes what the push of `e` (started at `started`) came to into the queue: finished,
+    /// postponed, replaced, retried later or failed, each under the entry's generation where
+    /// a change folded in meanwhile must survive.
+    fn record_result(
+        &self,
+        e: &QueueEntry,
+        result: Result<Outcome, CloudError>,
+        started: std::time::Instant,
+    ) {
         let j = &self.journal;
         let r = match result {
             Ok(outcome) => {
