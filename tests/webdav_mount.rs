@@ -806,9 +806,11 @@ fn wrong_password_makes_no_retry_storm_and_never_shows() {
         during.len(),
         during.join("\n")
     );
+    // The first refusal may answer a PUT (when the push of a.txt goes out before the pull at
+    // start is refused); after it, no PUT is sent.
     assert!(
-        !reqs.iter().any(|r| r.starts_with("PUT ")),
-        "a PUT was sent with refused credentials: {reqs:?}"
+        reqs.iter().filter(|r| r.starts_with("PUT ")).count() <= 1,
+        "PUTs were sent after credentials were refused: {reqs:?}"
     );
     for p in ["a.txt", "more0.txt", "more19.txt"] {
         let st = m.status(p).unwrap_or_default();
