@@ -407,7 +407,7 @@ impl Control {
             Ok(p) => p,
             Err(e) => return Response::err(e),
         };
-        let Some(set) = self.engine.sets.set_for(&path) else {
+        let Some(set) = self.engine.scope.sets.set_for(&path) else {
             return Response::err(format!("{path} is not in any sync set"));
         };
         let cpath = set.to_cloud(&path);

@@ -12,6 +12,7 @@ pub mod pull;
 pub mod push;
 pub mod reconcile;
 pub mod scan;
+pub mod scope;
 pub mod sets;
 
 use std::collections::HashMap;
@@ -330,22 +331,12 @@ pub fn cloud_url(base: &str, cloud_path: &str) -> String {
     url
 }
 
-/// True when `path` lies in a folder unsynced at run time.
-pub fn is_unsynced(list: &Mutex<Vec<String>>, path: &str) -> bool {
-    list.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .any(|u| crate::cloud::is_within(path, u))
-}
-
 /// The engine's face towards the filesystem.
 pub struct Engine {
     journal: Arc<Journal>,
-    ignore: Ignore,
-    /// Which folders sync where.
-    pub sets: sets::SyncSets,
-    /// Paths unsynced at run time, kept in the journal.
-    pub unsynced: Arc<Mutex<Vec<String>>>,
+    /// What is synced and where it goes (sets, ignore list, unsynced folders), shared with
+    /// the pusher and the puller; the unsynced folders are kept in the journal.
+    pub scope: Arc<scope::Scope>,
     /// The control socket, shown on the mount root as `user.cloudsync.control`.
     pub control_socket: std::sync::OnceLock<String>,
     /// The cloud URL without credentials, for `user.cloudsync.cloud_url`.
@@ -443,9 +434,7 @@ impl Engine {
             .unwrap_or_default();
         let engine = Arc::new(Engine {
             journal,
-            ignore,
-            sets,
-            unsynced: Arc::new(Mutex::new(unsynced)),
+            scope: scope::Scope::new(sets, ignore, unsynced),
             control_socket: std::sync::OnceLock::new(),
             cloud_base: std::sync::OnceLock::new(),
             notify: std::sync::OnceLock::new(),
@@ -471,9 +460,7 @@ impl Engine {
 
     /// True when `path` reaches the cloud: not excluded, in a set, not unsynced.
     pub fn syncable(&self, path: &str) -> bool {
-        !self.ignore.path_excluded(path)
-            && !is_unsynced(&self.unsynced, path)
-            && self.sets.set_for(path).is_some()
+        self.scope.syncable(path)
     }
 
     /// A sync request for `paths` (relative; empty or `""` means everything): unsynced paths
@@ -488,7 +475,7 @@ impl Engine {
         let mut changes = Vec::new();
         for p in paths {
             {
-                let mut u = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+                let mut u = self.scope.unsynced();
                 let before = u.len();
                 u.retain(|x| !crate::cloud::is_within(x, p));
                 if u.len() != before {
@@ -538,11 +525,11 @@ impl Engine {
     /// Takes `path` out of sync: nothing below it is pushed or pulled any more, and its cloud
     /// copy stays. Kept in the journal across restarts; a sync request undoes it.
     pub fn unsync(&self, path: &str) -> Result<(), String> {
-        if self.sets.set_for(path).is_none() {
+        if self.scope.sets.set_for(path).is_none() {
             return Err(format!("{path} is not in any sync set"));
         }
         {
-            let mut u = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+            let mut u = self.scope.unsynced();
             if !u.iter().any(|x| x == path) {
                 u.push(path.to_string());
             }
@@ -573,18 +560,20 @@ impl Engine {
         if conflict::is_conflict_name(name) {
             return (Status::Conflict, None);
         }
-        if self.ignore.path_excluded(path) || !(meta.is_file() || meta.is_dir()) {
+        if self.scope.ignore.path_excluded(path) || !(meta.is_file() || meta.is_dir()) {
             return (Status::Excluded, None);
         }
         let dir = meta.is_dir();
         let set = self
+            .scope
             .sets
             .set_for(path)
-            .filter(|_| !is_unsynced(&self.unsynced, path));
+            .filter(|_| !self.scope.is_unsynced(path));
         let Some(set) = set else {
             // A folder that holds a set is not synced itself, but sums up what is below it.
             let holds_set = dir
                 && self
+                    .scope
                     .sets
                     .iter()
                     .any(|s| s.local != path && crate::cloud::is_within(&s.local, path));
@@ -711,6 +700,7 @@ impl SyncHooks for Engine {
         // until they are synced.
         self.syncable(path)
             && self
+                .scope
                 .sets
                 .set_for(path)
                 .is_some_and(|s| s.lock_onprem && s.local != path)
@@ -748,7 +738,7 @@ impl SyncHooks for Engine {
             v.push((status::XATTR_ERROR, e));
         }
         if !matches!(st, Status::Excluded | Status::Unsynced | Status::Conflict)
-            && let Some(set) = self.sets.set_for(path)
+            && let Some(set) = self.scope.sets.set_for(path)
         {
             v.push((status::XATTR_SET, set.local.clone()));
             if let Some(base) = self.cloud_base.get() {

@@ -1,22 +1,22 @@
 //! What the pusher and the puller share, built once from the engine and the outside doors,
 //! so that the mount and the engine tests wire them the same way.
 //!
-//! The pusher and the puller each carry the same handles (journal, cloud, ONPREM, ignore list,
-//! open writers, shared state, sync sets, unsynced folders, transfer count). [`Parts`] holds
-//! them once; [`Parts::pusher`] and [`Parts::puller`] add what is each one's own.
+//! The pusher and the puller each carry the same handles (journal, cloud, ONPREM, the scope of
+//! the sync, open writers, shared state, transfer count). [`Parts`] holds them once;
+//! [`Parts::pusher`] and [`Parts::puller`] add what is each one's own. The scope (sync sets,
+//! ignore list, unsynced folders) is the engine's own, shared, not a copy.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::pull::{Invalidate, Puller};
 use super::push::Pusher;
-use super::sets::SyncSets;
+use super::scope::Scope;
 use super::{Engine, Shared};
 use crate::cloud::Cloud;
 use crate::fs::handles::OpenWriters;
-use crate::ignore::Ignore;
 use crate::journal::Journal;
 use crate::onprem::Onprem;
 
@@ -29,23 +29,18 @@ pub struct Parts {
     pub cloud: Arc<dyn Cloud>,
     /// The on-premise folder, reached only through its door.
     pub onprem: Arc<Onprem>,
-    /// Excluded names.
-    pub ignore: Ignore,
+    /// What is synced and where it goes, shared with the engine.
+    pub scope: Arc<Scope>,
     /// Files open for writing through the mount.
     pub writers: Arc<OpenWriters>,
     /// State shared with the engine and status reads.
     pub shared: Arc<Shared>,
-    /// Which folders sync where.
-    pub sets: SyncSets,
-    /// Paths unsynced at run time (shared with the engine).
-    pub unsynced: Arc<Mutex<Vec<String>>>,
     /// Parallel transfers.
     pub transfers: usize,
 }
 
 impl Parts {
-    /// The parts of `engine` (its journal, ignore list, sets, shared state and unsynced
-    /// folders) with the cloud, ONPREM and the open writers.
+    /// The parts of `engine` (its journal, scope and shared state) with the cloud, ONPREM and the open writers.
     pub fn of(
         engine: &Engine,
         cloud: Arc<dyn Cloud>,
@@ -57,11 +52,9 @@ impl Parts {
             journal: engine.journal.clone(),
             cloud,
             onprem,
-            ignore: engine.ignore.clone(),
+            scope: engine.scope.clone(),
             writers,
             shared: engine.shared.clone(),
-            sets: engine.sets.clone(),
-            unsynced: engine.unsynced.clone(),
             transfers,
         }
     }
@@ -73,15 +66,13 @@ impl Parts {
             journal: self.journal.clone(),
             cloud: self.cloud.clone(),
             onprem: self.onprem.clone(),
-            ignore: self.ignore.clone(),
+            scope: self.scope.clone(),
             writers: self.writers.clone(),
             shared: self.shared.clone(),
             wake,
             pull_now,
             transfers: self.transfers,
             push_delay,
-            sets: self.sets.clone(),
-            unsynced: self.unsynced.clone(),
         }
     }
 
@@ -92,12 +83,10 @@ impl Parts {
             journal: self.journal.clone(),
             cloud: self.cloud.clone(),
             onprem: self.onprem.clone(),
-            ignore: self.ignore.clone(),
+            scope: self.scope.clone(),
             writers: self.writers.clone(),
             shared: self.shared.clone(),
             invalidate,
-            sets: self.sets.clone(),
-            unsynced: self.unsynced.clone(),
             wake_pusher,
             running: tokio::sync::Mutex::new(()),
             pulls: std::sync::atomic::AtomicU64::new(1),

@@ -123,7 +123,7 @@ impl Puller {
         // otherwise their entries wait for a merge that never comes.
         let conflicted = jr(self.journal.conflict_ids())?;
         for path in conflicted.keys() {
-            if found.contains_key(path) || !self.owns(set, path) {
+            if found.contains_key(path) || !self.scope.owns(set, path) {
                 continue;
             }
             let cpath = set.to_cloud(path);
@@ -142,8 +142,8 @@ impl Puller {
             if !found.contains_key(&r.path)
                 && known.contains(r.path.as_str())
                 && !in_skipped(&r.path)
-                && self.owns(set, &r.path)
-                && !self.is_unsynced(&r.path)
+                && self.scope.owns(set, &r.path)
+                && !self.scope.is_unsynced(&r.path)
             {
                 gone.insert(r.path.clone(), r);
             }
@@ -279,12 +279,13 @@ impl Puller {
                     continue;
                 }
                 let name = e.path.rsplit('/').next().unwrap_or_default();
-                if self.ignore.name_excluded(name) || crate::sync::conflict::is_conflict_name(name)
+                if self.scope.ignore.name_excluded(name)
+                    || crate::sync::conflict::is_conflict_name(name)
                 {
                     continue;
                 }
                 let local = set.to_local(&e.path);
-                if !self.owns(set, &local) {
+                if !self.scope.owns(set, &local) {
                     continue;
                 }
                 if e.is_dir {

@@ -18,11 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::reconcile::{Action, Side, reconcile};
-use super::sets::{SyncSet, SyncSets};
+use super::sets::SyncSet;
 use super::{Shared, jr};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
-use crate::ignore::Ignore;
 use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
 use crate::onprem::{self, Onprem};
 
@@ -101,18 +100,14 @@ pub struct Puller {
     pub cloud: Arc<dyn Cloud>,
     /// The on-premise folder, reached only through its door.
     pub onprem: Arc<Onprem>,
-    /// Excluded names.
-    pub ignore: Ignore,
+    /// What is synced and where it goes, shared with the engine and the pusher.
+    pub scope: Arc<super::scope::Scope>,
     /// Files open for writing through the mount.
     pub writers: Arc<OpenWriters>,
     /// Shared state.
     pub shared: Arc<Shared>,
     /// Kernel cache invalidation.
     pub invalidate: Arc<dyn Invalidate>,
-    /// The sync sets.
-    pub sets: SyncSets,
-    /// Paths unsynced at run time (shared with the engine).
-    pub unsynced: Arc<std::sync::Mutex<Vec<String>>>,
     /// Wakes the pusher after the puller queued work for it.
     pub wake_pusher: Arc<Notify>,
     /// One pull at a time.
@@ -235,8 +230,8 @@ impl Puller {
         if self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY) {
             // A path whose upload met a 412 or 404 waits for this merge, whatever the tags say.
             let conflicted = jr(self.journal.conflict_ids())?;
-            for set in self.sets.iter().filter(|s| !s.is_file) {
-                if conflicted.keys().any(|p| self.owns(set, p)) {
+            for set in self.scope.sets.iter().filter(|s| !s.is_file) {
+                if conflicted.keys().any(|p| self.scope.owns(set, p)) {
                     continue;
                 }
                 let tag = self.cloud.stat(&set.cloud).await?.and_then(|e| e.etag);
@@ -246,12 +241,12 @@ impl Puller {
                     idle.push(set.local.clone());
                 }
             }
-            if idle.len() == self.sets.iter().count() {
+            if idle.len() == self.scope.sets.iter().count() {
                 return Ok(report);
             }
         }
-        for set in self.sets.iter() {
-            if idle.contains(&set.local) || self.is_unsynced(&set.local) {
+        for set in self.scope.sets.iter() {
+            if idle.contains(&set.local) || self.scope.is_unsynced(&set.local) {
                 continue;
             }
             self.pull_set(set, &mut report).await?;
@@ -269,21 +264,6 @@ impl Puller {
         Ok(report)
     }
 
-    /// True when `set` is the set that decides for `path` (not a set nested inside it).
-    fn owns(&self, set: &SyncSet, path: &str) -> bool {
-        self.sets
-            .set_for(path)
-            .is_some_and(|s| s.local == set.local)
-    }
-
-    fn is_unsynced(&self, path: &str) -> bool {
-        self.unsynced
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|u| cloud::is_within(path, u))
-    }
-
     /// Pulls one set: discover, then merge every path in order, then the new files, then
     /// remember folder tags where everything below was merged.
     async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> Result<(), CloudError> {
@@ -291,7 +271,7 @@ impl Puller {
         report.requests += requests;
         let busy = self.busy_check()?;
         let is_busy = |p: &str| busy.is_busy(p);
-        let paths = plan.paths(|p| self.owns(set, p));
+        let paths = plan.paths(|p| self.scope.owns(set, p));
         let mut pass = Pass::default();
         for &path in &paths {
             self.merge_one(set, &plan, &busy, path, &mut pass, report)
@@ -363,7 +343,7 @@ impl Puller {
         pass: &mut Pass<'p>,
         report: &mut PullReport,
     ) -> Result<(), CloudError> {
-        if self.ignore.path_excluded(path) {
+        if self.scope.ignore.path_excluded(path) {
             return Ok(());
         }
         if !plan.conflicted.contains_key(path) && busy.is_busy(path)? {
@@ -375,7 +355,7 @@ impl Puller {
         {
             return Ok(());
         }
-        if self.is_unsynced(path) {
+        if self.scope.is_unsynced(path) {
             return Ok(());
         }
         if let Some(to) = plan.moved.get(path) {

@@ -533,13 +533,13 @@ impl Pusher {
     ) -> Result<Vec<Change>, CloudError> {
         let onprem = self.onprem.clone();
         let dir = path.to_string();
-        let ignore = self.ignore.clone();
+        let scope = self.scope.clone();
         let here: Vec<String> = Self::blocking(move || {
             let mut v = Vec::new();
             for de in onprem.read_dir(&dir)? {
                 let de = de?;
                 if let Some(name) = de.name.to_str()
-                    && !ignore.name_excluded(name)
+                    && !scope.ignore.name_excluded(name)
                 {
                     v.push(cloud::join(&dir, name));
                 }
@@ -568,7 +568,7 @@ impl Pusher {
     /// delete of such a folder reaches the cloud too.
     async fn make_parents(&self, path: &str, cpath: &str) -> Result<(), CloudError> {
         self.cloud.mkdir(cloud::parent(cpath)).await?;
-        let Some(set) = self.sets.set_for(path) else {
+        let Some(set) = self.scope.sets.set_for(path) else {
             return Ok(());
         };
         let mut missing = Vec::new();

@@ -26,7 +26,6 @@ use self::decide::{Local, Source};
 use super::{Shared, jr};
 use crate::cloud::{self, Cloud, CloudError};
 use crate::fs::handles::OpenWriters;
-use crate::ignore::Ignore;
 use crate::journal::{Change, Journal, NodeKind, NodeState, Op, QueueEntry, QueueState, now_ms};
 use crate::onprem::Onprem;
 
@@ -55,8 +54,8 @@ pub struct Pusher {
     pub cloud: Arc<dyn Cloud>,
     /// The on-premise folder, reached only through its door.
     pub onprem: Arc<Onprem>,
-    /// Excluded names.
-    pub ignore: Ignore,
+    /// What is synced and where it goes, shared with the engine and the puller.
+    pub scope: Arc<super::scope::Scope>,
     /// Files open for writing through the mount.
     pub writers: Arc<OpenWriters>,
     /// Shared with status reads.
@@ -69,10 +68,6 @@ pub struct Pusher {
     pub transfers: usize,
     /// Quiet time before a push.
     pub push_delay: Duration,
-    /// Which folders sync where.
-    pub sets: super::sets::SyncSets,
-    /// Paths unsynced at run time.
-    pub unsynced: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Paths taken by earlier or running entries; a later entry that touches one of them, an
@@ -431,19 +426,10 @@ impl Pusher {
             .map_err(CloudError::Io)
     }
 
-    /// The cloud path of a synced on-premise path, and its set.
-    fn target(&self, path: &str) -> Option<(String, &super::sets::SyncSet)> {
-        if self.ignore.path_excluded(path) || super::is_unsynced(&self.unsynced, path) {
-            return None;
-        }
-        let set = self.sets.set_for(path)?;
-        Some((set.to_cloud(path), set))
-    }
-
     /// Makes the cloud match the on-premise state of `path`: gathers what is there and its
     /// record, decides ([`decide::decide`]), and carries the action out.
     async fn push_path(&self, path: &str) -> Result<Outcome, CloudError> {
-        let Some((cpath, set)) = self.target(path) else {
+        let Some((cpath, set)) = self.scope.target(path) else {
             return Ok(Outcome::Done);
         };
         let facts = self.path_facts(path, set)?;
@@ -502,7 +488,8 @@ impl Pusher {
     /// and target under those names, and the renames queued after it carry them on to
     /// today's names, as they carried every entry pending below their source.
     async fn push_rename(&self, from: &str, to: &str) -> Result<Outcome, CloudError> {
-        let (Some((cfrom, _)), Some((cto, set))) = (self.target(from), self.target(to)) else {
+        let (Some((cfrom, _)), Some((cto, set))) = (self.scope.target(from), self.scope.target(to))
+        else {
             let action = decide::decide_rename(false, Source::NeverSent, None);
             return self.apply_rename(action, (from, ""), (to, ""), None).await;
         };
