@@ -564,11 +564,7 @@ impl Engine {
             return (Status::Excluded, None);
         }
         let dir = meta.is_dir();
-        let set = self
-            .scope
-            .sets
-            .set_for(path)
-            .filter(|_| !self.scope.is_unsynced(path));
+        let set = self.scope.synced_set(path);
         let Some(set) = set else {
             // A folder that holds a set is not synced itself, but sums up what is below it.
             let holds_set = dir
@@ -698,12 +694,9 @@ impl SyncHooks for Engine {
     fn locked(&self, path: &str) -> bool {
         // Items that came from the cloud or were synced are read-only; new files are not,
         // until they are synced.
-        self.syncable(path)
-            && self
-                .scope
-                .sets
-                .set_for(path)
-                .is_some_and(|s| s.lock_onprem && s.local != path)
+        self.scope
+            .synced_set(path)
+            .is_some_and(|s| s.lock_onprem && s.local != path)
             && self
                 .journal
                 .node_for_status(path)

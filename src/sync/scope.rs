@@ -43,20 +43,24 @@ impl Scope {
         self.unsynced().iter().any(|u| is_within(path, u))
     }
 
+    /// The set that `path` syncs in: `None` when it is excluded, unsynced or outside every
+    /// set.
+    pub fn synced_set(&self, path: &str) -> Option<&SyncSet> {
+        if self.ignore.path_excluded(path) || self.is_unsynced(path) {
+            return None;
+        }
+        self.sets.set_for(path)
+    }
+
     /// True when `path` reaches the cloud: not excluded, in a set, not unsynced.
     pub fn syncable(&self, path: &str) -> bool {
-        !self.ignore.path_excluded(path)
-            && !self.is_unsynced(path)
-            && self.sets.set_for(path).is_some()
+        self.synced_set(path).is_some()
     }
 
     /// The cloud path of a synced on-premise path, and its set; `None` when `path` does not
     /// reach the cloud.
     pub fn target(&self, path: &str) -> Option<(String, &SyncSet)> {
-        if self.ignore.path_excluded(path) || self.is_unsynced(path) {
-            return None;
-        }
-        let set = self.sets.set_for(path)?;
+        let set = self.synced_set(path)?;
         Some((set.to_cloud(path), set))
     }
 
