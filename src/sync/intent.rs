@@ -1,8 +1,9 @@
 //! Upload intents: what an interrupted upload may have left in the cloud, and the proof that a
 //! cloud copy is that leftover rather than someone else's edit.
 //!
-//! The pusher writes an [`Intent`] before each PUT: the precondition it is sent under, and the
-//! size and hash of the body. When the attempt fails before any byte can have reached the
+//! The pusher writes an [`Intent`] before each PUT: the precondition it is sent under, the
+//! size of the body, and its hash where the file was hashed before sending (a large file is
+//! hashed on the way instead, and then the leftover must be a prefix of the file as it is). When the attempt fails before any byte can have reached the
 //! server (the connection was refused, or the server answered with an error), the intent goes
 //! again. When it is cut short otherwise (a dropped connection, a dead daemon), it stays, and
 //! the retry typically meets a 412, because the server may have kept part of the body. That
@@ -53,6 +54,18 @@ pub fn stored_nothing(e: &CloudError) -> bool {
     }
 }
 
+/// True when the `n` bytes of `copy` are the first `n` bytes of `local`.
+fn is_prefix_of(copy: &mut File, n: u64, local: &mut File) -> std::io::Result<bool> {
+    if local.metadata()?.len() < n {
+        return Ok(false);
+    }
+    let (mut a, mut b) = (blake3::Hasher::new(), blake3::Hasher::new());
+    if hash_prefix(copy, n, &mut a)? != n || hash_prefix(local, n, &mut b)? != n {
+        return Ok(false);
+    }
+    Ok(a.finalize() == b.finalize())
+}
+
 /// BLAKE3 of the first `n` bytes of `r` (fewer if it ends first), and how many there were.
 fn hash_prefix(r: &mut impl Read, n: u64, h: &mut blake3::Hasher) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
@@ -81,8 +94,7 @@ pub fn is_own_leftover(
     mut cloud_copy: File,
     mut local: File,
 ) -> std::io::Result<bool> {
-    let (Some(pre), Some(size), Some(hash)) = (&intent.precondition, intent.size, &intent.hash)
-    else {
+    let (Some(pre), Some(size)) = (&intent.precondition, intent.size) else {
         return Ok(false);
     };
     if pre != expected {
@@ -92,6 +104,12 @@ pub fn is_own_leftover(
     if n > size {
         return Ok(false);
     }
+    let Some(hash) = &intent.hash else {
+        // Sent without hashing first (a large file, hashed on the way): the cloud copy must
+        // be a prefix of the file as it is now, byte for byte. It then holds nothing that the
+        // on-premise version does not, so replacing it loses nothing.
+        return is_prefix_of(&mut cloud_copy, n, &mut local);
+    };
     let mut hc = blake3::Hasher::new();
     if hash_prefix(&mut cloud_copy, n, &mut hc)? != n {
         return Ok(false);
@@ -184,6 +202,22 @@ mod tests {
         };
         assert!(!old.is_known());
         assert!(!check(body, body, &old, &tag));
+        // Sent without a hash first: a prefix of the file as it is now is ours, anything else
+        // is someone's edit.
+        let unhashed = Intent {
+            hash: None,
+            ..i.clone()
+        };
+        assert!(check(&body[..8], body, &unhashed, &tag));
+        assert!(check(body, body, &unhashed, &tag));
+        assert!(!check(b"the bodx", body, &unhashed, &tag));
+        assert!(!check(
+            b"someone else's longer edit of it",
+            body,
+            &unhashed,
+            &tag
+        ));
+        assert!(!check(body, body, &unhashed, &other));
     }
 
     #[test]

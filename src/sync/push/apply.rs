@@ -200,11 +200,12 @@ impl Pusher {
         }
         let unchanged = rec.as_ref().is_some_and(|r| r.unchanged(&m));
         let mut hash = None;
-        let mut action = decide::decide_file(rec.as_ref(), unchanged, None);
+        let prehash = !self.cloud.hashes_uploads();
+        let mut action = decide::decide_file(rec.as_ref(), unchanged, None, m.size(), prehash);
         if action == FileAction::Hash {
             let f = file.clone();
             let h = Self::blocking(move || hash_open(&f)).await?;
-            action = decide::decide_file(rec.as_ref(), unchanged, Some(&h));
+            action = decide::decide_file(rec.as_ref(), unchanged, Some(&h), m.size(), prehash);
             hash = Some(h);
         }
         let cond = match action {

@@ -175,23 +175,32 @@ pub(crate) fn decide_file(
     rec: Option<&NodeRecord>,
     unchanged: bool,
     hash: Option<&str>,
+    size: u64,
+    prehash: bool,
 ) -> FileAction {
     if rec.is_some_and(|r| r.state == NodeState::Synced) && unchanged {
         return FileAction::Nothing;
     }
-    // The content is hashed before the upload: a synced file whose stat moved may hold the
-    // same bytes (a touch, a chmod, a rename, a restart), and the upload intent says what is
-    // about to be sent.
-    let Some(hash) = hash else {
+    // The content is hashed before the upload only when that can spare it: a synced file of
+    // the same size may hold the same bytes (a touch, a chmod, a rename, a restart). With
+    // `prehash` (a backend that does not hash while sending) it is hashed anyway, to be read
+    // once. Otherwise the upload hashes what it sends, and a large file is read once.
+    let same_size_synced = rec.is_some_and(|r| {
+        r.kind == NodeKind::File
+            && r.state == NodeState::Synced
+            && r.hash.is_some()
+            && r.size == size
+    });
+    if hash.is_none() && (prehash || same_size_synced) {
         return FileAction::Hash;
-    };
+    }
     match rec {
         // Deleted in the cloud and kept here (DELETED_ON_CLOUD): pushed again as new.
         Some(r) if r.state == NodeState::Failed => FileAction::Upload {
             cond: Precondition::IfNoneMatch,
         },
         Some(r) if r.kind == NodeKind::File => {
-            if r.hash.as_deref() == Some(hash) && r.state == NodeState::Synced {
+            if hash.is_some() && r.hash.as_deref() == hash && r.state == NodeState::Synced {
                 FileAction::RefreshRecord
             } else {
                 FileAction::Upload {
@@ -411,9 +420,41 @@ mod tests {
             (Some(&dir), false, Some("h"), ReplaceFolderByFile),
             (None, false, Some("h"), new.clone()),
         ];
+        // With a backend that does not hash while sending, every upload is hashed first.
         for (i, (r, u, h, want)) in cases.iter().enumerate() {
-            assert_eq!(decide_file(*r, *u, *h), *want, "case {i}");
+            assert_eq!(decide_file(*r, *u, *h, 3, true), *want, "case {i}");
         }
+        // With one that does, only a synced file of the same size is hashed first; anything
+        // else goes up at once and is hashed on the way.
+        let upload_now: &[Case] = &[
+            (Some(&file), false, None, Hash),
+            (
+                Some(&pending),
+                true,
+                None,
+                Upload {
+                    cond: Precondition::IfMatch("e".into()),
+                },
+            ),
+            (None, false, None, new.clone()),
+            (Some(&gone), false, None, new.clone()),
+            (Some(&dir), false, None, ReplaceFolderByFile),
+            (Some(&file), true, None, Nothing),
+        ];
+        for (i, (r, u, h, want)) in upload_now.iter().enumerate() {
+            assert_eq!(
+                decide_file(*r, *u, *h, 3, false),
+                *want,
+                "unhashed case {i}"
+            );
+        }
+        // A synced file whose size changed is not worth a hash first.
+        assert_eq!(
+            decide_file(Some(&file), false, None, 4, false),
+            Upload {
+                cond: Precondition::IfMatch("e".into()),
+            }
+        );
     }
 
     #[test]
