@@ -277,9 +277,14 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
                 },
             )?;
             for i in r.items {
+                let name = i.path.rsplit('/').next().unwrap_or(&i.path);
                 match i.status.as_str() {
                     "synced" | "excluded" | "unsynced" | "locked" => {}
-                    "failed" | "conflict" | "missing" => {
+                    // A conflict copy is named once nothing is pending (below). Any other item
+                    // reads `conflict` while the reconciler settles a push the cloud refused,
+                    // which may well end with no conflict at all: that is waited for.
+                    "conflict" if crate::sync::reconcile::is_conflict_name(name) => {}
+                    "failed" | "missing" => {
                         eprintln!(
                             "cloudsync: {}: {}{}",
                             loc.mountpoint.join(&i.path).display(),

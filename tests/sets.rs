@@ -220,10 +220,15 @@ fn script_style_sync_wait_and_control_commands() {
     std::thread::sleep(Duration::from_millis(800));
     assert!(m.c("old/x.txt").exists() && !m.c("old/y.txt").exists());
     // A sync request syncs it again.
+    let out = cloudsync(&["sync", "--wait", m.m("old").to_str().unwrap()]);
     assert!(
-        cloudsync(&["sync", "--wait", m.m("old").to_str().unwrap()])
-            .status
-            .success()
+        out.status.success(),
+        "{out:?}\n{}",
+        m.log_text()
+            .lines()
+            .filter(|l| l.contains("old"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(m.c("old/y.txt").exists());
 }

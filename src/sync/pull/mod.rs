@@ -372,6 +372,13 @@ impl Puller {
                 }
             }
         }
+        // From the moment the pusher's conflict entry is taken until the path is queued again
+        // after the merge, the path reads `downloading` (and so do its folders): a script's
+        // `sync --wait` never sees it settled in between.
+        let _merging = plan
+            .conflicted
+            .contains_key(path)
+            .then(|| self.shared.downloading(path));
         if let Some(ids) = plan.conflicted.get(path)
             && !self.take_conflicted(ids)?
         {
