@@ -21,7 +21,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -416,7 +416,7 @@ impl Onprem {
 
     /// The BLAKE3 hash (hex) of the regular file `rel`.
     pub fn hash(&self, rel: &str) -> io::Result<String> {
-        hash_reader(&mut self.open_file(rel)?)
+        hash_file(&self.open_file(rel)?)
     }
 }
 
@@ -482,16 +482,20 @@ pub fn reopen(file: &impl AsRawFd, flags: i32) -> io::Result<File> {
     crate::fs::host::reopen(file, flags)
 }
 
-/// Hashes what a reader holds (BLAKE3, hex).
-pub fn hash_reader(f: &mut impl Read) -> io::Result<String> {
+/// Hashes an open file's content from its start (BLAKE3, hex), whatever its offset: the one
+/// content hash of the engine, for uploads, downloads and "same content?" checks.
+pub fn hash_file(f: &File) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read_at(&mut buf, at)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        at += n as u64;
     }
     Ok(h.finalize().to_hex().to_string())
 }

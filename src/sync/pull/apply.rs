@@ -403,14 +403,11 @@ impl Puller {
         let mtime = got.mtime.or(e.mtime);
         let f = tmp.file().try_clone().map_err(map_io)?;
         let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-            use std::io::Seek;
-            let mut f = f;
             if let Some(mt) = mtime {
                 f.set_modified(mt)?;
             }
             f.sync_all()?;
-            f.seek(std::io::SeekFrom::Start(0))?;
-            onprem::hash_reader(&mut f)
+            onprem::hash_file(&f)
         })
         .await
         .map_err(|e| CloudError::Io(std::io::Error::other(e)))?

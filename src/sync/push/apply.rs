@@ -14,9 +14,10 @@ use std::sync::Arc;
 use tracing::{debug, info};
 
 use super::decide::{self, FileAction, PathAction, RenameAction};
-use super::{Outcome, Pusher, hash_open};
+use super::{Outcome, Pusher};
 use crate::cloud::{self, CloudError, Precondition};
 use crate::journal::{Change, FileStat, Intent, NodeKind, NodeRecord, NodeState, Op, now_ms};
+use crate::onprem::hash_file;
 use crate::sync::sets::SyncSet;
 use crate::sync::{jr, record_of};
 
@@ -204,7 +205,7 @@ impl Pusher {
         let mut action = decide::decide_file(rec.as_ref(), unchanged, None, m.size(), prehash);
         if action == FileAction::Hash {
             let f = file.clone();
-            let h = Self::blocking(move || hash_open(&f)).await?;
+            let h = Self::blocking(move || hash_file(&f)).await?;
             action = decide::decide_file(rec.as_ref(), unchanged, Some(&h), m.size(), prehash);
             hash = Some(h);
         }
@@ -299,7 +300,7 @@ impl Pusher {
             Some(h) => h,
             None => {
                 let f = file.clone();
-                Self::blocking(move || hash_open(&f)).await?
+                Self::blocking(move || hash_file(&f)).await?
             }
         };
         jr(self

@@ -130,23 +130,6 @@ pub fn backoff_ms(attempts: u32) -> i64 {
     (capped as f64 * jitter) as i64
 }
 
-/// Hashes an open file's content from its start (BLAKE3, hex), whatever its offset.
-pub fn hash_open(f: &std::fs::File) -> std::io::Result<String> {
-    use std::os::unix::fs::FileExt;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        let n = f.read_at(&mut buf, at)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(h.finalize().to_hex().to_string())
-}
-
 impl Pusher {
     /// Runs until `stop` is cancelled. In-flight transfers are abandoned at stop; their entries
     /// stay queued and run again at the next start.
