@@ -287,10 +287,9 @@ impl Control {
             }
             // Failures of cloud items with nothing on-premise (say, one whose way is blocked
             // by a link) are listed too: they are not met by the walk.
-            let have: std::collections::HashSet<String> =
-                items.iter().map(|i| i.path.clone()).collect();
-            for e in self.journal.queue().unwrap_or_default() {
-                if e.state == crate::journal::QueueState::Failed && !have.contains(&e.path) {
+            for e in self.journal.failed_entries().unwrap_or_default() {
+                // What is there on-premise was met by the walk.
+                if !matches!(self.onprem.stat(&e.path), Ok(Some(_))) {
                     let code = e.failure.map_or("UNKNOWN", |c| c.as_str());
                     items.push(Item {
                         path: e.path,

@@ -892,6 +892,14 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// The failed entries, oldest first, for the report of failures.
+    pub fn failed_entries(&self) -> Result<Vec<QueueEntry>> {
+        let c = self.r();
+        let mut st = c.prepare_cached("SELECT id, op, path, dest, not_before, attempts, next_retry_at, state, failure, last_error, gen FROM queue WHERE state = 'failed' ORDER BY id")?;
+        let rows = st.query_map([], |r| QueueEntry::try_from(r))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// Queue entries that concern `path` or anything below it, for status reads.
     pub fn queue_for_status(&self, path: &str, subtree: bool) -> Result<Vec<QueueEntry>> {
         let c = self.r();
