@@ -137,15 +137,12 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateDir> {
 pub fn guard_clone(j: &Journal, onprem: &Path) -> Result<()> {
     let here = host_id();
     let dir = onprem.to_string_lossy().to_string();
-    match (j.meta("onprem")?, j.meta("host")?) {
-        (None, _) => {
-            j.set_meta("onprem", &dir)?;
-            j.set_meta("host", &here)?;
-        }
-        (Some(o), _) if o != dir => bail!(
+    match j.owner()?.map(|o| (o.onprem, o.host)) {
+        None => j.set_owner(&dir, &here)?,
+        Some((o, _)) if o != dir => bail!(
             "the state dir belongs to the on-premise folder {o}, not {dir}: it was copied or mixed up (give this mount its own --state-dir)"
         ),
-        (Some(_), Some(h)) if h != here => bail!(
+        Some((_, Some(h))) if h != here => bail!(
             "the state dir was created on another host ({h}); a copied journal would corrupt sync (give this host its own --state-dir)"
         ),
         _ => {}

@@ -127,10 +127,6 @@ pub enum CloudError {
     /// The server's answer made no sense or was hostile; refused.
     #[error("refused a malformed server answer: {0}")]
     Protocol(String),
-    /// The on-premise path goes through a symbolic link or a special file; nothing is read or
-    /// written through it.
-    #[error("{0}")]
-    Blocked(String),
     /// Reading or writing the local side failed.
     #[error("local I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -159,7 +155,6 @@ impl CloudError {
             | CloudError::InsufficientStorage
             | CloudError::InvalidName(_)
             | CloudError::Status { .. }
-            | CloudError::Blocked(_)
             | CloudError::Protocol(_) => false,
         }
     }
@@ -172,7 +167,7 @@ impl CloudError {
             CloudError::ContentTooLarge => FailureCode::ContentLimit,
             CloudError::InsufficientStorage => FailureCode::QuotaLimit,
             CloudError::InvalidName(_) => FailureCode::InvalidName,
-            CloudError::PreconditionFailed | CloudError::Blocked(_) => FailureCode::NameClash,
+            CloudError::PreconditionFailed => FailureCode::NameClash,
             CloudError::MissingParent => FailureCode::TargetNoLongerExists,
             CloudError::NotFound
             | CloudError::Status { .. }

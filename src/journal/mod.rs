@@ -35,6 +35,25 @@ pub enum JournalError {
 
 type Result<T> = std::result::Result<T, JournalError>;
 
+/// The keys of the `meta` table: only the typed methods of [`Journal`] use them.
+mod meta_key {
+    pub const ONPREM: &str = "onprem";
+    pub const HOST: &str = "host";
+    pub const UNSYNCED: &str = "unsynced";
+    pub fn root_etag(set: &str) -> String {
+        format!("root_etag:{set}")
+    }
+}
+
+/// Whom a journal belongs to: the on-premise folder, and the host it was made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The on-premise folder, as it was given.
+    pub onprem: String,
+    /// The host id, when one was recorded.
+    pub host: Option<String>,
+}
+
 /// The schema, one step per version. Step N brings the database from version N to N+1.
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -534,7 +553,8 @@ impl Journal {
         self.read.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A metadata value.
+    /// The raw metadata value under `key`: for inspection and migrations. The engine reads and
+    /// writes its metadata through the typed methods below, which own the keys.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .w()
@@ -542,8 +562,7 @@ impl Journal {
             .optional()?)
     }
 
-    /// Sets a metadata value.
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.w().run(
             "INSERT INTO meta(key, value) VALUES(?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -552,10 +571,58 @@ impl Journal {
         Ok(())
     }
 
-    /// Removes a metadata value.
-    pub fn delete_meta(&self, key: &str) -> Result<()> {
-        self.w().run("DELETE FROM meta WHERE key = ?1", [key])?;
+    /// The on-premise folder and the host this journal was made for, once it was claimed.
+    pub fn owner(&self) -> Result<Option<Owner>> {
+        Ok(match self.meta(meta_key::ONPREM)? {
+            None => None,
+            Some(onprem) => Some(Owner {
+                onprem,
+                host: self.meta(meta_key::HOST)?,
+            }),
+        })
+    }
+
+    /// Claims this journal for the on-premise folder `onprem` on host `host`.
+    pub fn set_owner(&self, onprem: &str, host: &str) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        for (k, v) in [(meta_key::ONPREM, onprem), (meta_key::HOST, host)] {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES(?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![k, v],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The ETag the cloud folder of the sync set at `set` had when its last complete pull
+    /// began.
+    pub fn root_etag(&self, set: &str) -> Result<Option<String>> {
+        self.meta(&meta_key::root_etag(set))
+    }
+
+    /// Records the ETag of the cloud folder of the sync set at `set` after a complete pull.
+    pub fn set_root_etag(&self, set: &str, etag: &str) -> Result<()> {
+        self.set_meta(&meta_key::root_etag(set), etag)
+    }
+
+    /// The folders taken out of sync by the user. A value this version cannot read is no
+    /// folder at all (and is reported).
+    pub fn unsynced(&self) -> Result<Vec<String>> {
+        Ok(match self.meta(meta_key::UNSYNCED)? {
+            None => Vec::new(),
+            Some(s) => serde_json::from_str(&s)
+                .map_err(|e| JournalError::Corrupt(format!("the list of unsynced folders: {e}")))?,
+        })
+    }
+
+    /// Records the folders taken out of sync by the user.
+    pub fn set_unsynced(&self, folders: &[String]) -> Result<()> {
+        let json = serde_json::to_string(folders)
+            .map_err(|e| JournalError::Corrupt(format!("the list of unsynced folders: {e}")))?;
+        self.set_meta(meta_key::UNSYNCED, &json)
     }
 
     // ---------------------------------------------------------------- nodes
@@ -1566,5 +1633,34 @@ mod tests {
             .unwrap()
         );
         assert!(j.pending(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn metadata_is_read_and_written_by_meaning() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j.db");
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.owner().unwrap(), None);
+        assert!(j.unsynced().unwrap().is_empty());
+        assert_eq!(j.root_etag("docs").unwrap(), None);
+        j.set_owner("/srv/a", "host-1").unwrap();
+        j.set_unsynced(&["docs/old".into(), "x y".into()]).unwrap();
+        j.set_root_etag("docs", "\"e1\"").unwrap();
+        j.set_root_etag("", "\"root\"").unwrap();
+        drop(j);
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(
+            j.owner().unwrap(),
+            Some(Owner {
+                onprem: "/srv/a".into(),
+                host: Some("host-1".into())
+            })
+        );
+        assert_eq!(j.unsynced().unwrap(), ["docs/old", "x y"]);
+        assert_eq!(j.root_etag("docs").unwrap().as_deref(), Some("\"e1\""));
+        assert_eq!(j.root_etag("").unwrap().as_deref(), Some("\"root\""));
+        // A list this version cannot read is reported, not taken for "nothing unsynced".
+        j.set_meta(meta_key::UNSYNCED, "{not json").unwrap();
+        assert!(matches!(j.unsynced(), Err(JournalError::Corrupt(_))));
     }
 }

@@ -4,9 +4,10 @@
 //! that says when the conflict happened. The name must fit the local filesystem (NAME_MAX) and
 //! be recognisable again, so that a walk never takes a conflict copy for a file to sync.
 
+use crate::sync::{SyncError, SyncResult};
 use std::time::SystemTime;
 
-use crate::cloud::{self, CloudError};
+use crate::cloud::{self};
 use crate::onprem::Onprem;
 
 /// The name of the `k`th conflict copy made in one second: `NAME (conflict YYYY-MM-DD
@@ -58,7 +59,7 @@ pub fn is_conflict_name(name: &str) -> bool {
 
 /// A free name for the conflict copy of `path` beside it, short enough for the local
 /// filesystem.
-pub fn copy_path(onprem: &Onprem, path: &str) -> Result<String, CloudError> {
+pub fn copy_path(onprem: &Onprem, path: &str) -> SyncResult<String> {
     let name = path.rsplit('/').next().unwrap_or(path);
     let dir = cloud::parent(path);
     let now = SystemTime::now();
@@ -69,7 +70,7 @@ pub fn copy_path(onprem: &Onprem, path: &str) -> Result<String, CloudError> {
             return Ok(p);
         }
     }
-    Err(CloudError::Io(std::io::Error::other(format!(
+    Err(SyncError::Local(std::io::Error::other(format!(
         "no free conflict-copy name beside {path}"
     ))))
 }

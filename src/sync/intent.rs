@@ -49,7 +49,6 @@ pub fn stored_nothing(e: &CloudError) -> bool {
         | CloudError::InsufficientStorage
         | CloudError::InvalidName(_)
         | CloudError::Status { .. }
-        | CloudError::Blocked(_)
         | CloudError::Protocol(_) => true,
     }
 }

@@ -6,6 +6,7 @@
 //! when the daemon is killed is found again by the start-up scan.
 
 pub mod conflict;
+pub mod error;
 pub mod intent;
 pub mod parts;
 pub mod pull;
@@ -27,6 +28,7 @@ use crate::fs::{Ctx, SyncHooks};
 use crate::ignore::Ignore;
 use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState, now_ms};
 use crate::status::{self, Status};
+pub use error::{SyncError, SyncResult};
 
 /// State shared by the engine, the pusher and status reads.
 #[derive(Debug, Default)]
@@ -276,13 +278,6 @@ impl Shared {
     }
 }
 
-/// A journal failure inside a push or pull: local trouble, not the cloud's.
-pub(crate) fn jr<T>(
-    r: Result<T, crate::journal::JournalError>,
-) -> Result<T, crate::cloud::CloudError> {
-    r.map_err(|e| crate::cloud::CloudError::Io(std::io::Error::other(e.to_string())))
-}
-
 /// The journal record of an item as it is on-premise now, synced with `hash` and `etag`.
 pub fn record_of(
     path: &str,
@@ -426,12 +421,10 @@ impl Engine {
                 }
             })
             .expect("spawn journal writer");
-        let unsynced: Vec<String> = journal
-            .meta("unsynced")
-            .ok()
-            .flatten()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
+        let unsynced = journal.unsynced().unwrap_or_else(|e| {
+            tracing::warn!("{e}: every folder is synced");
+            Vec::new()
+        });
         let engine = Arc::new(Engine {
             journal,
             scope: scope::Scope::new(sets, ignore, unsynced),
@@ -468,7 +461,7 @@ impl Engine {
     /// resumes after an authentication failure, and everything queued is due now. With `pull`,
     /// a pull follows in the background once the queue is drained (at once while pushing is
     /// paused); without, the caller pulls itself.
-    pub fn request_sync(&self, paths: &[String], pull: bool) -> Result<(), String> {
+    pub fn request_sync(&self, paths: &[String], pull: bool) -> SyncResult<()> {
         let all = [String::new()];
         let paths = if paths.is_empty() { &all[..] } else { paths };
         let j = &self.journal;
@@ -479,23 +472,19 @@ impl Engine {
                 let before = u.len();
                 u.retain(|x| !crate::cloud::is_within(x, p));
                 if u.len() != before {
-                    let json = serde_json::to_string(&*u).unwrap_or_default();
-                    j.set_meta("unsynced", &json).map_err(|e| e.to_string())?;
+                    j.set_unsynced(&u)?;
                     tracing::info!(path = %p, "synced again");
                 }
             }
-            j.retry_failed(if p.is_empty() { None } else { Some(p) })
-                .map_err(|e| e.to_string())?;
-            for path in j.failed_nodes_under(p).map_err(|e| e.to_string())? {
+            j.retry_failed(if p.is_empty() { None } else { Some(p) })?;
+            for path in j.failed_nodes_under(p)? {
                 changes.push(Change::Path(Op::Check, path));
             }
             if !p.is_empty() {
                 changes.push(Change::Path(Op::Check, p.clone()));
             }
         }
-        j.enqueue(&changes, 0)
-            .and_then(|_| j.expedite())
-            .map_err(|e| e.to_string())?;
+        j.enqueue(&changes, 0).and_then(|_| j.expedite())?;
         if self.shared.auth_paused.swap(false, Ordering::Relaxed) {
             tracing::info!(
                 "a sync was requested: pushing resumes after the authentication failure"
@@ -524,19 +513,16 @@ impl Engine {
 
     /// Takes `path` out of sync: nothing below it is pushed or pulled any more, and its cloud
     /// copy stays. Kept in the journal across restarts; a sync request undoes it.
-    pub fn unsync(&self, path: &str) -> Result<(), String> {
+    pub fn unsync(&self, path: &str) -> SyncResult<()> {
         if self.scope.sets.set_for(path).is_none() {
-            return Err(format!("{path} is not in any sync set"));
+            return Err(SyncError::Refused(format!("{path} is not in any sync set")));
         }
         {
             let mut u = self.scope.unsynced();
             if !u.iter().any(|x| x == path) {
                 u.push(path.to_string());
             }
-            let json = serde_json::to_string(&*u).unwrap_or_default();
-            self.journal
-                .set_meta("unsynced", &json)
-                .map_err(|e| e.to_string())?;
+            self.journal.set_unsynced(&u)?;
         }
         if let Ok(q) = self.journal.queue() {
             for e in q.iter().filter(|e| crate::cloud::is_within(&e.path, path)) {
@@ -715,7 +701,10 @@ impl SyncHooks for Engine {
         };
         r.map_err(|e| {
             tracing::warn!(path, uid = caller.uid, error = %e, "control request refused");
-            libc::EINVAL
+            match e {
+                SyncError::Refused(_) => libc::EINVAL,
+                _ => libc::EIO,
+            }
         })
     }
 

@@ -330,7 +330,9 @@ fn a_401_while_pulling_stops_pushing_too() {
     mem.inject(Rule::always(Fault::Unauthorized));
     assert!(matches!(
         ff.pull(),
-        Some(Err(cloudsync::cloud::CloudError::Unauthorized))
+        Some(Err(cloudsync::sync::SyncError::Cloud(
+            cloudsync::cloud::CloudError::Unauthorized
+        )))
     ));
     let before = mem.requests().len();
     ff.write("a.txt", "edited");

@@ -18,15 +18,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cloudsync::cloud::Cloud;
 use cloudsync::cloud::dir::DirCloud;
 use cloudsync::cloud::mem::MemCloud;
-use cloudsync::cloud::{Cloud, CloudError};
 use cloudsync::fs::SyncHooks;
 use cloudsync::fs::handles::OpenWriters;
 use cloudsync::ignore::Ignore;
 use cloudsync::journal::{Journal, Op};
 use cloudsync::onprem::Onprem;
 use cloudsync::status::Status;
+use cloudsync::sync::SyncError;
 use cloudsync::sync::parts::Parts;
 use cloudsync::sync::pull::{NoInvalidate, PullReport, Puller};
 use cloudsync::sync::push::Pusher;
@@ -406,7 +407,7 @@ impl FakeFolder {
     }
 
     /// One pull, unless pulling is paused (as `Puller::run` skips it).
-    pub fn pull(&self) -> Option<Result<PullReport, CloudError>> {
+    pub fn pull(&self) -> Option<Result<PullReport, SyncError>> {
         self.flush();
         let life = self.life();
         let sh = &life.engine.shared;

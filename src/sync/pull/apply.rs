@@ -6,6 +6,7 @@
 //! [`Temp`], made by [`Puller::fetch`], so no half file is ever seen under a real name. The
 //! journal is written only after the on-premise change is made.
 
+use crate::sync::{SyncError, SyncResult};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -13,13 +14,13 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 use super::{Merge, PullReport, Puller, free, map_io};
-use crate::cloud::{self, CloudEntry, CloudError};
+use crate::cloud::{self, CloudEntry};
 use crate::journal::{Change, FileStat, NodeKind, NodeRecord, NodeState, Op};
 use crate::onprem::{self, Onprem};
 use crate::sync::conflict;
 use crate::sync::reconcile::Winner;
+use crate::sync::record_of;
 use crate::sync::sets::SyncSet;
-use crate::sync::{jr, record_of};
 
 impl Puller {
     /// Both sides agree: only the journal changes (a record for a folder both made, or none for
@@ -29,26 +30,21 @@ impl Puller {
         path: &str,
         entry: Option<&CloudEntry>,
         local: Option<&std::fs::Metadata>,
-    ) -> Result<Merge, CloudError> {
+    ) -> SyncResult<Merge> {
         match (entry, local) {
             (Some(e), Some(m)) => {
-                jr(self
-                    .journal
-                    .put_node(&record_of(path, m, None, e.etag.clone())))?
+                self.journal
+                    .put_node(&record_of(path, m, None, e.etag.clone()))?
             }
-            _ => jr(self.journal.delete_subtree(path))?,
+            _ => self.journal.delete_subtree(path)?,
         }
         Ok(Merge::Done)
     }
 
     /// A folder new in the cloud: made on-premise.
-    pub(super) fn create_dir(
-        &self,
-        path: &str,
-        report: &mut PullReport,
-    ) -> Result<Merge, CloudError> {
+    pub(super) fn create_dir(&self, path: &str, report: &mut PullReport) -> SyncResult<Merge> {
         let m = self.make_dir(path)?;
-        jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
+        self.journal.put_node(&record_of(path, &m, None, None))?;
         self.invalidate.changed(path);
         report.other += 1;
         Ok(Merge::Done)
@@ -61,7 +57,7 @@ impl Puller {
         path: &str,
         m: Option<std::fs::Metadata>,
         report: &mut PullReport,
-    ) -> Result<Merge, CloudError> {
+    ) -> SyncResult<Merge> {
         if m.as_ref().is_some_and(|m| m.is_dir()) {
             self.delete_local_tree(path)?;
             report.other += 1;
@@ -82,7 +78,7 @@ impl Puller {
             Err(e) => return Err(map_io(e)),
         }
         drop(claim);
-        jr(self.journal.delete_subtree(path))?;
+        self.journal.delete_subtree(path)?;
         self.invalidate.changed(path);
         report.other += 1;
         info!(path, "deleted on-premise: deleted in the cloud");
@@ -96,7 +92,7 @@ impl Puller {
         path: &str,
         rec: &NodeRecord,
         report: &mut PullReport,
-    ) -> Result<Merge, CloudError> {
+    ) -> SyncResult<Merge> {
         let mut r = rec.clone();
         r.state = NodeState::Failed;
         r.error = Some(format!(
@@ -104,23 +100,23 @@ impl Puller {
             crate::status::FailureCode::DeletedOnCloud
         ));
         r.etag = None;
-        jr(self.journal.put_node(&r))?;
+        self.journal.put_node(&r)?;
         if r.kind == NodeKind::Dir {
             // Everything below shares the fate of the folder.
             let mut below = Vec::new();
-            jr(self.journal.for_each_node_under(path, |c| {
+            self.journal.for_each_node_under(path, |c| {
                 if c.path != path {
                     below.push(c.path);
                 }
-            }))?;
+            })?;
             for p in below {
-                if let Some(child) = jr(self.journal.node(&p))? {
-                    jr(self.journal.put_node(&NodeRecord {
+                if let Some(child) = self.journal.node(&p)? {
+                    self.journal.put_node(&NodeRecord {
                         state: NodeState::Failed,
                         error: r.error.clone(),
                         etag: None,
                         ..child
-                    }))?;
+                    })?;
                 }
             }
         }
@@ -137,15 +133,10 @@ impl Puller {
     }
 
     /// Deleted in the cloud but edited on-premise: the edit wins, and the pusher sends it again.
-    pub(super) fn reupload(
-        &self,
-        path: &str,
-        report: &mut PullReport,
-    ) -> Result<Merge, CloudError> {
-        jr(self.journal.delete_subtree(path))?;
-        jr(self
-            .journal
-            .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+    pub(super) fn reupload(&self, path: &str, report: &mut PullReport) -> SyncResult<Merge> {
+        self.journal.delete_subtree(path)?;
+        self.journal
+            .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
         report.other += 1;
         info!(
             path,
@@ -167,7 +158,7 @@ impl Puller {
         rec: Option<&NodeRecord>,
         winner: Winner,
         report: &mut PullReport,
-    ) -> Result<Merge, CloudError> {
+    ) -> SyncResult<Merge> {
         if self.writers.is_open(m.ino()) {
             return Ok(Merge::Done); // wait for the writer to close
         }
@@ -176,28 +167,26 @@ impl Puller {
         let (tmp, got, cloud_hash) = self.fetch(set, path, e).await?;
         let (o, p) = (self.onprem.clone(), path.to_string());
         let local_hash = tokio::task::spawn_blocking(move || o.hash(&p))
-            .await
-            .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+            .await?
             .map_err(map_io)?;
         let etag = got.etag.clone().or_else(|| e.etag.clone());
         if cloud_hash == local_hash {
             drop(tmp);
-            jr(self
-                .journal
-                .put_node_ending_intent(&record_of(path, m, Some(local_hash), etag)))?;
+            self.journal
+                .put_node_ending_intent(&record_of(path, m, Some(local_hash), etag))?;
             debug!(path, "both sides hold the same content; no conflict");
             return Ok(Merge::Done);
         }
         // An upload cut short may have left part of our own file there. Only when the
         // upload intent proves it does the on-premise version go up over it with no
         // conflict copy; anything else is someone's edit, merged as a conflict below.
-        if let Some(i) = jr(self.journal.intent(path))? {
+        if let Some(i) = self.journal.intent(path)? {
             if self.own_leftover(path, i, rec, &tmp).await? {
                 drop(tmp);
                 self.replace_leftover(path, m, etag)?;
                 return Ok(Merge::Done);
             }
-            jr(self.journal.end_intent(path))?;
+            self.journal.end_intent(path)?;
         }
         let copy = conflict::copy_path(&self.onprem, path)?;
         // Each version keeps the mode and owner of the file it stands for.
@@ -222,7 +211,7 @@ impl Puller {
         i: crate::journal::Intent,
         rec: Option<&NodeRecord>,
         tmp: &Temp,
-    ) -> Result<bool, CloudError> {
+    ) -> SyncResult<bool> {
         let expected = crate::sync::intent::precondition_for(rec);
         let mut t = tmp.file().try_clone().map_err(map_io)?;
         std::io::Seek::seek(&mut t, std::io::SeekFrom::Start(0)).map_err(map_io)?;
@@ -230,8 +219,7 @@ impl Puller {
         let own = tokio::task::spawn_blocking(move || {
             crate::sync::intent::is_own_leftover(&i, &expected, t, f)
         })
-        .await
-        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+        .await?
         .map_err(map_io)?;
         Ok(own)
     }
@@ -242,17 +230,16 @@ impl Puller {
         path: &str,
         m: &std::fs::Metadata,
         etag: Option<String>,
-    ) -> Result<(), CloudError> {
+    ) -> SyncResult<()> {
         // An unknown stat makes the pusher upload, with If-Match on the leftover.
         let r = NodeRecord {
             hash: None,
             mtime_ns: -1,
             ..record_of(path, m, None, etag)
         };
-        jr(self.journal.put_node_ending_intent(&r))?;
-        jr(self
-            .journal
-            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0))?;
+        self.journal.put_node_ending_intent(&r)?;
+        self.journal
+            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0)?;
         info!(
             path,
             "the cloud holds what an interrupted upload left; the on-premise version replaces it"
@@ -271,7 +258,7 @@ impl Puller {
         copy: &str,
         cloud_hash: String,
         etag: Option<String>,
-    ) -> Result<bool, CloudError> {
+    ) -> SyncResult<bool> {
         let Some(claim) = self.writers.claim(path, m.ino()) else {
             return Ok(false); // open for writing: the next pull
         };
@@ -290,9 +277,8 @@ impl Puller {
             return Ok(false);
         }
         let now = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
-        jr(self
-            .journal
-            .put_node(&record_of(path, &now, Some(cloud_hash), etag)))?;
+        self.journal
+            .put_node(&record_of(path, &now, Some(cloud_hash), etag))?;
         self.invalidate.changed(path);
         info!(path, copy = %copy, "conflict: the cloud version won; the on-premise edit is kept as a conflict copy");
         Ok(true)
@@ -307,7 +293,7 @@ impl Puller {
         e: &CloudEntry,
         tmp: Temp,
         copy: &str,
-    ) -> Result<(), CloudError> {
+    ) -> SyncResult<()> {
         tmp.place(copy, true).map_err(map_io)?;
         self.invalidate.changed(copy);
         // Push the on-premise version over the cloud version just saved.
@@ -318,10 +304,9 @@ impl Puller {
             mtime_ns: -1,
             ..record_of(path, m, None, e.etag.clone())
         };
-        jr(self.journal.put_node(&r))?;
-        jr(self
-            .journal
-            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0))?;
+        self.journal.put_node(&r)?;
+        self.journal
+            .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0)?;
         info!(path, copy = %copy, "conflict: the on-premise version won; the cloud version is kept as a conflict copy");
         Ok(())
     }
@@ -335,7 +320,7 @@ impl Puller {
         e: &CloudEntry,
         m: &std::fs::Metadata,
         report: &mut PullReport,
-    ) -> Result<Merge, CloudError> {
+    ) -> SyncResult<Merge> {
         let Some(claim) = self
             .writers
             .claim(path, if m.is_file() { m.ino() } else { 0 })
@@ -345,11 +330,11 @@ impl Puller {
         let copy = conflict::copy_path(&self.onprem, path)?;
         self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
         drop(claim);
-        jr(self.journal.delete_subtree(path))?;
+        self.journal.delete_subtree(path)?;
         self.invalidate.changed(&copy);
         if e.is_dir {
             let m = self.make_dir(path)?;
-            jr(self.journal.put_node(&record_of(path, &m, None, None)))?;
+            self.journal.put_node(&record_of(path, &m, None, None))?;
             self.invalidate.changed(path);
         } else {
             self.download(set, path, e, None).await?;
@@ -360,25 +345,24 @@ impl Puller {
     }
 
     /// True when `path` still is what `m` describes.
-    pub(super) fn still(&self, path: &str, m: &std::fs::Metadata) -> Result<bool, CloudError> {
+    pub(super) fn still(&self, path: &str, m: &std::fs::Metadata) -> SyncResult<bool> {
         let now = self.onprem.stat(path).map_err(map_io)?;
         Ok(now.is_some_and(|n| FileStat::of(m) == FileStat::of(&n))
             && !self.writers.is_open(m.ino()))
     }
 
     /// Creates the folder `path` (and those above it) and returns its metadata.
-    pub(super) fn make_dir(&self, path: &str) -> Result<std::fs::Metadata, CloudError> {
+    pub(super) fn make_dir(&self, path: &str) -> SyncResult<std::fs::Metadata> {
         self.onprem.create_dirs(path).map_err(map_io)?;
         self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)
     }
 
     /// A cloud item whose on-premise path goes through a link or a special file: left alone,
     /// and shown failed until the way is clear and a sync is requested.
-    pub(super) fn blocked(&self, path: &str) -> Result<(), CloudError> {
+    pub(super) fn blocked(&self, path: &str) -> SyncResult<()> {
         warn!(path, "{}", onprem::crossing_detail(path));
-        jr(self
-            .journal
-            .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+        self.journal
+            .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
         self.wake_pusher.notify_one();
         Ok(())
     }
@@ -391,7 +375,7 @@ impl Puller {
         set: &SyncSet,
         path: &str,
         e: &CloudEntry,
-    ) -> Result<(Temp, CloudEntry, String), CloudError> {
+    ) -> SyncResult<(Temp, CloudEntry, String)> {
         let dir = cloud::parent(path);
         self.onprem.create_dirs(dir).map_err(map_io)?;
         let tmp = Temp {
@@ -409,8 +393,7 @@ impl Puller {
             f.sync_all()?;
             onprem::hash_file(&f)
         })
-        .await
-        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+        .await?
         .map_err(map_io)?;
         Ok((tmp, got, hash))
     }
@@ -423,7 +406,7 @@ impl Puller {
         path: &str,
         e: &CloudEntry,
         seen: Option<&std::fs::Metadata>,
-    ) -> Result<bool, CloudError> {
+    ) -> SyncResult<bool> {
         if let Some(m) = seen
             && self.writers.is_open(m.ino())
         {
@@ -480,9 +463,8 @@ impl Puller {
         }
         let m = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
         let etag = got.etag.or_else(|| e.etag.clone());
-        jr(self
-            .journal
-            .put_node(&record_of(path, &m, Some(hash), etag)))?;
+        self.journal
+            .put_node(&record_of(path, &m, Some(hash), etag))?;
         self.invalidate.changed(path);
         info!(path, bytes = m.size(), "downloaded");
         Ok(true)
@@ -493,11 +475,11 @@ impl Puller {
         from: &str,
         to: &str,
         e: &CloudEntry,
-    ) -> Result<bool, CloudError> {
+    ) -> SyncResult<bool> {
         let Ok(Some(m)) = self.onprem.stat(from) else {
             return Ok(false);
         };
-        let rec = jr(self.journal.node(from))?;
+        let rec = self.journal.node(from)?;
         if rec.as_ref().is_none_or(|r| !r.unchanged(&m))
             || self.writers.is_open(m.ino())
             || !free(&self.onprem, to)
@@ -513,8 +495,8 @@ impl Puller {
         }
         self.onprem.rename_noreplace(from, to).map_err(map_io)?;
         drop(claim);
-        jr(self.journal.move_subtree(from, to))?;
-        if let Some(mut r) = jr(self.journal.node(to))? {
+        self.journal.move_subtree(from, to)?;
+        if let Some(mut r) = self.journal.node(to)? {
             r.etag = e.etag.clone();
             // The rename moved the file's ctime; the record follows, as the file is the one
             // just checked unchanged.
@@ -523,7 +505,7 @@ impl Puller {
             {
                 r.ctime_ns = FileStat::of(&after).ctime_ns;
             }
-            jr(self.journal.put_node(&r))?;
+            self.journal.put_node(&r)?;
         }
         self.invalidate.changed(from);
         self.invalidate.changed(to);
@@ -532,12 +514,12 @@ impl Puller {
     }
 
     /// Deletes a folder the cloud deleted, keeping anything changed or unknown on-premise.
-    pub(super) fn delete_local_tree(&self, path: &str) -> Result<(), CloudError> {
+    pub(super) fn delete_local_tree(&self, path: &str) -> SyncResult<()> {
         let mut kept = false;
         let mut records: HashMap<String, NodeRecord> = HashMap::new();
-        jr(self.journal.for_each_node_under(path, |r| {
+        self.journal.for_each_node_under(path, |r| {
             records.insert(r.path.clone(), r);
-        }))?;
+        })?;
         pub(super) fn walk(
             me: &Puller,
             rel: &str,
@@ -573,15 +555,14 @@ impl Puller {
         if self.onprem.remove_dir(path).is_err() {
             kept = true;
         }
-        jr(self.journal.delete_subtree(path))?;
+        self.journal.delete_subtree(path)?;
         if kept {
             info!(
                 path,
                 "deleted in the cloud; changed items are kept on-premise and pushed again"
             );
-            jr(self
-                .journal
-                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+            self.journal
+                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
         } else {
             info!(path, "deleted on-premise: deleted in the cloud");
         }
@@ -589,8 +570,8 @@ impl Puller {
     }
 }
 
-pub(super) fn gone() -> CloudError {
-    CloudError::Io(std::io::Error::from_raw_os_error(libc::ENOENT))
+pub(super) fn gone() -> SyncError {
+    SyncError::Local(std::io::Error::from_raw_os_error(libc::ENOENT))
 }
 
 /// A download in a new private file beside its target ([`Onprem::create_temp`]). Discarded

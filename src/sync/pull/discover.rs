@@ -7,14 +7,14 @@
 //! the same ETag (cloud moves). It also takes the snapshot of what the pusher holds, so that a
 //! busy path is left alone. Nothing here changes ONPREM or the journal.
 
+use crate::sync::SyncResult;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tracing::warn;
 
 use super::{FULL_WALK_EVERY, MAX_DEPTH, Puller, free, tag};
-use crate::cloud::{self, CloudEntry, CloudError};
+use crate::cloud::{self, CloudEntry};
 use crate::journal::{NodeKind, NodeRecord};
-use crate::sync::jr;
 use crate::sync::push::Busy;
 use crate::sync::sets::SyncSet;
 
@@ -79,9 +79,9 @@ pub(super) struct BusyCheck<'a> {
 
 impl BusyCheck<'_> {
     /// True when the pusher has `path` queued or in flight.
-    pub fn is_busy(&self, p: &str) -> Result<bool, CloudError> {
+    pub fn is_busy(&self, p: &str) -> SyncResult<bool> {
         let queued = if self.long_queue {
-            jr(self.puller.journal.pending_overlaps(p))?
+            self.puller.journal.pending_overlaps(p)?
         } else {
             self.queued.overlaps(p)
         };
@@ -104,14 +104,14 @@ impl BusyCheck<'_> {
 impl Puller {
     /// Discovers one set: walks its cloud folder, adds conflicted paths, and finds what is gone
     /// and what moved. Returns the plan and the number of requests sent.
-    pub(super) async fn discover(&self, set: &SyncSet) -> Result<(Plan, u64), CloudError> {
+    pub(super) async fn discover(&self, set: &SyncSet) -> SyncResult<(Plan, u64)> {
         // The names of the set's records before the walk. A record written while the walk is
         // under way (a push finishing) may be missing from a listing made just before it, and
         // must not be taken for an item deleted in the cloud.
         let mut known: HashSet<Box<str>> = HashSet::new();
-        jr(self.journal.for_each_node_under(&set.local, |r| {
+        self.journal.for_each_node_under(&set.local, |r| {
             known.insert(r.path.into_boxed_str());
-        }))?;
+        })?;
         let Walk {
             mut found,
             skipped,
@@ -121,7 +121,7 @@ impl Puller {
         // Paths whose upload met a 412 or 404 are merged even where the walk did not go (an
         // unchanged folder) or found nothing (a new file refused by something in between):
         // otherwise their entries wait for a merge that never comes.
-        let conflicted = jr(self.journal.conflict_ids())?;
+        let conflicted = self.journal.conflict_ids()?;
         for path in conflicted.keys() {
             if found.contains_key(path) || !self.scope.owns(set, path) {
                 continue;
@@ -138,7 +138,7 @@ impl Puller {
         // the journal: only these are held, never the whole journal. Records of paths found
         // are read one by one in the merge.
         let mut gone: HashMap<String, NodeRecord> = HashMap::new();
-        jr(self.journal.for_each_node_under(&set.local, |r| {
+        self.journal.for_each_node_under(&set.local, |r| {
             if !found.contains_key(&r.path)
                 && known.contains(r.path.as_str())
                 && !in_skipped(&r.path)
@@ -147,7 +147,7 @@ impl Puller {
             {
                 gone.insert(r.path.clone(), r);
             }
-        }))?;
+        })?;
         drop(known);
         let moved = self.moves(&gone, &found)?;
         let move_targets: HashSet<String> = moved.values().cloned().collect();
@@ -168,7 +168,7 @@ impl Puller {
         &self,
         gone: &HashMap<String, NodeRecord>,
         found: &BTreeMap<String, CloudEntry>,
-    ) -> Result<HashMap<String, String>, CloudError> {
+    ) -> SyncResult<HashMap<String, String>> {
         let mut moved: HashMap<String, String> = HashMap::new();
         let gone_files = gone
             .values()
@@ -179,7 +179,7 @@ impl Puller {
                 if !e.is_dir
                     && tag(&e.etag) == tag(&r.etag)
                     && free(&self.onprem, p)
-                    && jr(self.journal.node(p))?.is_none()
+                    && self.journal.node(p)?.is_none()
                 {
                     target = Some(p.clone());
                     break;
@@ -198,12 +198,13 @@ impl Puller {
     /// path. A very long one (a first sync of a large tree) is asked per path instead, so
     /// that a pull never holds the whole queue in memory. In-flight transfers are few (at most
     /// `transfers`): looked at live, path by path.
-    pub(super) fn busy_check(&self) -> Result<BusyCheck<'_>, CloudError> {
-        let (pending, failed) = jr(self.journal.queue_counts())?;
+    pub(super) fn busy_check(&self) -> SyncResult<BusyCheck<'_>> {
+        let (pending, failed) = self.journal.queue_counts()?;
         let long_queue = pending.saturating_sub(failed) > LONG_QUEUE;
         let mut queued = Busy::default();
         if !long_queue {
-            jr(self.journal.for_each_pending_path(|p, d| queued.add(p, d)))?;
+            self.journal
+                .for_each_pending_path(|p, d| queued.add(p, d))?;
         }
         Ok(BusyCheck {
             puller: self,
@@ -214,7 +215,7 @@ impl Puller {
 
     /// Lists the cloud tree, skipping folders whose ETag matches the journal. Returns the
     /// entries found, the folders skipped as unchanged, and the number of requests.
-    pub(super) async fn walk(&self, set: &SyncSet) -> Result<Walk, CloudError> {
+    pub(super) async fn walk(&self, set: &SyncSet) -> SyncResult<Walk> {
         let mut found = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut requests = 0u64;
@@ -237,8 +238,7 @@ impl Puller {
                 root_tag: None,
             });
         }
-        let meta_key = format!("root_etag:{}", set.local);
-        if root_tag.is_some() && jr(self.journal.meta(&meta_key))? == root_tag {
+        if root_tag.is_some() && self.journal.root_etag(&set.local)? == root_tag {
             skipped.push(set.local.clone());
             return Ok(Walk {
                 found,
@@ -270,7 +270,7 @@ impl Puller {
             let Some(done) = tasks.join_next().await else {
                 break;
             };
-            let (dir, r) = done.map_err(|e| CloudError::Io(std::io::Error::other(e)))?;
+            let (dir, r) = done?;
             requests += 1;
             let entries = r?.entries;
             for e in entries {
@@ -310,10 +310,12 @@ impl Puller {
 
     /// True when the walk lists the cloud folder `e` (on-premise path `local`); false when it
     /// is skipped: unchanged by its trusted tag, or too deep.
-    fn walks_into(&self, local: &str, e: &CloudEntry, trust: bool) -> Result<bool, CloudError> {
+    fn walks_into(&self, local: &str, e: &CloudEntry, trust: bool) -> SyncResult<bool> {
         let unchanged = trust
             && e.etag.is_some()
-            && jr(self.journal.node(local))?
+            && self
+                .journal
+                .node(local)?
                 .is_some_and(|r| r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag));
         if unchanged {
             return Ok(false);

@@ -9,6 +9,7 @@
 //! record is written at once, so what the puller writes is never pushed back. A file open for
 //! writing through the mount is never replaced under its writer; it waits for the next pull.
 
+use crate::sync::{SyncError, SyncResult};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +18,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::Shared;
 use super::reconcile::{Action, Side, reconcile};
 use super::sets::SyncSet;
-use super::{Shared, jr};
 use crate::cloud::{self, Cloud, CloudEntry, CloudError};
 use crate::fs::handles::OpenWriters;
 use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
-use crate::onprem::{self, Onprem};
+use crate::onprem::Onprem;
 
 mod apply;
 mod discover;
@@ -132,8 +133,8 @@ fn tag(t: &Option<String>) -> Option<&str> {
     t.as_deref().map(|t| t.strip_prefix("W/").unwrap_or(t))
 }
 
-fn map_io(e: std::io::Error) -> CloudError {
-    CloudError::Io(e)
+fn map_io(e: std::io::Error) -> SyncError {
+    SyncError::Local(e)
 }
 
 /// True when nothing is at `path` on-premise (a path blocked by a link is not free).
@@ -144,13 +145,13 @@ fn free(o: &Onprem, path: &str) -> bool {
 /// True when no further request of this pull should be sent: the cloud is unreachable, or it
 /// refused the credentials (one refused request is enough: a retry storm can trip a server's
 /// brute-force lockout).
-fn ends_pull(e: &CloudError) -> bool {
-    e.is_transient() || matches!(e, CloudError::Unauthorized)
+fn ends_pull(e: &SyncError) -> bool {
+    e.is_transient() || e.is_unauthorized()
 }
 
 /// True when `e` says the on-premise path crosses a link or a special file.
-fn crossing(e: &CloudError) -> bool {
-    matches!(e, CloudError::Io(e) if onprem::is_crossing(e))
+fn crossing(e: &SyncError) -> bool {
+    e.is_crossing()
 }
 
 impl Puller {
@@ -187,7 +188,7 @@ impl Puller {
     }
 
     /// One pull, counted in the status counters and reported in the log, whoever asked for it.
-    pub async fn pull_counted(&self) -> Result<PullReport, CloudError> {
+    pub async fn pull_counted(&self) -> SyncResult<PullReport> {
         let started = std::time::Instant::now();
         let r = self.pull_once().await;
         self.shared.counters.pull(r.is_ok(), started.elapsed());
@@ -195,14 +196,14 @@ impl Puller {
         r
     }
 
-    fn report(&self, r: &Result<PullReport, CloudError>) {
+    fn report(&self, r: &SyncResult<PullReport>) {
         {
             match r {
                 Ok(r) => debug!(?r, "pull done"),
                 Err(e) if e.is_transient() => {
                     debug!(error = %e, "pull: the cloud is unreachable; will retry")
                 }
-                Err(CloudError::Unauthorized) => {
+                Err(SyncError::Cloud(CloudError::Unauthorized)) => {
                     warn!(
                         "the cloud refused the credentials: pulling and pushing stop until a sync is requested"
                     );
@@ -216,7 +217,7 @@ impl Puller {
     }
 
     /// One pull over every sync set: discover, decide, apply.
-    pub async fn pull_once(&self) -> Result<PullReport, CloudError> {
+    pub async fn pull_once(&self) -> SyncResult<PullReport> {
         let _one = self.running.lock().await;
         let n = self
             .pulls
@@ -229,14 +230,14 @@ impl Puller {
         let mut idle = Vec::new();
         if self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY) {
             // A path whose upload met a 412 or 404 waits for this merge, whatever the tags say.
-            let conflicted = jr(self.journal.conflict_ids())?;
+            let conflicted = self.journal.conflict_ids()?;
             for set in self.scope.sets.iter().filter(|s| !s.is_file) {
                 if conflicted.keys().any(|p| self.scope.owns(set, p)) {
                     continue;
                 }
                 let tag = self.cloud.stat(&set.cloud).await?.and_then(|e| e.etag);
                 report.requests += 1;
-                let known = jr(self.journal.meta(&format!("root_etag:{}", set.local)))?;
+                let known = self.journal.root_etag(&set.local)?;
                 if tag.is_some() && tag == known {
                     idle.push(set.local.clone());
                 }
@@ -266,7 +267,7 @@ impl Puller {
 
     /// Pulls one set: discover, then merge every path in order, then the new files, then
     /// remember folder tags where everything below was merged.
-    async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> Result<(), CloudError> {
+    async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> SyncResult<()> {
         let (plan, requests) = self.discover(set).await?;
         report.requests += requests;
         let busy = self.busy_check()?;
@@ -304,12 +305,7 @@ impl Puller {
     }
 
     /// Remembers folder tags only after the whole walk was merged.
-    fn remember_tags(
-        &self,
-        set: &SyncSet,
-        plan: &Plan,
-        incomplete: &[String],
-    ) -> Result<(), CloudError> {
+    fn remember_tags(&self, set: &SyncSet, plan: &Plan, incomplete: &[String]) -> SyncResult<()> {
         let covers_incomplete = |dir: &str| incomplete.iter().any(|p| cloud::is_within(p, dir));
         for (p, e) in &plan.found {
             if e.is_dir
@@ -320,14 +316,12 @@ impl Puller {
                 && r.etag != e.etag
             {
                 r.etag = e.etag.clone();
-                jr(self.journal.put_node(&r))?;
+                self.journal.put_node(&r)?;
             }
         }
         // The folder tag seen when the walk began: a change made after it is seen next time.
         if let Some(root) = plan.root_tag.clone().filter(|_| incomplete.is_empty()) {
-            jr(self
-                .journal
-                .set_meta(&format!("root_etag:{}", set.local), &root))?;
+            self.journal.set_root_etag(&set.local, &root)?;
         }
         Ok(())
     }
@@ -342,7 +336,7 @@ impl Puller {
         path: &'p str,
         pass: &mut Pass<'p>,
         report: &mut PullReport,
-    ) -> Result<(), CloudError> {
+    ) -> SyncResult<()> {
         if self.scope.ignore.path_excluded(path) {
             return Ok(());
         }
@@ -390,7 +384,7 @@ impl Puller {
         let rec = match plan.gone.get(path) {
             Some(r) => Some(r),
             None => {
-                fresh = jr(self.journal.node(path))?;
+                fresh = self.journal.node(path)?;
                 fresh.as_ref()
             }
         };
@@ -416,9 +410,8 @@ impl Puller {
             // The pusher's entry was taken for this merge. Whatever the merge found, the
             // pusher looks at the path again: a spurious 412 or 404 (a proxy's), or a merge
             // cut short, never drops the on-premise change.
-            jr(self
-                .journal
-                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0))?;
+            self.journal
+                .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
             self.wake_pusher.notify_one();
         }
         self.settle(path, merged, pass)
@@ -427,21 +420,16 @@ impl Puller {
     /// The merge below settles what the pusher could not, unless a new change has put the
     /// entry back in the pusher's hands since the queue was read: true when every queue entry
     /// `ids` was taken.
-    fn take_conflicted(&self, ids: &[i64]) -> Result<bool, CloudError> {
+    fn take_conflicted(&self, ids: &[i64]) -> SyncResult<bool> {
         let mut taken = true;
         for &id in ids {
-            taken &= jr(self.journal.remove_in_state(id, QueueState::Conflict))?;
+            taken &= self.journal.remove_in_state(id, QueueState::Conflict)?;
         }
         Ok(taken)
     }
 
     /// Notes what merging `path` came to; only an error that ends the pull is returned.
-    fn settle(
-        &self,
-        path: &str,
-        merged: Result<Merge, CloudError>,
-        pass: &mut Pass<'_>,
-    ) -> Result<(), CloudError> {
+    fn settle(&self, path: &str, merged: SyncResult<Merge>, pass: &mut Pass<'_>) -> SyncResult<()> {
         match merged {
             Ok(Merge::Subtree(d)) => pass.removed_dirs.push(d),
             Ok(Merge::Done) => {}
@@ -468,10 +456,10 @@ impl Puller {
         set: &SyncSet,
         found: &BTreeMap<String, CloudEntry>,
         paths: Vec<&str>,
-        is_busy: &(dyn Fn(&str) -> Result<bool, CloudError> + Sync),
+        is_busy: &(dyn Fn(&str) -> SyncResult<bool> + Sync),
         incomplete: &mut Vec<String>,
         report: &mut PullReport,
-    ) -> Result<(), CloudError> {
+    ) -> SyncResult<()> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
         let stopped = std::sync::atomic::AtomicBool::new(false);
         let mut waiting = paths.into_iter();
@@ -516,9 +504,9 @@ impl Puller {
         set: &SyncSet,
         found: &BTreeMap<String, CloudEntry>,
         path: &'a str,
-        is_busy: &(dyn Fn(&str) -> Result<bool, CloudError> + Sync),
+        is_busy: &(dyn Fn(&str) -> SyncResult<bool> + Sync),
         stopped: &std::sync::atomic::AtomicBool,
-    ) -> (&'a str, Result<(), Option<CloudError>>, PullReport) {
+    ) -> (&'a str, Result<(), Option<SyncError>>, PullReport) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut r = PullReport::default();
         if stopped.load(Relaxed) {
@@ -526,7 +514,7 @@ impl Puller {
         }
         let res = match is_busy(path) {
             Ok(true) => return (path, Err(None), r),
-            Ok(false) => match jr(self.journal.node(path)) {
+            Ok(false) => match self.journal.node(path) {
                 Ok(rec) => {
                     match self
                         .merge_path(set, path, found.get(path), rec.as_ref(), false, &mut r)
@@ -537,7 +525,7 @@ impl Puller {
                         Err(e) => Err(e),
                     }
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             },
             Err(e) => Err(e),
         };
@@ -551,7 +539,7 @@ impl Puller {
         &self,
         path: &str,
         rec: Option<&NodeRecord>,
-    ) -> Result<Option<(Side, std::fs::Metadata)>, CloudError> {
+    ) -> SyncResult<Option<(Side, std::fs::Metadata)>> {
         let m = match self.onprem.stat(path).map_err(map_io)? {
             Some(m) => m,
             None => return Ok(None),
@@ -559,7 +547,7 @@ impl Puller {
         if !(m.is_file() || m.is_dir()) {
             // A link or a special file holds the name: nothing of the cloud's goes there,
             // and nothing is read through it.
-            return Err(CloudError::Io(std::io::Error::from_raw_os_error(
+            return Err(SyncError::Local(std::io::Error::from_raw_os_error(
                 libc::ELOOP,
             )));
         }
@@ -578,11 +566,10 @@ impl Puller {
                 } else {
                     let (o, p) = (self.onprem.clone(), path.to_string());
                     let h = tokio::task::spawn_blocking(move || o.hash(&p))
-                        .await
-                        .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
+                        .await?
                         .map_err(map_io)?;
                     // The snapshot has no hashes: the record's own.
-                    let known = jr(self.journal.node(path))?.and_then(|r| r.hash);
+                    let known = self.journal.node(path)?.and_then(|r| r.hash);
                     known.as_deref() != Some(h.as_str())
                 }
             }
@@ -599,7 +586,7 @@ impl Puller {
         rec: Option<&NodeRecord>,
         taken: bool,
         report: &mut PullReport,
-    ) -> Result<Merge, CloudError> {
+    ) -> SyncResult<Merge> {
         let local = self.local_side(path, rec).await?;
         let cloud_side = entry.map(|e| Side {
             kind: if e.is_dir {
@@ -635,7 +622,7 @@ impl Puller {
         if !taken
             && (self.shared.renaming_over(path)
                 || self.shared.unflushed_over(path)
-                || jr(self.journal.pending_overlaps(path))?)
+                || self.journal.pending_overlaps(path)?)
         {
             debug!(
                 path,

@@ -7,6 +7,7 @@
 //! conditional, and a cloud folder goes only as far as nothing changed there since the last
 //! sync.
 
+use crate::sync::{SyncError, SyncResult};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use super::{Outcome, Pusher};
 use crate::cloud::{self, CloudError, Precondition};
 use crate::journal::{Change, FileStat, Intent, NodeKind, NodeRecord, NodeState, Op, now_ms};
 use crate::onprem::hash_file;
+use crate::sync::record_of;
 use crate::sync::sets::SyncSet;
-use crate::sync::{jr, record_of};
 
 /// What the pusher gathered about a path for [`decide::decide`], and the propagator needs.
 pub(super) struct PathFacts {
@@ -46,17 +47,22 @@ impl Pusher {
         cpath: &str,
         set: &SyncSet,
         facts: PathFacts,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         if let (PathAction::Nothing | PathAction::CarrySelf, Some((from, to))) =
             (&action, &facts.renamed)
         {
             debug!(from, to, "renamed meanwhile");
         }
-        let stat = || facts.stat.clone().ok_or(CloudError::NotFound);
+        let stat = || {
+            facts
+                .stat
+                .clone()
+                .ok_or(SyncError::Cloud(CloudError::NotFound))
+        };
         match action {
             PathAction::Nothing => Ok(Outcome::Done),
             PathAction::Later => Ok(Outcome::Later),
-            PathAction::Blocked => Err(CloudError::Blocked(crate::onprem::crossing_detail(path))),
+            PathAction::Blocked => Err(SyncError::Blocked(crate::onprem::crossing_detail(path))),
             PathAction::CarrySelf => Ok(Outcome::Carry(vec![check(path)])),
             PathAction::MakeSetFolder => {
                 if !path.is_empty() {
@@ -68,14 +74,14 @@ impl Pusher {
             PathAction::DeleteFile { cond } => self.delete_file(path, cpath, &cond).await,
             PathAction::ForgetRecord => {
                 info!("deleted on-premise; its cloud copy was gone already");
-                jr(self.journal.delete_subtree(path))?;
+                self.journal.delete_subtree(path)?;
                 Ok(Outcome::Done)
             }
             PathAction::KeepCloudCopy => {
                 // The cloud copy stays; the record stays too, so the next pull does not
                 // bring it back while the cloud copy is unchanged. An upload intent goes
                 // with the on-premise file.
-                jr(self.journal.end_intents_under(path))?;
+                self.journal.end_intents_under(path)?;
                 Ok(Outcome::Done)
             }
             PathAction::CheckChanged => self.check_changed(path).await,
@@ -84,7 +90,7 @@ impl Pusher {
                 // The cloud file goes, unless it changed there.
                 match self.cloud.delete(cpath, &cond).await {
                     Ok(()) | Err(CloudError::NotFound) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
                 self.mkdir_and_list(path, cpath, &stat()?).await
             }
@@ -99,7 +105,7 @@ impl Pusher {
         cpath: &str,
         set: &SyncSet,
         rec: Option<NodeRecord>,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         let kept = self.delete_dir_keeping(cpath, set).await?;
         if kept.is_empty() {
             info!("deleted in the cloud");
@@ -108,11 +114,11 @@ impl Pusher {
                 kept = kept.len(),
                 "folder kept in the cloud: it holds what changed there since the last sync, or what cannot be synced"
             );
-            let r = rec.ok_or(CloudError::NotFound)?;
+            let r = rec.ok_or(SyncError::Cloud(CloudError::NotFound))?;
             self.remember_kept(path, &r, set, &kept)?;
             return Ok(Outcome::Done);
         }
-        jr(self.journal.delete_subtree(path))?;
+        self.journal.delete_subtree(path)?;
         Ok(Outcome::Done)
     }
 
@@ -122,7 +128,7 @@ impl Pusher {
         path: &str,
         cpath: &str,
         cond: &Precondition,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         match self.cloud.delete(cpath, cond).await {
             Ok(()) | Err(CloudError::NotFound) => info!("deleted in the cloud"),
             Err(CloudError::PreconditionFailed) => {
@@ -130,14 +136,14 @@ impl Pusher {
                 // reconciler brings it back.
                 info!("not deleted in the cloud: it changed there since the last sync");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
-        jr(self.journal.delete_subtree(path))?;
+        self.journal.delete_subtree(path)?;
         Ok(Outcome::Done)
     }
 
     /// A synced folder: only what differs one level down is looked at again.
-    async fn check_changed(&self, path: &str) -> Result<Outcome, CloudError> {
+    async fn check_changed(&self, path: &str) -> SyncResult<Outcome> {
         let changes = self.children_to_check(path, true).await?;
         if self.shared.renaming_over(path) {
             return Ok(Outcome::Later);
@@ -155,13 +161,13 @@ impl Pusher {
         path: &str,
         cpath: &str,
         m: &std::fs::Metadata,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         self.cloud.mkdir(cpath).await?;
         // Whatever is already inside (a folder moved in, or found by a scan) follows.
         // The record is written once the listing is in hand: a folder renamed away
         // meanwhile leaves no record that says its contents are in the cloud.
         let children = self.children_to_check(path, false).await?;
-        jr(self.journal.put_node(&record_of(path, m, None, None)))?;
+        self.journal.put_node(&record_of(path, m, None, None))?;
         if self.shared.renaming_over(path) {
             // A rename here is not queued yet: the listing may show what it brought,
             // under names the cloud does not have yet. Looked at again once queued
@@ -184,7 +190,7 @@ impl Pusher {
         set: &SyncSet,
         m: std::fs::Metadata,
         rec: Option<NodeRecord>,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         // Opened once, through the door: what is hashed and sent is this file, whatever
         // happens to its name meanwhile.
         let file = match self.onprem.open_file(path) {
@@ -192,9 +198,9 @@ impl Pusher {
             // Renamed or deleted meanwhile: the queue holds what happened to it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Later),
             Err(e) if crate::onprem::is_crossing(&e) => {
-                return Err(CloudError::Blocked(crate::onprem::crossing_detail(path)));
+                return Err(SyncError::Blocked(crate::onprem::crossing_detail(path)));
             }
-            Err(e) => return Err(CloudError::Io(e)),
+            Err(e) => return Err(SyncError::Local(e)),
         };
         if file.metadata()?.ino() != m.ino() {
             return Ok(Outcome::Later);
@@ -214,19 +220,19 @@ impl Pusher {
             FileAction::Hash => unreachable!("decide_file asks for the hash only once"),
             FileAction::RefreshRecord => {
                 // Same content (touch, rename, or a restart): only the stat changed.
-                let r = rec.as_ref().ok_or(CloudError::NotFound)?;
-                jr(self.journal.put_node(&NodeRecord {
+                let r = rec.as_ref().ok_or(SyncError::Cloud(CloudError::NotFound))?;
+                self.journal.put_node(&NodeRecord {
                     synced_at: r.synced_at,
                     ..record_of(path, &m, hash, r.etag.clone())
-                }))?;
+                })?;
                 return Ok(Outcome::Done);
             }
             FileAction::Upload { cond } => cond,
             FileAction::ReplaceFolderByFile => {
                 if !self.delete_dir_safely(cpath, set).await? {
-                    return Err(CloudError::PreconditionFailed);
+                    return Err(CloudError::PreconditionFailed.into());
                 }
-                jr(self.journal.delete_subtree(path))?;
+                self.journal.delete_subtree(path)?;
                 Precondition::IfNoneMatch
             }
         };
@@ -243,36 +249,40 @@ impl Pusher {
         file: &Arc<std::fs::File>,
         cond: Precondition,
         hash: Option<String>,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         // The intent says what this attempt sends, before it is sent. It stays only when the
         // attempt is cut short in a way that may have left part of the body in the cloud (a
         // dropped connection, a dead daemon). The retry then meets a 412, which goes to the
         // puller's merge like any other: the cloud copy is replaced only when the intent
         // proves it is that leftover, and kept as a conflict copy otherwise.
-        let prior = jr(self.journal.intent(path))?;
-        jr(self.journal.set_intent(&Intent {
+        let prior = self.journal.intent(path)?;
+        self.journal.set_intent(&Intent {
             path: path.to_string(),
             precondition: Some(cond.clone()),
             size: Some(m.size()),
             hash: hash.clone(),
             started_at: now_ms(),
-        }))?;
+        })?;
         let put = match self.cloud.upload(cpath, file, &cond).await {
             Err(CloudError::MissingParent) => match self.make_parents(path, cpath).await {
-                Ok(()) => self.cloud.upload(cpath, file, &cond).await,
+                Ok(()) => self
+                    .cloud
+                    .upload(cpath, file, &cond)
+                    .await
+                    .map_err(Into::into),
                 Err(e) => Err(e),
             },
-            r => r,
+            r => r.map_err(SyncError::from),
         };
         // Nothing of this attempt reached the cloud (refused connection, an answer such as 412
         // or 423): what an earlier attempt left, if anything, is still what the cloud holds.
         // After a complete upload the intent ends with the record below, in one transaction.
-        if let Err(e) = &put
+        if let Err(SyncError::Cloud(e)) = &put
             && crate::sync::intent::stored_nothing(e)
         {
             match &prior {
-                Some(i) => jr(self.journal.set_intent(i))?,
-                None => jr(self.journal.end_intent(path))?,
+                Some(i) => self.journal.set_intent(i)?,
+                None => self.journal.end_intent(path)?,
             }
         }
         let crate::cloud::Uploaded { etag, hash: sent } = put?;
@@ -288,10 +298,10 @@ impl Pusher {
             || self.shared.renaming_over(path)
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
-            jr(self.journal.put_node_ending_intent(&NodeRecord {
+            self.journal.put_node_ending_intent(&NodeRecord {
                 hash: None,
                 ..record_of(path, m, None, etag)
-            }))?;
+            })?;
             info!("changed during upload; will upload again");
             return Ok(Outcome::Later);
         }
@@ -303,9 +313,8 @@ impl Pusher {
                 Self::blocking(move || hash_file(&f)).await?
             }
         };
-        jr(self
-            .journal
-            .put_node_ending_intent(&record_of(path, m, Some(hash), etag)))?;
+        self.journal
+            .put_node_ending_intent(&record_of(path, m, Some(hash), etag))?;
         // Logged once recorded: a daemon killed before the record is written uploads the
         // file again at the next start, and the log never says "uploaded" for it twice.
         info!(bytes = m.size(), "uploaded");
@@ -320,20 +329,20 @@ impl Pusher {
         (from, cfrom): (&str, &str),
         (to, cto): (&str, &str),
         set: Option<&SyncSet>,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         match action {
             RenameAction::CheckBoth => Ok(Outcome::Carry(vec![check(to), check(from)])),
             RenameAction::CheckTarget => Ok(Outcome::Carry(vec![check(to)])),
             RenameAction::ForgetSource => {
-                jr(self.journal.delete_subtree(from))?;
+                self.journal.delete_subtree(from)?;
                 Ok(Outcome::Carry(vec![check(to)]))
             }
             RenameAction::ReplaceFolderThenMove => {
-                let set = set.ok_or(CloudError::NotFound)?;
+                let set = set.ok_or(SyncError::Cloud(CloudError::NotFound))?;
                 if !self.delete_dir_safely(cto, set).await? {
-                    return Err(CloudError::PreconditionFailed);
+                    return Err(CloudError::PreconditionFailed.into());
                 }
-                jr(self.journal.delete_subtree(to))?;
+                self.journal.delete_subtree(to)?;
                 self.move_item((from, cfrom), (to, cto), false).await
             }
             RenameAction::Move { file } => self.move_item((from, cfrom), (to, cto), file).await,
@@ -346,7 +355,7 @@ impl Pusher {
         (from, cfrom): (&str, &str),
         (to, cto): (&str, &str),
         file: bool,
-    ) -> Result<Outcome, CloudError> {
+    ) -> SyncResult<Outcome> {
         let r = match self.cloud.rename(cfrom, cto).await {
             Err(CloudError::MissingParent) => {
                 // The target folder has not reached the cloud yet (made just before, or
@@ -359,7 +368,7 @@ impl Pusher {
         match r {
             Ok(()) => {
                 info!(to, "moved in the cloud");
-                jr(self.journal.move_subtree(from, to))?;
+                self.journal.move_subtree(from, to)?;
                 // A renamed file has a new ctime: it is checked again, which costs a hash and
                 // refreshes its record, and uploads nothing when the content is the same.
                 Ok(if file {
@@ -376,16 +385,16 @@ impl Pusher {
             }
             Err(CloudError::NotFound) => {
                 // The source is gone from the cloud: upload the target as new.
-                jr(self.journal.delete_subtree(from))?;
+                self.journal.delete_subtree(from)?;
                 Ok(Outcome::Carry(vec![check(to)]))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Deletes a cloud folder, but never what changed there since the last sync; true when
     /// the folder is gone. See [`Pusher::delete_dir_keeping`].
-    async fn delete_dir_safely(&self, cpath: &str, set: &SyncSet) -> Result<bool, CloudError> {
+    async fn delete_dir_safely(&self, cpath: &str, set: &SyncSet) -> SyncResult<bool> {
         Ok(self.delete_dir_keeping(cpath, set).await?.is_empty())
     }
 
@@ -396,16 +405,14 @@ impl Pusher {
     /// (a file with the same ETag, or a folder). Otherwise the known files go one by one, then
     /// the known folders left empty, deepest first, and the rest stays. Returns the cloud
     /// folders left in place, `cpath` among them; none when the folder is gone.
-    async fn delete_dir_keeping(
-        &self,
-        cpath: &str,
-        set: &SyncSet,
-    ) -> Result<Vec<String>, CloudError> {
+    async fn delete_dir_keeping(&self, cpath: &str, set: &SyncSet) -> SyncResult<Vec<String>> {
         let strip =
             |t: &Option<String>| t.as_deref().map(|t| t.trim_start_matches("W/").to_string());
-        let known_dir = |p: &str| -> Result<bool, CloudError> {
+        let known_dir = |p: &str| -> SyncResult<bool> {
             Ok(p == cpath
-                || jr(self.journal.node(&set.to_local(p)))?
+                || self
+                    .journal
+                    .node(&set.to_local(p))?
                     .is_some_and(|r| r.kind == NodeKind::Dir))
         };
         let mut known = Vec::new();
@@ -416,7 +423,7 @@ impl Pusher {
             let listing = match self.cloud.list(&d).await {
                 Ok(l) => l,
                 Err(CloudError::NotFound) => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if !listing.is_complete() {
                 info!(
@@ -433,7 +440,7 @@ impl Pusher {
                     dirs.push(e.path);
                     continue;
                 }
-                let rec = jr(self.journal.node(&set.to_local(&e.path)))?;
+                let rec = self.journal.node(&set.to_local(&e.path))?;
                 match rec {
                     Some(r)
                         if r.kind == NodeKind::File
@@ -449,13 +456,13 @@ impl Pusher {
         if whole {
             return match self.cloud.delete(cpath, &Precondition::None).await {
                 Ok(()) | Err(CloudError::NotFound) => Ok(Vec::new()),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
         }
         for (p, tag) in known {
             match self.cloud.delete(&p, &Precondition::IfMatch(tag)).await {
                 Ok(()) | Err(CloudError::NotFound) | Err(CloudError::PreconditionFailed) => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         // Known folders left empty go too, deepest first (a folder was listed before anything
@@ -467,13 +474,13 @@ impl Pusher {
                     Ok(l) if l.entries.is_empty() && l.is_complete() => {
                         match self.cloud.delete(&d, &Precondition::None).await {
                             Ok(()) | Err(CloudError::NotFound) => continue,
-                            Err(e) if e.is_transient() => return Err(e),
+                            Err(e) if e.is_transient() => return Err(e.into()),
                             Err(_) => {}
                         }
                     }
                     Ok(_) => {}
                     Err(CloudError::NotFound) => continue,
-                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) if e.is_transient() => return Err(e.into()),
                     Err(_) => {}
                 }
             }
@@ -493,18 +500,18 @@ impl Pusher {
         rec: &NodeRecord,
         set: &SyncSet,
         kept: &[String],
-    ) -> Result<(), CloudError> {
+    ) -> SyncResult<()> {
         let kept: HashSet<String> = kept.iter().map(|c| set.to_local(c)).collect();
         let mut others = Vec::new();
         let mut have = HashSet::new();
-        jr(self.journal.for_each_node_under(path, |r| {
+        self.journal.for_each_node_under(path, |r| {
             // The folders kept are closed under their parents, so no other record holds one.
             if !kept.contains(&r.path) {
                 others.push(r.path);
             } else if r.kind == NodeKind::Dir {
                 have.insert(r.path);
             }
-        }))?;
+        })?;
         let missing: Vec<NodeRecord> = kept
             .iter()
             .filter(|p| !have.contains(*p))
@@ -514,9 +521,9 @@ impl Pusher {
                 ..rec.clone()
             })
             .collect();
-        jr(self.journal.put_nodes(&missing))?;
+        self.journal.put_nodes(&missing)?;
         for p in others {
-            jr(self.journal.delete_subtree(&p))?;
+            self.journal.delete_subtree(&p)?;
         }
         Ok(())
     }
@@ -528,11 +535,7 @@ impl Pusher {
     /// A folder push compares one level, so what a push saw at a name that a rename gave to
     /// another folder meanwhile (it reached the cloud under the old folder, which the rename
     /// then moved) is put right by the push of the folder that the rename queued.
-    async fn children_to_check(
-        &self,
-        path: &str,
-        differing: bool,
-    ) -> Result<Vec<Change>, CloudError> {
+    async fn children_to_check(&self, path: &str, differing: bool) -> SyncResult<Vec<Change>> {
         let onprem = self.onprem.clone();
         let dir = path.to_string();
         let scope = self.scope.clone();
@@ -549,7 +552,7 @@ impl Pusher {
             Ok(v)
         })
         .await?;
-        let recorded: HashSet<String> = jr(self.journal.child_paths(path))?.into_iter().collect();
+        let recorded: HashSet<String> = self.journal.child_paths(path)?.into_iter().collect();
         let here_set: HashSet<&str> = here.iter().map(String::as_str).collect();
         let gone = recorded.iter().filter(|p| !here_set.contains(p.as_str()));
         let mut v: Vec<&String> = here
@@ -568,7 +571,7 @@ impl Pusher {
     /// cloud holds the folder, and what it holds on-premise is pushed by its own entries (a
     /// later push of the folder sees no inode of its own and lists it). So a later move or
     /// delete of such a folder reaches the cloud too.
-    async fn make_parents(&self, path: &str, cpath: &str) -> Result<(), CloudError> {
+    async fn make_parents(&self, path: &str, cpath: &str) -> SyncResult<()> {
         self.cloud.mkdir(cloud::parent(cpath)).await?;
         let Some(set) = self.scope.sets.set_for(path) else {
             return Ok(());
@@ -576,7 +579,7 @@ impl Pusher {
         let mut missing = Vec::new();
         let mut a = cloud::parent(path);
         while !a.is_empty() && a != set.local && cloud::is_within(a, &set.local) {
-            if jr(self.journal.node(a))?.is_some() {
+            if self.journal.node(a)?.is_some() {
                 break; // the folders above it were recorded with it
             }
             missing.push(NodeRecord {
@@ -594,6 +597,6 @@ impl Pusher {
             });
             a = cloud::parent(a);
         }
-        jr(self.journal.put_nodes(&missing))
+        Ok(self.journal.put_nodes(&missing)?)
     }
 }

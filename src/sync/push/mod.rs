@@ -7,6 +7,7 @@
 //! editor save patterns collapse to one update. The journal is written only after the cloud
 //! call succeeded.
 
+use crate::sync::{SyncError, SyncResult};
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 
@@ -23,7 +24,7 @@ mod decide;
 
 use self::apply::PathFacts;
 use self::decide::{Local, Source};
-use super::{Shared, jr};
+use super::Shared;
 use crate::cloud::{self, Cloud, CloudError};
 use crate::fs::handles::OpenWriters;
 use crate::journal::{Change, Journal, NodeKind, NodeState, Op, QueueEntry, QueueState, now_ms};
@@ -315,7 +316,7 @@ impl Pusher {
     fn record_result(
         &self,
         e: &QueueEntry,
-        result: Result<Outcome, CloudError>,
+        result: SyncResult<Outcome>,
         started: std::time::Instant,
     ) {
         let j = &self.journal;
@@ -344,7 +345,7 @@ impl Pusher {
             }
             // The file vanished on-premise while we worked on it (renamed, deleted, or set
             // aside as a conflict copy): decide again later, from what is there then.
-            Err(CloudError::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(err) if err.is_local_not_found() => {
                 j.postpone(e.id, now_ms() + self.push_delay.as_millis() as i64)
             }
             Err(err) if err.is_transient() => {
@@ -361,7 +362,9 @@ impl Pusher {
                 j.retry_later(e.id, now_ms() + backoff_ms(e.attempts), &err.to_string())
             }
             // The cloud copy changed or vanished since the last sync: never overwrite.
-            Err(CloudError::PreconditionFailed | CloudError::NotFound) if e.op != Op::Rename => {
+            Err(SyncError::Cloud(CloudError::PreconditionFailed | CloudError::NotFound))
+                if e.op != Op::Rename =>
+            {
                 warn!(
                     "the cloud copy changed since the last sync; kept for the reconciler, not overwritten"
                 );
@@ -377,7 +380,7 @@ impl Pusher {
             }
             Err(err) => {
                 let code = err.failure_code();
-                if matches!(err, CloudError::Unauthorized) {
+                if err.is_unauthorized() {
                     self.shared.auth_paused.store(true, Ordering::Relaxed);
                     warn!(
                         "the cloud refused the credentials: pushing stops until a sync is requested"
@@ -402,16 +405,15 @@ impl Pusher {
 
     async fn blocking<T: Send + 'static>(
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-    ) -> Result<T, CloudError> {
+    ) -> SyncResult<T> {
         tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| CloudError::Io(std::io::Error::other(e)))?
-            .map_err(CloudError::Io)
+            .await?
+            .map_err(SyncError::Local)
     }
 
     /// Makes the cloud match the on-premise state of `path`: gathers what is there and its
     /// record, decides ([`decide::decide`]), and carries the action out.
-    async fn push_path(&self, path: &str) -> Result<Outcome, CloudError> {
+    async fn push_path(&self, path: &str) -> SyncResult<Outcome> {
         let Some((cpath, set)) = self.scope.target(path) else {
             return Ok(Outcome::Done);
         };
@@ -421,7 +423,7 @@ impl Pusher {
     }
 
     /// What is at the synced `path` (in `set`) on-premise and in the journal.
-    fn path_facts(&self, path: &str, set: &super::sets::SyncSet) -> Result<PathFacts, CloudError> {
+    fn path_facts(&self, path: &str, set: &super::sets::SyncSet) -> SyncResult<PathFacts> {
         let mut facts = PathFacts {
             local: Local::SetFolder,
             stat: None,
@@ -437,7 +439,7 @@ impl Pusher {
                 facts.local = Local::Blocked;
                 return Ok(facts);
             }
-            Err(e) => return Err(CloudError::Io(e)),
+            Err(e) => return Err(SyncError::Local(e)),
         };
         facts.local = match &facts.stat {
             None => Local::Absent {
@@ -450,13 +452,13 @@ impl Pusher {
             },
             Some(_) => Local::Special,
         };
-        facts.rec = jr(self.journal.node(path))?;
+        facts.rec = self.journal.node(path)?;
         if let Local::Absent {
             unflushed_above: false,
             renamed_over,
         } = &mut facts.local
         {
-            facts.renamed = jr(self.journal.rename_over(path))?;
+            facts.renamed = self.journal.rename_over(path)?;
             *renamed_over = facts.renamed.is_some();
         }
         Ok(facts)
@@ -470,7 +472,7 @@ impl Pusher {
     /// that time. What the rename cannot do as a move it hands back as checks of its source
     /// and target under those names, and the renames queued after it carry them on to
     /// today's names, as they carried every entry pending below their source.
-    async fn push_rename(&self, from: &str, to: &str) -> Result<Outcome, CloudError> {
+    async fn push_rename(&self, from: &str, to: &str) -> SyncResult<Outcome> {
         let (Some((cfrom, _)), Some((cto, set))) = (self.scope.target(from), self.scope.target(to))
         else {
             let action = decide::decide_rename(false, Source::NeverSent, None);
@@ -478,17 +480,17 @@ impl Pusher {
         };
         // What the cloud holds of the source: its record says, or records below it (a
         // folder the cloud got without a record of its own, from an older journal).
-        let source = match jr(self.journal.node(from))? {
+        let source = match self.journal.node(from)? {
             Some(r) if r.state == NodeState::Failed => Source::DeletedOnCloud,
             Some(r) => Source::Sent(r.kind),
-            None if jr(self.journal.has_nodes_below(from))? => Source::Sent(NodeKind::Dir),
+            None if self.journal.has_nodes_below(from)? => Source::Sent(NodeKind::Dir),
             None => Source::NeverSent,
         };
         // Only a source the cloud holds makes the target matter.
         let target = match source {
-            Source::Sent(_) => match jr(self.journal.node(to))? {
+            Source::Sent(_) => match self.journal.node(to)? {
                 Some(r) => Some(r.kind),
-                None if jr(self.journal.has_nodes_below(to))? => Some(NodeKind::Dir),
+                None if self.journal.has_nodes_below(to)? => Some(NodeKind::Dir),
                 None => None,
             },
             _ => None,
