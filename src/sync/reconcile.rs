@@ -43,6 +43,9 @@ pub enum Action {
     MarkDeletedOnCloud,
     /// The cloud deleted what was edited on-premise: the edit wins and is pushed again.
     Reupload,
+    /// The cloud moved the file, unchanged, to a new name that is free on-premise: move the
+    /// on-premise file there too.
+    Move,
     /// Both sides changed: keep both, the loser as a conflict copy.
     Conflict(Winner),
     /// A file on one side, a folder on the other: keep both.
@@ -51,11 +54,13 @@ pub enum Action {
     Record,
 }
 
-/// Decides what to do with one path.
+/// Decides what to do with one path. `moved` says the cloud item of the record is gone from
+/// this path and the same file (same ETag) is at a new path that is free on both sides.
 pub fn reconcile(
     local: Option<Side>,
     cloud: Option<Side>,
     has_record: bool,
+    moved: bool,
     onprem_delete: bool,
     winner: Winner,
 ) -> Action {
@@ -81,7 +86,9 @@ pub fn reconcile(
             if !has_record {
                 Nothing // new on-premise; the pusher uploads it
             } else if l.changed {
-                Reupload // delete against edit: the edit wins
+                Reupload // delete (or move) against edit: the edit wins
+            } else if moved && l.kind == NodeKind::File {
+                Move
             } else if onprem_delete {
                 DeleteLocal
             } else {
@@ -118,7 +125,7 @@ mod tests {
     fn decision_table() {
         type Case = (Option<Side>, Option<Side>, bool, bool, Action);
         let cases: &[Case] = &[
-            // local, cloud, record?, onprem_delete, expected
+            // local, cloud, record?, onprem_delete, expected (nothing moved in the cloud)
             (None, None, false, false, Nothing),
             (None, None, true, false, Record),
             (None, s(File, true), false, false, Download),
@@ -153,11 +160,50 @@ mod tests {
             (s(Dir, true), s(File, true), false, false, TypeConflict),
         ];
         for (i, (l, c, r, od, want)) in cases.iter().enumerate() {
-            assert_eq!(reconcile(*l, *c, *r, *od, Winner::Cloud), *want, "case {i}");
+            assert_eq!(
+                reconcile(*l, *c, *r, false, *od, Winner::Cloud),
+                *want,
+                "case {i}"
+            );
         }
         assert_eq!(
-            reconcile(s(File, true), s(File, true), true, false, Winner::Onprem),
+            reconcile(
+                s(File, true),
+                s(File, true),
+                true,
+                false,
+                false,
+                Winner::Onprem
+            ),
             Conflict(Winner::Onprem)
         );
+    }
+
+    #[test]
+    fn a_cloud_move_follows_only_an_unchanged_file() {
+        // local, record?, onprem_delete, expected: the cloud copy moved away from this path.
+        type Case = (Option<Side>, bool, bool, Action);
+        let cases: &[Case] = &[
+            (s(File, false), true, false, Move),
+            (s(File, false), true, true, Move),
+            // Edited on-premise meanwhile: the edit stays here and is pushed again; the moved
+            // copy arrives as a new file.
+            (s(File, true), true, false, Reupload),
+            (s(File, true), true, true, Reupload),
+            // Gone on both sides: only the journal changes.
+            (None, true, false, Record),
+            // A folder is never moved by this rule.
+            (s(Dir, false), true, true, DeleteLocal),
+            (s(Dir, false), true, false, MarkDeletedOnCloud),
+            // No record: nothing was synced here, so nothing moved away.
+            (s(File, true), false, false, Nothing),
+        ];
+        for (i, (l, r, od, want)) in cases.iter().enumerate() {
+            assert_eq!(
+                reconcile(*l, None, *r, true, *od, Winner::Cloud),
+                *want,
+                "case {i}"
+            );
+        }
     }
 }

@@ -207,6 +207,33 @@ fn a_file_renamed_in_the_cloud_is_moved_on_premise() {
 }
 
 #[test]
+fn a_cloud_move_of_a_file_being_opened_for_writing_waits_and_loses_nothing() {
+    for b in ALL {
+        for onprem_delete in [false, true] {
+            let mut opts = docs_set(b, "cloud-wins");
+            opts.sets[0].onprem_delete = Some(onprem_delete);
+            let ff = FakeFolder::new(opts, &[("docs/a.txt", "a")]);
+            ff.sync();
+            assert!(ff.cloud_rename("docs/a.txt", "docs/b.txt"));
+            let opening = ff.writers().opening("docs/a.txt");
+            ff.pull().unwrap().unwrap();
+            assert_eq!(
+                ff.read("docs/a.txt").as_deref(),
+                Some("a"),
+                "{b:?}, onprem_delete {onprem_delete}: a file being opened is neither moved nor deleted\n{}",
+                ff.describe()
+            );
+            assert!(!ff.path("docs/b.txt").exists(), "{b:?}: the move waits");
+            drop(opening);
+            ff.sync();
+            ff.assert_converged(false);
+            assert_eq!(ff.read("docs/b.txt").as_deref(), Some("a"), "{b:?}");
+            assert!(!ff.path("docs/a.txt").exists(), "{b:?}\n{}", ff.describe());
+        }
+    }
+}
+
+#[test]
 fn a_file_renamed_into_a_new_folder_and_edited_keeps_the_edit() {
     for b in ALL {
         let ff = synced(b, &[("a.txt", "a")]);

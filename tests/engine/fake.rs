@@ -78,6 +78,7 @@ struct Life {
     pusher: Arc<Pusher>,
     puller: Arc<Puller>,
     journal: Arc<Journal>,
+    writers: Arc<OpenWriters>,
 }
 
 /// The engine over a temporary ONPREM and an in-process cloud.
@@ -172,11 +173,12 @@ impl FakeFolder {
             Arc::new(move || w.notify_one()),
         );
         scan::scan(&onprem, &journal, &self.ignore, &|p| engine.syncable(p), 0).unwrap();
+        let writers = Arc::new(OpenWriters::default());
         let parts = Parts::of(
             &engine,
             self.cloud.clone(),
             onprem,
-            Arc::new(OpenWriters::default()),
+            writers.clone(),
             self.opts.transfers,
         );
         let pusher = Arc::new(parts.pusher(wake.clone(), pull_now, Duration::ZERO));
@@ -188,11 +190,17 @@ impl FakeFolder {
             pusher,
             puller,
             journal,
+            writers,
         });
     }
 
     fn life(&self) -> &Life {
         self.life.as_ref().expect("the engine is running")
+    }
+
+    /// The files open for writing, as the FUSE core registers them.
+    pub fn writers(&self) -> &Arc<OpenWriters> {
+        &self.life().writers
     }
 
     /// The engine, as the FUSE core sees it.

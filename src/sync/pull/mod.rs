@@ -53,6 +53,25 @@ enum Merge {
     Subtree(String),
     /// Left for the next pull: the path changed on-premise meanwhile.
     Later,
+    /// Moved on-premise to the new name the cloud gave it.
+    Moved(String),
+}
+
+/// What the cloud holds of one path: the item there, or the new name of the file the journal
+/// knew there.
+#[derive(Clone, Copy, Default)]
+struct Remote<'a> {
+    entry: Option<&'a CloudEntry>,
+    moved_to: Option<(&'a str, &'a CloudEntry)>,
+}
+
+impl<'a> Remote<'a> {
+    fn at(entry: Option<&'a CloudEntry>) -> Self {
+        Remote {
+            entry,
+            moved_to: None,
+        }
+    }
 }
 
 /// What the ordered pass of one set's merge has set aside so far.
@@ -68,7 +87,7 @@ struct Pass<'a> {
     /// merged in order first, so their folders exist by then.
     new_files: Vec<&'a str>,
     /// Move targets whose move was applied.
-    moves_done: HashSet<&'a str>,
+    moves_done: HashSet<String>,
 }
 
 /// What one pull did.
@@ -352,20 +371,6 @@ impl Puller {
         if self.scope.is_unsynced(path) {
             return Ok(());
         }
-        if let Some(to) = plan.moved.get(path) {
-            match self.apply_move(path, to, &plan.found[to]).await {
-                Ok(true) => {
-                    report.other += 1;
-                    pass.moves_done.insert(to.as_str());
-                    return Ok(());
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(from = %path, to = %to, error = %e, "cannot apply a cloud move");
-                    return Ok(());
-                }
-            }
-        }
         // From the moment the pusher's conflict entry is taken until the path is queued again
         // after the merge, the path reads `downloading` (and so do its folders): a script's
         // `sync --wait` never sees it settled in between.
@@ -400,7 +405,13 @@ impl Puller {
             .merge_path(
                 set,
                 path,
-                plan.found.get(path),
+                Remote {
+                    entry: plan.found.get(path),
+                    moved_to: plan
+                        .moved
+                        .get(path)
+                        .map(|to| (to.as_str(), &plan.found[to])),
+                },
                 rec,
                 plan.conflicted.contains_key(path),
                 report,
@@ -434,6 +445,9 @@ impl Puller {
             Ok(Merge::Subtree(d)) => pass.removed_dirs.push(d),
             Ok(Merge::Done) => {}
             Ok(Merge::Later) => pass.incomplete.push(path.to_string()),
+            Ok(Merge::Moved(to)) => {
+                pass.moves_done.insert(to);
+            }
             Err(e) if ends_pull(&e) => return Err(e),
             Err(e) if crossing(&e) => {
                 pass.incomplete.push(path.to_string());
@@ -517,7 +531,14 @@ impl Puller {
             Ok(false) => match self.journal.node(path) {
                 Ok(rec) => {
                     match self
-                        .merge_path(set, path, found.get(path), rec.as_ref(), false, &mut r)
+                        .merge_path(
+                            set,
+                            path,
+                            Remote::at(found.get(path)),
+                            rec.as_ref(),
+                            false,
+                            &mut r,
+                        )
                         .await
                     {
                         Ok(Merge::Later) => return (path, Err(None), r),
@@ -582,11 +603,12 @@ impl Puller {
         &self,
         set: &SyncSet,
         path: &str,
-        entry: Option<&CloudEntry>,
+        remote: Remote<'_>,
         rec: Option<&NodeRecord>,
         taken: bool,
         report: &mut PullReport,
     ) -> SyncResult<Merge> {
+        let entry = remote.entry;
         let local = self.local_side(path, rec).await?;
         let cloud_side = entry.map(|e| Side {
             kind: if e.is_dir {
@@ -610,6 +632,7 @@ impl Puller {
             local.as_ref().map(|(s, _)| *s),
             cloud_side,
             rec.is_some(),
+            remote.moved_to.is_some(),
             set.onprem_delete,
             set.conflict,
         );
@@ -649,6 +672,17 @@ impl Puller {
                 self.mark_deleted_on_cloud(path, rec.expect("mark has a record"), report)
             }
             Action::Reupload => self.reupload(path, report),
+            Action::Move => {
+                let (to, e) = remote.moved_to.expect("a move has a target");
+                if self.apply_move(path, to, e).await? {
+                    report.other += 1;
+                    Ok(Merge::Moved(to.to_string()))
+                } else {
+                    // A writer has it open, or the target was taken meanwhile: never delete
+                    // it for want of a move; look again at the next pull.
+                    Ok(Merge::Later)
+                }
+            }
             Action::Conflict(winner) => {
                 let e = entry.expect("conflict has a cloud entry");
                 let m = meta.as_ref().expect("conflict has a local side");
