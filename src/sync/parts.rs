@@ -1,9 +1,9 @@
 //! What the pusher and the puller share, built once from the engine and the outside doors,
 //! so that the mount and the engine tests wire them the same way.
 //!
-//! The pusher and the puller each carry the same handles (journal, cloud, ONPREM, the scope of
-//! the sync, open writers, shared state, transfer count). [`Parts`] holds them once;
-//! [`Parts::pusher`] and [`Parts::puller`] add what is each one's own. The scope (sync sets,
+//! The pusher and the puller need the same handles (journal, cloud, ONPREM, the scope of the
+//! sync, open writers, shared state, transfer count). [`Parts`] holds them, and each of the two
+//! holds one `Parts`; [`Parts::pusher`] and [`Parts::puller`] add what is each one's own. The scope (sync sets,
 //! ignore list, unsynced folders) is the engine's own, shared, not a copy.
 
 use std::sync::Arc;
@@ -63,15 +63,9 @@ impl Parts {
     /// `push_delay` before it pushes a change.
     pub fn pusher(&self, wake: Arc<Notify>, pull_now: Arc<Notify>, push_delay: Duration) -> Pusher {
         Pusher {
-            journal: self.journal.clone(),
-            cloud: self.cloud.clone(),
-            onprem: self.onprem.clone(),
-            scope: self.scope.clone(),
-            writers: self.writers.clone(),
-            shared: self.shared.clone(),
+            parts: self.clone(),
             wake,
             pull_now,
-            transfers: self.transfers,
             push_delay,
         }
     }
@@ -80,17 +74,11 @@ impl Parts {
     /// pusher through `wake_pusher`.
     pub fn puller(&self, invalidate: Arc<dyn Invalidate>, wake_pusher: Arc<Notify>) -> Puller {
         Puller {
-            journal: self.journal.clone(),
-            cloud: self.cloud.clone(),
-            onprem: self.onprem.clone(),
-            scope: self.scope.clone(),
-            writers: self.writers.clone(),
-            shared: self.shared.clone(),
+            parts: self.clone(),
             invalidate,
             wake_pusher,
             running: tokio::sync::Mutex::new(()),
             pulls: std::sync::atomic::AtomicU64::new(1),
-            transfers: self.transfers,
             gets: std::sync::atomic::AtomicU64::new(0),
         }
     }

@@ -33,10 +33,11 @@ impl Puller {
     ) -> SyncResult<Merge> {
         match (entry, local) {
             (Some(e), Some(m)) => {
-                self.journal
+                self.parts
+                    .journal
                     .put_node(&record_of(path, m, None, e.etag.clone()))?
             }
-            _ => self.journal.delete_subtree(path)?,
+            _ => self.parts.journal.delete_subtree(path)?,
         }
         Ok(Merge::Done)
     }
@@ -44,7 +45,9 @@ impl Puller {
     /// A folder new in the cloud: made on-premise.
     pub(super) fn create_dir(&self, path: &str, report: &mut PullReport) -> SyncResult<Merge> {
         let m = self.make_dir(path)?;
-        self.journal.put_node(&record_of(path, &m, None, None))?;
+        self.parts
+            .journal
+            .put_node(&record_of(path, &m, None, None))?;
         self.invalidate.changed(path);
         report.other += 1;
         Ok(Merge::Done)
@@ -64,7 +67,11 @@ impl Puller {
             self.invalidate.changed(path);
             return Ok(Merge::Subtree(path.to_string()));
         }
-        let Some(claim) = self.writers.claim(path, m.as_ref().map_or(0, |m| m.ino())) else {
+        let Some(claim) = self
+            .parts
+            .writers
+            .claim(path, m.as_ref().map_or(0, |m| m.ino()))
+        else {
             return Ok(Merge::Done); // open for writing: the next pull
         };
         if let Some(m) = &m
@@ -72,13 +79,13 @@ impl Puller {
         {
             return Ok(Merge::Done);
         }
-        match self.onprem.remove_file(path) {
+        match self.parts.onprem.remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(map_io(e)),
         }
         drop(claim);
-        self.journal.delete_subtree(path)?;
+        self.parts.journal.delete_subtree(path)?;
         self.invalidate.changed(path);
         report.other += 1;
         info!(path, "deleted on-premise: deleted in the cloud");
@@ -100,18 +107,18 @@ impl Puller {
             crate::status::FailureCode::DeletedOnCloud
         ));
         r.etag = None;
-        self.journal.put_node(&r)?;
+        self.parts.journal.put_node(&r)?;
         if r.kind == NodeKind::Dir {
             // Everything below shares the fate of the folder.
             let mut below = Vec::new();
-            self.journal.for_each_node_under(path, |c| {
+            self.parts.journal.for_each_node_under(path, |c| {
                 if c.path != path {
                     below.push(c.path);
                 }
             })?;
             for p in below {
-                if let Some(child) = self.journal.node(&p)? {
-                    self.journal.put_node(&NodeRecord {
+                if let Some(child) = self.parts.journal.node(&p)? {
+                    self.parts.journal.put_node(&NodeRecord {
                         state: NodeState::Failed,
                         error: r.error.clone(),
                         etag: None,
@@ -134,8 +141,9 @@ impl Puller {
 
     /// Deleted in the cloud but edited on-premise: the edit wins, and the pusher sends it again.
     pub(super) fn reupload(&self, path: &str, report: &mut PullReport) -> SyncResult<Merge> {
-        self.journal.delete_subtree(path)?;
-        self.journal
+        self.parts.journal.delete_subtree(path)?;
+        self.parts
+            .journal
             .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
         report.other += 1;
         info!(
@@ -159,36 +167,40 @@ impl Puller {
         winner: Winner,
         report: &mut PullReport,
     ) -> SyncResult<Merge> {
-        if self.writers.is_open(m.ino()) {
+        if self.parts.writers.is_open(m.ino()) {
             return Ok(Merge::Done); // wait for the writer to close
         }
         // Equal content on both sides (say, a crash between an upload and its journal
         // write) is no conflict: only the record changes.
         let (tmp, got, cloud_hash) = self.fetch(set, path, e).await?;
-        let (o, p) = (self.onprem.clone(), path.to_string());
+        let (o, p) = (self.parts.onprem.clone(), path.to_string());
         let local_hash = tokio::task::spawn_blocking(move || o.hash(&p))
             .await?
             .map_err(map_io)?;
         let etag = got.etag.clone().or_else(|| e.etag.clone());
         if cloud_hash == local_hash {
             drop(tmp);
-            self.journal
-                .put_node_ending_intent(&record_of(path, m, Some(local_hash), etag))?;
+            self.parts.journal.put_node_ending_intent(&record_of(
+                path,
+                m,
+                Some(local_hash),
+                etag,
+            ))?;
             debug!(path, "both sides hold the same content; no conflict");
             return Ok(Merge::Done);
         }
         // An upload cut short may have left part of our own file there. Only when the
         // upload intent proves it does the on-premise version go up over it with no
         // conflict copy; anything else is someone's edit, merged as a conflict below.
-        if let Some(i) = self.journal.intent(path)? {
+        if let Some(i) = self.parts.journal.intent(path)? {
             if self.own_leftover(path, i, rec, &tmp).await? {
                 drop(tmp);
                 self.replace_leftover(path, m, etag)?;
                 return Ok(Merge::Done);
             }
-            self.journal.end_intent(path)?;
+            self.parts.journal.end_intent(path)?;
         }
-        let copy = conflict::copy_path(&self.onprem, path)?;
+        let copy = conflict::copy_path(&self.parts.onprem, path)?;
         // Each version keeps the mode and owner of the file it stands for.
         onprem::finish(tmp.file(), onprem::like(m)).map_err(map_io)?;
         match winner {
@@ -215,7 +227,7 @@ impl Puller {
         let expected = crate::sync::intent::precondition_for(rec);
         let mut t = tmp.file().try_clone().map_err(map_io)?;
         std::io::Seek::seek(&mut t, std::io::SeekFrom::Start(0)).map_err(map_io)?;
-        let f = self.onprem.open_file(path).map_err(map_io)?;
+        let f = self.parts.onprem.open_file(path).map_err(map_io)?;
         let own = tokio::task::spawn_blocking(move || {
             crate::sync::intent::is_own_leftover(&i, &expected, t, f)
         })
@@ -237,8 +249,9 @@ impl Puller {
             mtime_ns: -1,
             ..record_of(path, m, None, etag)
         };
-        self.journal.put_node_ending_intent(&r)?;
-        self.journal
+        self.parts.journal.put_node_ending_intent(&r)?;
+        self.parts
+            .journal
             .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0)?;
         info!(
             path,
@@ -259,13 +272,16 @@ impl Puller {
         cloud_hash: String,
         etag: Option<String>,
     ) -> SyncResult<bool> {
-        let Some(claim) = self.writers.claim(path, m.ino()) else {
+        let Some(claim) = self.parts.writers.claim(path, m.ino()) else {
             return Ok(false); // open for writing: the next pull
         };
         if !self.still(path, m)? {
             return Ok(false); // changed again meanwhile: the next pull
         }
-        self.onprem.rename_noreplace(path, copy).map_err(map_io)?;
+        self.parts
+            .onprem
+            .rename_noreplace(path, copy)
+            .map_err(map_io)?;
         let placed = tmp.place(path, true);
         drop(claim);
         self.invalidate.changed(copy);
@@ -276,8 +292,14 @@ impl Puller {
             );
             return Ok(false);
         }
-        let now = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
-        self.journal
+        let now = self
+            .parts
+            .onprem
+            .stat(path)
+            .map_err(map_io)?
+            .ok_or_else(gone)?;
+        self.parts
+            .journal
             .put_node(&record_of(path, &now, Some(cloud_hash), etag))?;
         self.invalidate.changed(path);
         info!(path, copy = %copy, "conflict: the cloud version won; the on-premise edit is kept as a conflict copy");
@@ -304,8 +326,9 @@ impl Puller {
             mtime_ns: -1,
             ..record_of(path, m, None, e.etag.clone())
         };
-        self.journal.put_node(&r)?;
-        self.journal
+        self.parts.journal.put_node(&r)?;
+        self.parts
+            .journal
             .enqueue(&[Change::Path(Op::Modify, path.to_string())], 0)?;
         info!(path, copy = %copy, "conflict: the on-premise version won; the cloud version is kept as a conflict copy");
         Ok(())
@@ -322,19 +345,25 @@ impl Puller {
         report: &mut PullReport,
     ) -> SyncResult<Merge> {
         let Some(claim) = self
+            .parts
             .writers
             .claim(path, if m.is_file() { m.ino() } else { 0 })
         else {
             return Ok(Merge::Done);
         };
-        let copy = conflict::copy_path(&self.onprem, path)?;
-        self.onprem.rename_noreplace(path, &copy).map_err(map_io)?;
+        let copy = conflict::copy_path(&self.parts.onprem, path)?;
+        self.parts
+            .onprem
+            .rename_noreplace(path, &copy)
+            .map_err(map_io)?;
         drop(claim);
-        self.journal.delete_subtree(path)?;
+        self.parts.journal.delete_subtree(path)?;
         self.invalidate.changed(&copy);
         if e.is_dir {
             let m = self.make_dir(path)?;
-            self.journal.put_node(&record_of(path, &m, None, None))?;
+            self.parts
+                .journal
+                .put_node(&record_of(path, &m, None, None))?;
             self.invalidate.changed(path);
         } else {
             self.download(set, path, e, None).await?;
@@ -346,22 +375,27 @@ impl Puller {
 
     /// True when `path` still is what `m` describes.
     pub(super) fn still(&self, path: &str, m: &std::fs::Metadata) -> SyncResult<bool> {
-        let now = self.onprem.stat(path).map_err(map_io)?;
+        let now = self.parts.onprem.stat(path).map_err(map_io)?;
         Ok(now.is_some_and(|n| FileStat::of(m) == FileStat::of(&n))
-            && !self.writers.is_open(m.ino()))
+            && !self.parts.writers.is_open(m.ino()))
     }
 
     /// Creates the folder `path` (and those above it) and returns its metadata.
     pub(super) fn make_dir(&self, path: &str) -> SyncResult<std::fs::Metadata> {
-        self.onprem.create_dirs(path).map_err(map_io)?;
-        self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)
+        self.parts.onprem.create_dirs(path).map_err(map_io)?;
+        self.parts
+            .onprem
+            .stat(path)
+            .map_err(map_io)?
+            .ok_or_else(gone)
     }
 
     /// A cloud item whose on-premise path goes through a link or a special file: left alone,
     /// and shown failed until the way is clear and a sync is requested.
     pub(super) fn blocked(&self, path: &str) -> SyncResult<()> {
         warn!(path, "{}", onprem::crossing_detail(path));
-        self.journal
+        self.parts
+            .journal
             .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
         self.wake_pusher.notify_one();
         Ok(())
@@ -377,13 +411,17 @@ impl Puller {
         e: &CloudEntry,
     ) -> SyncResult<(Temp, CloudEntry, String)> {
         let dir = cloud::parent(path);
-        self.onprem.create_dirs(dir).map_err(map_io)?;
+        self.parts.onprem.create_dirs(dir).map_err(map_io)?;
         let tmp = Temp {
-            onprem: self.onprem.clone(),
-            new: self.onprem.create_temp(dir).map_err(map_io)?,
+            onprem: self.parts.onprem.clone(),
+            new: self.parts.onprem.create_temp(dir).map_err(map_io)?,
         };
         self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let got = self.cloud.get_file(&set.to_cloud(path), tmp.file()).await?;
+        let got = self
+            .parts
+            .cloud
+            .get_file(&set.to_cloud(path), tmp.file())
+            .await?;
         let mtime = got.mtime.or(e.mtime);
         let f = tmp.file().try_clone().map_err(map_io)?;
         let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
@@ -408,12 +446,12 @@ impl Puller {
         seen: Option<&std::fs::Metadata>,
     ) -> SyncResult<bool> {
         if let Some(m) = seen
-            && self.writers.is_open(m.ino())
+            && self.parts.writers.is_open(m.ino())
         {
             debug!(path, "open for writing; the download waits for close");
             return Ok(false);
         }
-        let _downloading = self.shared.downloading(path);
+        let _downloading = self.parts.shared.downloading(path);
         let (tmp, got, hash) = self.fetch(set, path, e).await?;
         // Mode and owner stay on-premise: a replaced file keeps its own; a new file gets the
         // daemon's file mode and the owner and group of its folder.
@@ -421,28 +459,33 @@ impl Puller {
             Some(m) => onprem::like(m),
             None => {
                 let dir = self
+                    .parts
                     .onprem
                     .stat(cloud::parent(path))
                     .map_err(map_io)?
                     .ok_or_else(gone)?;
-                (self.onprem.file_mode(), dir.uid(), dir.gid())
+                (self.parts.onprem.file_mode(), dir.uid(), dir.gid())
             }
         };
         onprem::finish(tmp.file(), like).map_err(map_io)?;
         // Never replace a file that changed while we downloaded, nor one opened for writing
         // meanwhile: the claim holds new opens for writing off until the rename is done.
-        let Some(claim) = self.writers.claim(path, seen.map_or(0, |m| m.ino())) else {
+        let Some(claim) = self.parts.writers.claim(path, seen.map_or(0, |m| m.ino())) else {
             debug!(path, "open for writing; the download waits for close");
             return Ok(false);
         };
-        let now = self.onprem.stat(path).map_err(map_io)?;
+        let now = self.parts.onprem.stat(path).map_err(map_io)?;
         let unchanged = match (seen, &now) {
             (None, None) => true,
             (Some(a), Some(b)) => FileStat::of(a) == FileStat::of(b),
             (None, Some(_)) => false,
             (Some(_), None) => false,
         };
-        if !unchanged || now.as_ref().is_some_and(|m| self.writers.is_open(m.ino())) {
+        if !unchanged
+            || now
+                .as_ref()
+                .is_some_and(|m| self.parts.writers.is_open(m.ino()))
+        {
             debug!(
                 path,
                 "changed on-premise during the download; merged at the next pull"
@@ -461,9 +504,15 @@ impl Puller {
             }
             return Err(map_io(err));
         }
-        let m = self.onprem.stat(path).map_err(map_io)?.ok_or_else(gone)?;
+        let m = self
+            .parts
+            .onprem
+            .stat(path)
+            .map_err(map_io)?
+            .ok_or_else(gone)?;
         let etag = got.etag.or_else(|| e.etag.clone());
-        self.journal
+        self.parts
+            .journal
             .put_node(&record_of(path, &m, Some(hash), etag))?;
         self.invalidate.changed(path);
         info!(path, bytes = m.size(), "downloaded");
@@ -476,36 +525,42 @@ impl Puller {
         to: &str,
         e: &CloudEntry,
     ) -> SyncResult<bool> {
-        let Ok(Some(m)) = self.onprem.stat(from) else {
+        let Ok(Some(m)) = self.parts.onprem.stat(from) else {
             return Ok(false);
         };
-        let rec = self.journal.node(from)?;
+        let rec = self.parts.journal.node(from)?;
         if rec.as_ref().is_none_or(|r| !r.unchanged(&m))
-            || self.writers.is_open(m.ino())
-            || !free(&self.onprem, to)
+            || self.parts.writers.is_open(m.ino())
+            || !free(&self.parts.onprem, to)
         {
             return Ok(false);
         }
-        self.onprem.create_dirs(cloud::parent(to)).map_err(map_io)?;
-        let Some(claim) = self.writers.claim(from, m.ino()) else {
+        self.parts
+            .onprem
+            .create_dirs(cloud::parent(to))
+            .map_err(map_io)?;
+        let Some(claim) = self.parts.writers.claim(from, m.ino()) else {
             return Ok(false);
         };
         if !self.still(from, &m)? {
             return Ok(false);
         }
-        self.onprem.rename_noreplace(from, to).map_err(map_io)?;
+        self.parts
+            .onprem
+            .rename_noreplace(from, to)
+            .map_err(map_io)?;
         drop(claim);
-        self.journal.move_subtree(from, to)?;
-        if let Some(mut r) = self.journal.node(to)? {
+        self.parts.journal.move_subtree(from, to)?;
+        if let Some(mut r) = self.parts.journal.node(to)? {
             r.etag = e.etag.clone();
             // The rename moved the file's ctime; the record follows, as the file is the one
             // just checked unchanged.
             if r.kind == NodeKind::File
-                && let Ok(Some(after)) = self.onprem.stat(to)
+                && let Ok(Some(after)) = self.parts.onprem.stat(to)
             {
                 r.ctime_ns = FileStat::of(&after).ctime_ns;
             }
-            self.journal.put_node(&r)?;
+            self.parts.journal.put_node(&r)?;
         }
         self.invalidate.changed(from);
         self.invalidate.changed(to);
@@ -517,7 +572,7 @@ impl Puller {
     pub(super) fn delete_local_tree(&self, path: &str) -> SyncResult<()> {
         let mut kept = false;
         let mut records: HashMap<String, NodeRecord> = HashMap::new();
-        self.journal.for_each_node_under(path, |r| {
+        self.parts.journal.for_each_node_under(path, |r| {
             records.insert(r.path.clone(), r);
         })?;
         pub(super) fn walk(
@@ -526,7 +581,7 @@ impl Puller {
             records: &HashMap<String, NodeRecord>,
             kept: &mut bool,
         ) -> std::io::Result<()> {
-            for ent in me.onprem.read_dir(rel)? {
+            for ent in me.parts.onprem.read_dir(rel)? {
                 let ent = ent?;
                 let Some(name) = ent.name.to_str() else {
                     *kept = true;
@@ -536,15 +591,15 @@ impl Puller {
                 let m = ent.meta?;
                 if m.is_dir() {
                     walk(me, &r, records, kept)?;
-                    if me.onprem.remove_dir(&r).is_err() {
+                    if me.parts.onprem.remove_dir(&r).is_err() {
                         *kept = true;
                     }
                 } else if m.is_file()
                     && records.get(&r).is_some_and(|x| x.unchanged(&m))
-                    && let Some(_claim) = me.writers.claim(&r, m.ino())
+                    && let Some(_claim) = me.parts.writers.claim(&r, m.ino())
                     && me.still(&r, &m).is_ok_and(|s| s)
                 {
-                    me.onprem.remove_file(&r)?;
+                    me.parts.onprem.remove_file(&r)?;
                 } else {
                     *kept = true;
                 }
@@ -552,16 +607,17 @@ impl Puller {
             Ok(())
         }
         walk(self, path, &records, &mut kept).map_err(map_io)?;
-        if self.onprem.remove_dir(path).is_err() {
+        if self.parts.onprem.remove_dir(path).is_err() {
             kept = true;
         }
-        self.journal.delete_subtree(path)?;
+        self.parts.journal.delete_subtree(path)?;
         if kept {
             info!(
                 path,
                 "deleted in the cloud; changed items are kept on-premise and pushed again"
             );
-            self.journal
+            self.parts
+                .journal
                 .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
         } else {
             info!(path, "deleted on-premise: deleted in the cloud");

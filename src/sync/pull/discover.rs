@@ -81,13 +81,14 @@ impl BusyCheck<'_> {
     /// True when the pusher has `path` queued or in flight.
     pub fn is_busy(&self, p: &str) -> SyncResult<bool> {
         let queued = if self.long_queue {
-            self.puller.journal.pending_overlaps(p)?
+            self.puller.parts.journal.pending_overlaps(p)?
         } else {
             self.queued.overlaps(p)
         };
         Ok(queued
             || self
                 .puller
+                .parts
                 .shared
                 .in_flight
                 .lock()
@@ -109,7 +110,7 @@ impl Puller {
         // under way (a push finishing) may be missing from a listing made just before it, and
         // must not be taken for an item deleted in the cloud.
         let mut known: HashSet<Box<str>> = HashSet::new();
-        self.journal.for_each_node_under(&set.local, |r| {
+        self.parts.journal.for_each_node_under(&set.local, |r| {
             known.insert(r.path.into_boxed_str());
         })?;
         let Walk {
@@ -121,14 +122,14 @@ impl Puller {
         // Paths whose upload met a 412 or 404 are merged even where the walk did not go (an
         // unchanged folder) or found nothing (a new file refused by something in between):
         // otherwise their entries wait for a merge that never comes.
-        let conflicted = self.journal.conflict_ids()?;
+        let conflicted = self.parts.journal.conflict_ids()?;
         for path in conflicted.keys() {
-            if found.contains_key(path) || !self.scope.owns(set, path) {
+            if found.contains_key(path) || !self.parts.scope.owns(set, path) {
                 continue;
             }
             let cpath = set.to_cloud(path);
             requests += 1;
-            if let Some(mut e) = self.cloud.stat(&cpath).await? {
+            if let Some(mut e) = self.parts.cloud.stat(&cpath).await? {
                 e.path = path.clone();
                 found.insert(path.clone(), e);
             }
@@ -138,12 +139,12 @@ impl Puller {
         // the journal: only these are held, never the whole journal. Records of paths found
         // are read one by one in the merge.
         let mut gone: HashMap<String, NodeRecord> = HashMap::new();
-        self.journal.for_each_node_under(&set.local, |r| {
+        self.parts.journal.for_each_node_under(&set.local, |r| {
             if !found.contains_key(&r.path)
                 && known.contains(r.path.as_str())
                 && !in_skipped(&r.path)
-                && self.scope.owns(set, &r.path)
-                && !self.scope.is_unsynced(&r.path)
+                && self.parts.scope.owns(set, &r.path)
+                && !self.parts.scope.is_unsynced(&r.path)
             {
                 gone.insert(r.path.clone(), r);
             }
@@ -178,8 +179,8 @@ impl Puller {
             for (p, e) in found {
                 if !e.is_dir
                     && tag(&e.etag) == tag(&r.etag)
-                    && free(&self.onprem, p)
-                    && self.journal.node(p)?.is_none()
+                    && free(&self.parts.onprem, p)
+                    && self.parts.journal.node(p)?.is_none()
                 {
                     target = Some(p.clone());
                     break;
@@ -199,11 +200,12 @@ impl Puller {
     /// that a pull never holds the whole queue in memory. In-flight transfers are few (at most
     /// `transfers`): looked at live, path by path.
     pub(super) fn busy_check(&self) -> SyncResult<BusyCheck<'_>> {
-        let (pending, failed) = self.journal.queue_counts()?;
+        let (pending, failed) = self.parts.journal.queue_counts()?;
         let long_queue = pending.saturating_sub(failed) > LONG_QUEUE;
         let mut queued = Busy::default();
         if !long_queue {
-            self.journal
+            self.parts
+                .journal
                 .for_each_pending_path(|p, d| queued.add(p, d))?;
         }
         Ok(BusyCheck {
@@ -219,12 +221,13 @@ impl Puller {
         let mut found = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut requests = 0u64;
-        let root = self.cloud.stat(&set.cloud).await?;
+        let root = self.parts.cloud.stat(&set.cloud).await?;
         requests += 1;
         // Folder tags are trusted only where the server sums up subtrees in them, and every
         // FULL_WALK_EVERY pulls the whole tree is walked anyway, as a safety net.
         let n = self.pulls.load(std::sync::atomic::Ordering::Relaxed);
-        let trust = self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY);
+        let trust =
+            self.parts.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY);
         let root_tag = root.as_ref().and_then(|r| r.etag.clone()).filter(|_| trust);
         if set.is_file {
             if let Some(mut e) = root.filter(|e| !e.is_dir) {
@@ -238,7 +241,7 @@ impl Puller {
                 root_tag: None,
             });
         }
-        if root_tag.is_some() && self.journal.root_etag(&set.local)? == root_tag {
+        if root_tag.is_some() && self.parts.journal.root_etag(&set.local)? == root_tag {
             skipped.push(set.local.clone());
             return Ok(Walk {
                 found,
@@ -261,7 +264,7 @@ impl Puller {
         loop {
             while tasks.len() < 8 {
                 let Some(dir) = pending.pop() else { break };
-                let c = self.cloud.clone();
+                let c = self.parts.cloud.clone();
                 tasks.spawn(async move {
                     let r = c.list(&dir).await;
                     (dir, r)
@@ -279,13 +282,13 @@ impl Puller {
                     continue;
                 }
                 let name = e.path.rsplit('/').next().unwrap_or_default();
-                if self.scope.ignore.name_excluded(name)
+                if self.parts.scope.ignore.name_excluded(name)
                     || crate::sync::conflict::is_conflict_name(name)
                 {
                     continue;
                 }
                 let local = set.to_local(&e.path);
-                if !self.scope.owns(set, &local) {
+                if !self.parts.scope.owns(set, &local) {
                     continue;
                 }
                 if e.is_dir {
@@ -314,6 +317,7 @@ impl Puller {
         let unchanged = trust
             && e.etag.is_some()
             && self
+                .parts
                 .journal
                 .node(local)?
                 .is_some_and(|r| r.kind == NodeKind::Dir && tag(&r.etag) == tag(&e.etag));

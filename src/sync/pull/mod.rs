@@ -18,12 +18,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::Shared;
+use super::parts::Parts;
 use super::reconcile::{Action, Side, reconcile};
 use super::sets::SyncSet;
-use crate::cloud::{self, Cloud, CloudEntry, CloudError};
-use crate::fs::handles::OpenWriters;
-use crate::journal::{Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueState};
+use crate::cloud::{self, CloudEntry, CloudError};
+use crate::journal::{Change, NodeKind, NodeRecord, NodeState, Op, QueueState};
 use crate::onprem::Onprem;
 
 mod apply;
@@ -114,18 +113,8 @@ impl PullReport {
 
 /// Everything the puller needs.
 pub struct Puller {
-    /// The journal.
-    pub journal: Arc<Journal>,
-    /// The cloud.
-    pub cloud: Arc<dyn Cloud>,
-    /// The on-premise folder, reached only through its door.
-    pub onprem: Arc<Onprem>,
-    /// What is synced and where it goes, shared with the engine and the pusher.
-    pub scope: Arc<super::scope::Scope>,
-    /// Files open for writing through the mount.
-    pub writers: Arc<OpenWriters>,
-    /// Shared state.
-    pub shared: Arc<Shared>,
+    /// What the puller shares with the pusher.
+    pub parts: Parts,
     /// Kernel cache invalidation.
     pub invalidate: Arc<dyn Invalidate>,
     /// Wakes the pusher after the puller queued work for it.
@@ -134,8 +123,6 @@ pub struct Puller {
     pub running: tokio::sync::Mutex<()>,
     /// Pulls so far.
     pub pulls: std::sync::atomic::AtomicU64,
-    /// Downloads of new files that may run at once.
-    pub transfers: usize,
     /// Downloads sent so far, for the pull report.
     pub gets: std::sync::atomic::AtomicU64,
 }
@@ -183,10 +170,12 @@ impl Puller {
     ) {
         loop {
             if self
+                .parts
                 .shared
                 .pull_paused
                 .load(std::sync::atomic::Ordering::Relaxed)
                 || self
+                    .parts
                     .shared
                     .auth_paused
                     .load(std::sync::atomic::Ordering::Relaxed)
@@ -210,7 +199,10 @@ impl Puller {
     pub async fn pull_counted(&self) -> SyncResult<PullReport> {
         let started = std::time::Instant::now();
         let r = self.pull_once().await;
-        self.shared.counters.pull(r.is_ok(), started.elapsed());
+        self.parts
+            .shared
+            .counters
+            .pull(r.is_ok(), started.elapsed());
         self.report(&r);
         r
     }
@@ -226,7 +218,8 @@ impl Puller {
                     warn!(
                         "the cloud refused the credentials: pulling and pushing stop until a sync is requested"
                     );
-                    self.shared
+                    self.parts
+                        .shared
                         .auth_paused
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -247,26 +240,31 @@ impl Puller {
         // An idle tree on a server with subtree ETags costs one request per set, and the
         // journal is not even read.
         let mut idle = Vec::new();
-        if self.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY) {
+        if self.parts.cloud.folder_etags_cover_subtree() && !n.is_multiple_of(FULL_WALK_EVERY) {
             // A path whose upload met a 412 or 404 waits for this merge, whatever the tags say.
-            let conflicted = self.journal.conflict_ids()?;
-            for set in self.scope.sets.iter().filter(|s| !s.is_file) {
-                if conflicted.keys().any(|p| self.scope.owns(set, p)) {
+            let conflicted = self.parts.journal.conflict_ids()?;
+            for set in self.parts.scope.sets.iter().filter(|s| !s.is_file) {
+                if conflicted.keys().any(|p| self.parts.scope.owns(set, p)) {
                     continue;
                 }
-                let tag = self.cloud.stat(&set.cloud).await?.and_then(|e| e.etag);
+                let tag = self
+                    .parts
+                    .cloud
+                    .stat(&set.cloud)
+                    .await?
+                    .and_then(|e| e.etag);
                 report.requests += 1;
-                let known = self.journal.root_etag(&set.local)?;
+                let known = self.parts.journal.root_etag(&set.local)?;
                 if tag.is_some() && tag == known {
                     idle.push(set.local.clone());
                 }
             }
-            if idle.len() == self.scope.sets.iter().count() {
+            if idle.len() == self.parts.scope.sets.iter().count() {
                 return Ok(report);
             }
         }
-        for set in self.scope.sets.iter() {
-            if idle.contains(&set.local) || self.scope.is_unsynced(&set.local) {
+        for set in self.parts.scope.sets.iter() {
+            if idle.contains(&set.local) || self.parts.scope.is_unsynced(&set.local) {
                 continue;
             }
             self.pull_set(set, &mut report).await?;
@@ -291,7 +289,7 @@ impl Puller {
         report.requests += requests;
         let busy = self.busy_check()?;
         let is_busy = |p: &str| busy.is_busy(p);
-        let paths = plan.paths(|p| self.scope.owns(set, p));
+        let paths = plan.paths(|p| self.parts.scope.owns(set, p));
         let mut pass = Pass::default();
         for &path in &paths {
             self.merge_one(set, &plan, &busy, path, &mut pass, report)
@@ -330,17 +328,17 @@ impl Puller {
             if e.is_dir
                 && !covers_incomplete(p)
                 && e.etag.is_some()
-                && let Ok(Some(mut r)) = self.journal.node(p)
+                && let Ok(Some(mut r)) = self.parts.journal.node(p)
                 && r.kind == NodeKind::Dir
                 && r.etag != e.etag
             {
                 r.etag = e.etag.clone();
-                self.journal.put_node(&r)?;
+                self.parts.journal.put_node(&r)?;
             }
         }
         // The folder tag seen when the walk began: a change made after it is seen next time.
         if let Some(root) = plan.root_tag.clone().filter(|_| incomplete.is_empty()) {
-            self.journal.set_root_etag(&set.local, &root)?;
+            self.parts.journal.set_root_etag(&set.local, &root)?;
         }
         Ok(())
     }
@@ -356,7 +354,7 @@ impl Puller {
         pass: &mut Pass<'p>,
         report: &mut PullReport,
     ) -> SyncResult<()> {
-        if self.scope.ignore.path_excluded(path) {
+        if self.parts.scope.ignore.path_excluded(path) {
             return Ok(());
         }
         if !plan.conflicted.contains_key(path) && busy.is_busy(path)? {
@@ -368,7 +366,7 @@ impl Puller {
         {
             return Ok(());
         }
-        if self.scope.is_unsynced(path) {
+        if self.parts.scope.is_unsynced(path) {
             return Ok(());
         }
         // From the moment the pusher's conflict entry is taken until the path is queued again
@@ -377,7 +375,7 @@ impl Puller {
         let _merging = plan
             .conflicted
             .contains_key(path)
-            .then(|| self.shared.downloading(path));
+            .then(|| self.parts.shared.downloading(path));
         if let Some(ids) = plan.conflicted.get(path)
             && !self.take_conflicted(ids)?
         {
@@ -389,14 +387,14 @@ impl Puller {
         let rec = match plan.gone.get(path) {
             Some(r) => Some(r),
             None => {
-                fresh = self.journal.node(path)?;
+                fresh = self.parts.journal.node(path)?;
                 fresh.as_ref()
             }
         };
         if rec.is_none()
             && !plan.conflicted.contains_key(path)
             && plan.found.get(path).is_some_and(|e| !e.is_dir)
-            && free(&self.onprem, path)
+            && free(&self.parts.onprem, path)
         {
             pass.new_files.push(path);
             return Ok(());
@@ -421,7 +419,8 @@ impl Puller {
             // The pusher's entry was taken for this merge. Whatever the merge found, the
             // pusher looks at the path again: a spurious 412 or 404 (a proxy's), or a merge
             // cut short, never drops the on-premise change.
-            self.journal
+            self.parts
+                .journal
                 .enqueue(&[Change::Path(Op::Check, path.to_string())], 0)?;
             self.wake_pusher.notify_one();
         }
@@ -434,7 +433,10 @@ impl Puller {
     fn take_conflicted(&self, ids: &[i64]) -> SyncResult<bool> {
         let mut taken = true;
         for &id in ids {
-            taken &= self.journal.remove_in_state(id, QueueState::Conflict)?;
+            taken &= self
+                .parts
+                .journal
+                .remove_in_state(id, QueueState::Conflict)?;
         }
         Ok(taken)
     }
@@ -480,7 +482,7 @@ impl Puller {
         let mut running = FuturesUnordered::new();
         let mut first_transient = None;
         loop {
-            while running.len() < self.transfers.max(1)
+            while running.len() < self.parts.transfers.max(1)
                 && let Some(path) = waiting.next()
             {
                 running.push(self.merge_new(set, found, path, is_busy, &stopped));
@@ -528,7 +530,7 @@ impl Puller {
         }
         let res = match is_busy(path) {
             Ok(true) => return (path, Err(None), r),
-            Ok(false) => match self.journal.node(path) {
+            Ok(false) => match self.parts.journal.node(path) {
                 Ok(rec) => {
                     match self
                         .merge_path(
@@ -561,7 +563,7 @@ impl Puller {
         path: &str,
         rec: Option<&NodeRecord>,
     ) -> SyncResult<Option<(Side, std::fs::Metadata)>> {
-        let m = match self.onprem.stat(path).map_err(map_io)? {
+        let m = match self.parts.onprem.stat(path).map_err(map_io)? {
             Some(m) => m,
             None => return Ok(None),
         };
@@ -585,12 +587,12 @@ impl Puller {
                 if r.unchanged(&m) {
                     false
                 } else {
-                    let (o, p) = (self.onprem.clone(), path.to_string());
+                    let (o, p) = (self.parts.onprem.clone(), path.to_string());
                     let h = tokio::task::spawn_blocking(move || o.hash(&p))
                         .await?
                         .map_err(map_io)?;
                     // The snapshot has no hashes: the record's own.
-                    let known = self.journal.node(path)?.and_then(|r| r.hash);
+                    let known = self.parts.journal.node(path)?.and_then(|r| r.hash);
                     known.as_deref() != Some(h.as_str())
                 }
             }
@@ -643,9 +645,9 @@ impl Puller {
         // ago): a path the pusher now holds, or that a rename on its way to the queue touches,
         // is left for the next pull rather than merged from a stale picture.
         if !taken
-            && (self.shared.renaming_over(path)
-                || self.shared.unflushed_over(path)
-                || self.journal.pending_overlaps(path)?)
+            && (self.parts.shared.renaming_over(path)
+                || self.parts.shared.unflushed_over(path)
+                || self.parts.journal.pending_overlaps(path)?)
         {
             debug!(
                 path,

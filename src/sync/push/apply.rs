@@ -66,7 +66,7 @@ impl Pusher {
             PathAction::CarrySelf => Ok(Outcome::Carry(vec![check(path)])),
             PathAction::MakeSetFolder => {
                 if !path.is_empty() {
-                    self.cloud.mkdir(cpath).await?;
+                    self.parts.cloud.mkdir(cpath).await?;
                 }
                 Ok(Outcome::Done)
             }
@@ -74,21 +74,21 @@ impl Pusher {
             PathAction::DeleteFile { cond } => self.delete_file(path, cpath, &cond).await,
             PathAction::ForgetRecord => {
                 info!("deleted on-premise; its cloud copy was gone already");
-                self.journal.delete_subtree(path)?;
+                self.parts.journal.delete_subtree(path)?;
                 Ok(Outcome::Done)
             }
             PathAction::KeepCloudCopy => {
                 // The cloud copy stays; the record stays too, so the next pull does not
                 // bring it back while the cloud copy is unchanged. An upload intent goes
                 // with the on-premise file.
-                self.journal.end_intents_under(path)?;
+                self.parts.journal.end_intents_under(path)?;
                 Ok(Outcome::Done)
             }
             PathAction::CheckChanged => self.check_changed(path).await,
             PathAction::MkdirAndList => self.mkdir_and_list(path, cpath, &stat()?).await,
             PathAction::ReplaceFileByFolder { cond } => {
                 // The cloud file goes, unless it changed there.
-                match self.cloud.delete(cpath, &cond).await {
+                match self.parts.cloud.delete(cpath, &cond).await {
                     Ok(()) | Err(CloudError::NotFound) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -118,7 +118,7 @@ impl Pusher {
             self.remember_kept(path, &r, set, &kept)?;
             return Ok(Outcome::Done);
         }
-        self.journal.delete_subtree(path)?;
+        self.parts.journal.delete_subtree(path)?;
         Ok(Outcome::Done)
     }
 
@@ -129,7 +129,7 @@ impl Pusher {
         cpath: &str,
         cond: &Precondition,
     ) -> SyncResult<Outcome> {
-        match self.cloud.delete(cpath, cond).await {
+        match self.parts.cloud.delete(cpath, cond).await {
             Ok(()) | Err(CloudError::NotFound) => info!("deleted in the cloud"),
             Err(CloudError::PreconditionFailed) => {
                 // Delete against edit: the edit wins. The cloud copy stays, and the
@@ -138,14 +138,14 @@ impl Pusher {
             }
             Err(e) => return Err(e.into()),
         }
-        self.journal.delete_subtree(path)?;
+        self.parts.journal.delete_subtree(path)?;
         Ok(Outcome::Done)
     }
 
     /// A synced folder: only what differs one level down is looked at again.
     async fn check_changed(&self, path: &str) -> SyncResult<Outcome> {
         let changes = self.children_to_check(path, true).await?;
-        if self.shared.renaming_over(path) {
+        if self.parts.shared.renaming_over(path) {
             return Ok(Outcome::Later);
         }
         Ok(if changes.is_empty() {
@@ -162,13 +162,15 @@ impl Pusher {
         cpath: &str,
         m: &std::fs::Metadata,
     ) -> SyncResult<Outcome> {
-        self.cloud.mkdir(cpath).await?;
+        self.parts.cloud.mkdir(cpath).await?;
         // Whatever is already inside (a folder moved in, or found by a scan) follows.
         // The record is written once the listing is in hand: a folder renamed away
         // meanwhile leaves no record that says its contents are in the cloud.
         let children = self.children_to_check(path, false).await?;
-        self.journal.put_node(&record_of(path, m, None, None))?;
-        if self.shared.renaming_over(path) {
+        self.parts
+            .journal
+            .put_node(&record_of(path, m, None, None))?;
+        if self.parts.shared.renaming_over(path) {
             // A rename here is not queued yet: the listing may show what it brought,
             // under names the cloud does not have yet. Looked at again once queued
             // (the rename carries this entry, if it moved the folder).
@@ -193,7 +195,7 @@ impl Pusher {
     ) -> SyncResult<Outcome> {
         // Opened once, through the door: what is hashed and sent is this file, whatever
         // happens to its name meanwhile.
-        let file = match self.onprem.open_file(path) {
+        let file = match self.parts.onprem.open_file(path) {
             Ok(f) => Arc::new(f),
             // Renamed or deleted meanwhile: the queue holds what happened to it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Later),
@@ -207,7 +209,7 @@ impl Pusher {
         }
         let unchanged = rec.as_ref().is_some_and(|r| r.unchanged(&m));
         let mut hash = None;
-        let prehash = !self.cloud.hashes_uploads();
+        let prehash = !self.parts.cloud.hashes_uploads();
         let mut action = decide::decide_file(rec.as_ref(), unchanged, None, m.size(), prehash);
         if action == FileAction::Hash {
             let f = file.clone();
@@ -221,7 +223,7 @@ impl Pusher {
             FileAction::RefreshRecord => {
                 // Same content (touch, rename, or a restart): only the stat changed.
                 let r = rec.as_ref().ok_or(SyncError::Cloud(CloudError::NotFound))?;
-                self.journal.put_node(&NodeRecord {
+                self.parts.journal.put_node(&NodeRecord {
                     synced_at: r.synced_at,
                     ..record_of(path, &m, hash, r.etag.clone())
                 })?;
@@ -232,7 +234,7 @@ impl Pusher {
                 if !self.delete_dir_safely(cpath, set).await? {
                     return Err(CloudError::PreconditionFailed.into());
                 }
-                self.journal.delete_subtree(path)?;
+                self.parts.journal.delete_subtree(path)?;
                 Precondition::IfNoneMatch
             }
         };
@@ -255,17 +257,18 @@ impl Pusher {
         // dropped connection, a dead daemon). The retry then meets a 412, which goes to the
         // puller's merge like any other: the cloud copy is replaced only when the intent
         // proves it is that leftover, and kept as a conflict copy otherwise.
-        let prior = self.journal.intent(path)?;
-        self.journal.set_intent(&Intent {
+        let prior = self.parts.journal.intent(path)?;
+        self.parts.journal.set_intent(&Intent {
             path: path.to_string(),
             precondition: Some(cond.clone()),
             size: Some(m.size()),
             hash: hash.clone(),
             started_at: now_ms(),
         })?;
-        let put = match self.cloud.upload(cpath, file, &cond).await {
+        let put = match self.parts.cloud.upload(cpath, file, &cond).await {
             Err(CloudError::MissingParent) => match self.make_parents(path, cpath).await {
                 Ok(()) => self
+                    .parts
                     .cloud
                     .upload(cpath, file, &cond)
                     .await
@@ -281,24 +284,24 @@ impl Pusher {
             && crate::sync::intent::stored_nothing(e)
         {
             match &prior {
-                Some(i) => self.journal.set_intent(i)?,
-                None => self.journal.end_intent(path)?,
+                Some(i) => self.parts.journal.set_intent(i)?,
+                None => self.parts.journal.end_intent(path)?,
             }
         }
         let crate::cloud::Uploaded { etag, hash: sent } = put?;
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
-        let after = self.onprem.stat(path).ok().flatten();
+        let after = self.parts.onprem.stat(path).ok().flatten();
         // So does a rename there that the queue does not hold yet: what was sent may be
         // what the rename brought to this name.
         if !after
             .as_ref()
             .is_some_and(|a| FileStat::of(a) == FileStat::of(m))
-            || self.writers.is_open(m.ino())
-            || self.shared.renaming_over(path)
+            || self.parts.writers.is_open(m.ino())
+            || self.parts.shared.renaming_over(path)
         {
             // Changed during the upload: record the new cloud tag, but not as synced content.
-            self.journal.put_node_ending_intent(&NodeRecord {
+            self.parts.journal.put_node_ending_intent(&NodeRecord {
                 hash: None,
                 ..record_of(path, m, None, etag)
             })?;
@@ -313,7 +316,8 @@ impl Pusher {
                 Self::blocking(move || hash_file(&f)).await?
             }
         };
-        self.journal
+        self.parts
+            .journal
             .put_node_ending_intent(&record_of(path, m, Some(hash), etag))?;
         // Logged once recorded: a daemon killed before the record is written uploads the
         // file again at the next start, and the log never says "uploaded" for it twice.
@@ -334,7 +338,7 @@ impl Pusher {
             RenameAction::CheckBoth => Ok(Outcome::Carry(vec![check(to), check(from)])),
             RenameAction::CheckTarget => Ok(Outcome::Carry(vec![check(to)])),
             RenameAction::ForgetSource => {
-                self.journal.delete_subtree(from)?;
+                self.parts.journal.delete_subtree(from)?;
                 Ok(Outcome::Carry(vec![check(to)]))
             }
             RenameAction::ReplaceFolderThenMove => {
@@ -342,7 +346,7 @@ impl Pusher {
                 if !self.delete_dir_safely(cto, set).await? {
                     return Err(CloudError::PreconditionFailed.into());
                 }
-                self.journal.delete_subtree(to)?;
+                self.parts.journal.delete_subtree(to)?;
                 self.move_item((from, cfrom), (to, cto), false).await
             }
             RenameAction::Move { file } => self.move_item((from, cfrom), (to, cto), file).await,
@@ -356,19 +360,19 @@ impl Pusher {
         (to, cto): (&str, &str),
         file: bool,
     ) -> SyncResult<Outcome> {
-        let r = match self.cloud.rename(cfrom, cto).await {
+        let r = match self.parts.cloud.rename(cfrom, cto).await {
             Err(CloudError::MissingParent) => {
                 // The target folder has not reached the cloud yet (made just before, or
                 // itself moved since): it is made now, as it was when the rename happened.
                 self.make_parents(to, cto).await?;
-                self.cloud.rename(cfrom, cto).await
+                self.parts.cloud.rename(cfrom, cto).await
             }
             r => r,
         };
         match r {
             Ok(()) => {
                 info!(to, "moved in the cloud");
-                self.journal.move_subtree(from, to)?;
+                self.parts.journal.move_subtree(from, to)?;
                 // A renamed file has a new ctime: it is checked again, which costs a hash and
                 // refreshes its record, and uploads nothing when the content is the same.
                 Ok(if file {
@@ -385,7 +389,7 @@ impl Pusher {
             }
             Err(CloudError::NotFound) => {
                 // The source is gone from the cloud: upload the target as new.
-                self.journal.delete_subtree(from)?;
+                self.parts.journal.delete_subtree(from)?;
                 Ok(Outcome::Carry(vec![check(to)]))
             }
             Err(e) => Err(e.into()),
@@ -411,6 +415,7 @@ impl Pusher {
         let known_dir = |p: &str| -> SyncResult<bool> {
             Ok(p == cpath
                 || self
+                    .parts
                     .journal
                     .node(&set.to_local(p))?
                     .is_some_and(|r| r.kind == NodeKind::Dir))
@@ -420,7 +425,7 @@ impl Pusher {
         let mut dirs = vec![cpath.to_string()];
         let mut all_dirs = Vec::new();
         while let Some(d) = dirs.pop() {
-            let listing = match self.cloud.list(&d).await {
+            let listing = match self.parts.cloud.list(&d).await {
                 Ok(l) => l,
                 Err(CloudError::NotFound) => continue,
                 Err(e) => return Err(e.into()),
@@ -440,7 +445,7 @@ impl Pusher {
                     dirs.push(e.path);
                     continue;
                 }
-                let rec = self.journal.node(&set.to_local(&e.path))?;
+                let rec = self.parts.journal.node(&set.to_local(&e.path))?;
                 match rec {
                     Some(r)
                         if r.kind == NodeKind::File
@@ -454,13 +459,18 @@ impl Pusher {
             }
         }
         if whole {
-            return match self.cloud.delete(cpath, &Precondition::None).await {
+            return match self.parts.cloud.delete(cpath, &Precondition::None).await {
                 Ok(()) | Err(CloudError::NotFound) => Ok(Vec::new()),
                 Err(e) => Err(e.into()),
             };
         }
         for (p, tag) in known {
-            match self.cloud.delete(&p, &Precondition::IfMatch(tag)).await {
+            match self
+                .parts
+                .cloud
+                .delete(&p, &Precondition::IfMatch(tag))
+                .await
+            {
                 Ok(()) | Err(CloudError::NotFound) | Err(CloudError::PreconditionFailed) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -470,9 +480,9 @@ impl Pusher {
         let mut kept = Vec::new();
         for d in all_dirs.into_iter().rev() {
             if known_dir(&d)? {
-                match self.cloud.list(&d).await {
+                match self.parts.cloud.list(&d).await {
                     Ok(l) if l.entries.is_empty() && l.is_complete() => {
-                        match self.cloud.delete(&d, &Precondition::None).await {
+                        match self.parts.cloud.delete(&d, &Precondition::None).await {
                             Ok(()) | Err(CloudError::NotFound) => continue,
                             Err(e) if e.is_transient() => return Err(e.into()),
                             Err(_) => {}
@@ -504,7 +514,7 @@ impl Pusher {
         let kept: HashSet<String> = kept.iter().map(|c| set.to_local(c)).collect();
         let mut others = Vec::new();
         let mut have = HashSet::new();
-        self.journal.for_each_node_under(path, |r| {
+        self.parts.journal.for_each_node_under(path, |r| {
             // The folders kept are closed under their parents, so no other record holds one.
             if !kept.contains(&r.path) {
                 others.push(r.path);
@@ -521,9 +531,9 @@ impl Pusher {
                 ..rec.clone()
             })
             .collect();
-        self.journal.put_nodes(&missing)?;
+        self.parts.journal.put_nodes(&missing)?;
         for p in others {
-            self.journal.delete_subtree(&p)?;
+            self.parts.journal.delete_subtree(&p)?;
         }
         Ok(())
     }
@@ -536,9 +546,9 @@ impl Pusher {
     /// another folder meanwhile (it reached the cloud under the old folder, which the rename
     /// then moved) is put right by the push of the folder that the rename queued.
     async fn children_to_check(&self, path: &str, differing: bool) -> SyncResult<Vec<Change>> {
-        let onprem = self.onprem.clone();
+        let onprem = self.parts.onprem.clone();
         let dir = path.to_string();
-        let scope = self.scope.clone();
+        let scope = self.parts.scope.clone();
         let here: Vec<String> = Self::blocking(move || {
             let mut v = Vec::new();
             for de in onprem.read_dir(&dir)? {
@@ -552,7 +562,7 @@ impl Pusher {
             Ok(v)
         })
         .await?;
-        let recorded: HashSet<String> = self.journal.child_paths(path)?.into_iter().collect();
+        let recorded: HashSet<String> = self.parts.journal.child_paths(path)?.into_iter().collect();
         let here_set: HashSet<&str> = here.iter().map(String::as_str).collect();
         let gone = recorded.iter().filter(|p| !here_set.contains(p.as_str()));
         let mut v: Vec<&String> = here
@@ -572,14 +582,14 @@ impl Pusher {
     /// later push of the folder sees no inode of its own and lists it). So a later move or
     /// delete of such a folder reaches the cloud too.
     async fn make_parents(&self, path: &str, cpath: &str) -> SyncResult<()> {
-        self.cloud.mkdir(cloud::parent(cpath)).await?;
-        let Some(set) = self.scope.sets.set_for(path) else {
+        self.parts.cloud.mkdir(cloud::parent(cpath)).await?;
+        let Some(set) = self.parts.scope.sets.set_for(path) else {
             return Ok(());
         };
         let mut missing = Vec::new();
         let mut a = cloud::parent(path);
         while !a.is_empty() && a != set.local && cloud::is_within(a, &set.local) {
-            if self.journal.node(a)?.is_some() {
+            if self.parts.journal.node(a)?.is_some() {
                 break; // the folders above it were recorded with it
             }
             missing.push(NodeRecord {
@@ -597,6 +607,6 @@ impl Pusher {
             });
             a = cloud::parent(a);
         }
-        Ok(self.journal.put_nodes(&missing)?)
+        Ok(self.parts.journal.put_nodes(&missing)?)
     }
 }

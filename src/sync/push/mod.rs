@@ -24,11 +24,9 @@ mod decide;
 
 use self::apply::PathFacts;
 use self::decide::{Local, Source};
-use super::Shared;
-use crate::cloud::{self, Cloud, CloudError};
-use crate::fs::handles::OpenWriters;
+use super::parts::Parts;
+use crate::cloud::{self, CloudError};
 use crate::journal::{Change, Journal, NodeKind, NodeState, Op, QueueEntry, QueueState, now_ms};
-use crate::onprem::Onprem;
 
 /// Longest wait between two retries of a transient failure.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -49,24 +47,12 @@ enum Outcome {
 
 /// Everything the pusher needs.
 pub struct Pusher {
-    /// The journal.
-    pub journal: Arc<Journal>,
-    /// The cloud.
-    pub cloud: Arc<dyn Cloud>,
-    /// The on-premise folder, reached only through its door.
-    pub onprem: Arc<Onprem>,
-    /// What is synced and where it goes, shared with the engine and the puller.
-    pub scope: Arc<super::scope::Scope>,
-    /// Files open for writing through the mount.
-    pub writers: Arc<OpenWriters>,
-    /// Shared with status reads.
-    pub shared: Arc<Shared>,
+    /// What the pusher shares with the puller.
+    pub parts: Parts,
     /// Woken when new changes are queued.
     pub wake: Arc<Notify>,
     /// Asks the puller to merge at once (after a conflicting upload).
     pub pull_now: Arc<Notify>,
-    /// Parallel transfers.
-    pub transfers: usize,
     /// Quiet time before a push.
     pub push_delay: Duration,
 }
@@ -135,7 +121,7 @@ impl Pusher {
     /// Runs until `stop` is cancelled. In-flight transfers are abandoned at stop; their entries
     /// stay queued and run again at the next start.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let sem = Arc::new(Semaphore::new(self.transfers));
+        let sem = Arc::new(Semaphore::new(self.parts.transfers));
         loop {
             let (next, _) = self.schedule(&sem);
             let wait = match next {
@@ -157,13 +143,14 @@ impl Pusher {
     /// pushing is paused. Returns how many entries it started. The engine tests drive the
     /// pusher with this.
     pub async fn push_until_quiet(self: &Arc<Self>) -> usize {
-        let sem = Arc::new(Semaphore::new(self.transfers));
+        let sem = Arc::new(Semaphore::new(self.parts.transfers));
         let mut total = 0;
         loop {
             let woken = self.wake.notified();
             let (_, started) = self.schedule(&sem);
             total += started;
             let running = !self
+                .parts
                 .shared
                 .in_flight
                 .lock()
@@ -180,11 +167,17 @@ impl Pusher {
     /// Starts every entry that may start now; returns the earliest time a waiting entry is due,
     /// and how many entries it started.
     fn schedule(self: &Arc<Self>, sem: &Arc<Semaphore>) -> (Option<i64>, usize) {
-        if self.shared.auth_paused.load(Ordering::Relaxed)
-            || self.shared.push_paused.load(Ordering::Relaxed)
+        if self.parts.shared.auth_paused.load(Ordering::Relaxed)
+            || self.parts.shared.push_paused.load(Ordering::Relaxed)
         {
             // Nothing is sent while paused: a pull asked for need not wait.
-            if self.shared.pull_requested_at.swap(0, Ordering::Relaxed) > 0 {
+            if self
+                .parts
+                .shared
+                .pull_requested_at
+                .swap(0, Ordering::Relaxed)
+                > 0
+            {
                 self.pull_now.notify_one();
             }
             return (None, 0);
@@ -193,10 +186,11 @@ impl Pusher {
             return (None, 0); // a finishing transfer wakes us
         }
         let now = now_ms();
-        let offline = self.shared.is_offline();
+        let offline = self.parts.shared.is_offline();
         let mut busy = Busy::default();
         let in_flight: Vec<(String, Option<String>)> = {
             let m = self
+                .parts
                 .shared
                 .in_flight
                 .lock()
@@ -210,6 +204,7 @@ impl Pusher {
             busy.add(p, d.as_deref());
         }
         let running: HashSet<i64> = self
+            .parts
             .shared
             .in_flight
             .lock()
@@ -222,7 +217,7 @@ impl Pusher {
         // Entries are read one by one and the walk stops once every transfer slot is taken,
         // so a wake-up after each finished transfer costs a few rows, not a page of the queue.
         let mut queued = false;
-        let walked = self.journal.for_each_pending(256, |e| {
+        let walked = self.parts.journal.for_each_pending(256, |e| {
             queued = true;
             if running.contains(&e.id) {
                 return true;
@@ -242,7 +237,8 @@ impl Pusher {
             let Ok(permit) = sem.clone().try_acquire_owned() else {
                 return false;
             };
-            self.shared
+            self.parts
+                .shared
                 .in_flight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -271,11 +267,12 @@ impl Pusher {
     /// A pull asked for by a sync request starts once the queue is drained (`queued` false),
     /// or has waited long enough.
     fn pull_if_asked(&self, queued: bool, now: i64) {
-        let asked = self.shared.pull_requested_at.load(Ordering::Relaxed);
+        let asked = self.parts.shared.pull_requested_at.load(Ordering::Relaxed);
         if asked > 0 {
             let waited = now - asked >= super::PULL_AFTER_SYNC_WAIT.as_millis() as i64;
             if (!queued || waited)
                 && self
+                    .parts
                     .shared
                     .pull_requested_at
                     .compare_exchange(asked, 0, Ordering::Relaxed, Ordering::Relaxed)
@@ -295,7 +292,8 @@ impl Pusher {
             }
             _ => self.push_path(&e.path).await,
         };
-        self.shared
+        self.parts
+            .shared
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -305,7 +303,7 @@ impl Pusher {
             Ok(Outcome::Done | Outcome::Replace(_) | Outcome::Carry(_))
         );
         if !matches!(result, Ok(Outcome::Later)) {
-            self.shared.counters.push(ok, started.elapsed());
+            self.parts.shared.counters.push(ok, started.elapsed());
         }
         self.record_result(&e, result, started);
     }
@@ -319,10 +317,11 @@ impl Pusher {
         result: SyncResult<Outcome>,
         started: std::time::Instant,
     ) {
-        let j = &self.journal;
+        let j = &self.parts.journal;
         let r = match result {
             Ok(outcome) => {
                 *self
+                    .parts
                     .shared
                     .offline_since
                     .lock()
@@ -350,6 +349,7 @@ impl Pusher {
             }
             Err(err) if err.is_transient() => {
                 let mut off = self
+                    .parts
                     .shared
                     .offline_since
                     .lock()
@@ -381,7 +381,7 @@ impl Pusher {
             Err(err) => {
                 let code = err.failure_code();
                 if err.is_unauthorized() {
-                    self.shared.auth_paused.store(true, Ordering::Relaxed);
+                    self.parts.shared.auth_paused.store(true, Ordering::Relaxed);
                     warn!(
                         "the cloud refused the credentials: pushing stops until a sync is requested"
                     );
@@ -414,7 +414,7 @@ impl Pusher {
     /// Makes the cloud match the on-premise state of `path`: gathers what is there and its
     /// record, decides ([`decide::decide`]), and carries the action out.
     async fn push_path(&self, path: &str) -> SyncResult<Outcome> {
-        let Some((cpath, set)) = self.scope.target(path) else {
+        let Some((cpath, set)) = self.parts.scope.target(path) else {
             return Ok(Outcome::Done);
         };
         let facts = self.path_facts(path, set)?;
@@ -433,7 +433,7 @@ impl Pusher {
         if path.is_empty() || path == set.local && !set.is_file {
             return Ok(facts);
         }
-        facts.stat = match self.onprem.stat(path) {
+        facts.stat = match self.parts.onprem.stat(path) {
             Ok(m) => m,
             Err(e) if crate::onprem::is_crossing(&e) => {
                 facts.local = Local::Blocked;
@@ -443,22 +443,22 @@ impl Pusher {
         };
         facts.local = match &facts.stat {
             None => Local::Absent {
-                unflushed_above: self.shared.unflushed_at_or_above(path),
+                unflushed_above: self.parts.shared.unflushed_at_or_above(path),
                 renamed_over: false,
             },
             Some(m) if m.is_dir() => Local::Dir { ino: m.ino() },
             Some(m) if m.is_file() => Local::File {
-                open_for_writing: self.writers.is_open(m.ino()),
+                open_for_writing: self.parts.writers.is_open(m.ino()),
             },
             Some(_) => Local::Special,
         };
-        facts.rec = self.journal.node(path)?;
+        facts.rec = self.parts.journal.node(path)?;
         if let Local::Absent {
             unflushed_above: false,
             renamed_over,
         } = &mut facts.local
         {
-            facts.renamed = self.journal.rename_over(path)?;
+            facts.renamed = self.parts.journal.rename_over(path)?;
             *renamed_over = facts.renamed.is_some();
         }
         Ok(facts)
@@ -473,24 +473,25 @@ impl Pusher {
     /// and target under those names, and the renames queued after it carry them on to
     /// today's names, as they carried every entry pending below their source.
     async fn push_rename(&self, from: &str, to: &str) -> SyncResult<Outcome> {
-        let (Some((cfrom, _)), Some((cto, set))) = (self.scope.target(from), self.scope.target(to))
+        let (Some((cfrom, _)), Some((cto, set))) =
+            (self.parts.scope.target(from), self.parts.scope.target(to))
         else {
             let action = decide::decide_rename(false, Source::NeverSent, None);
             return self.apply_rename(action, (from, ""), (to, ""), None).await;
         };
         // What the cloud holds of the source: its record says, or records below it (a
         // folder the cloud got without a record of its own, from an older journal).
-        let source = match self.journal.node(from)? {
+        let source = match self.parts.journal.node(from)? {
             Some(r) if r.state == NodeState::Failed => Source::DeletedOnCloud,
             Some(r) => Source::Sent(r.kind),
-            None if self.journal.has_nodes_below(from)? => Source::Sent(NodeKind::Dir),
+            None if self.parts.journal.has_nodes_below(from)? => Source::Sent(NodeKind::Dir),
             None => Source::NeverSent,
         };
         // Only a source the cloud holds makes the target matter.
         let target = match source {
-            Source::Sent(_) => match self.journal.node(to)? {
+            Source::Sent(_) => match self.parts.journal.node(to)? {
                 Some(r) => Some(r.kind),
-                None if self.journal.has_nodes_below(to)? => Some(NodeKind::Dir),
+                None if self.parts.journal.has_nodes_below(to)? => Some(NodeKind::Dir),
                 None => None,
             },
             _ => None,
