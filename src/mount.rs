@@ -18,7 +18,7 @@ use crate::fuse::FuseFs;
 use crate::ignore::Ignore;
 use crate::journal::Journal;
 use crate::sync::parts::Parts;
-use crate::sync::{Engine, scan};
+use crate::sync::{Engine, EngineSetup, scan};
 
 /// Finds an executable on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -199,22 +199,78 @@ async fn unmount_on_signal(mountpoint: PathBuf, mut unmounter: crate::fuse::Unmo
 }
 
 /// Runs a mount until it is unmounted or the process gets SIGINT or SIGTERM. `ready` is called
-/// once the mount is live.
+/// once the mount is live, or with the reason it could not start.
 pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
-    let setup = open_parts(&cfg);
-    let Opened {
-        state,
-        journal,
-        ignore,
-        cloud,
-    } = match setup {
-        Ok(v) => v,
+    let live = match open_parts(&cfg).and_then(|opened| start(&cfg, opened)) {
+        Ok(live) => live,
         Err(e) => {
             ready(Err(format!("{e:#}")));
             return Err(e);
         }
     };
+    info!(
+        onprem = %cfg.onprem.display(),
+        mountpoint = %cfg.mountpoint.display(),
+        cloud = %live.cloud,
+        state_dir = %live.state.path.display(),
+        "mounted"
+    );
+    ready(Ok(()));
+    let Live {
+        state,
+        journal,
+        rt,
+        engine,
+        writer,
+        session,
+        stop,
+        pusher,
+        puller,
+        ..
+    } = live;
+    let result = session.run();
+    info!("unmounted; stopping");
 
+    stop.cancel();
+    engine.close();
+    let _ = writer.join();
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pusher).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), puller).await;
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let (queued, failed) = journal.queue_counts().unwrap_or((0, 0));
+    info!(
+        queued,
+        failed, "stopped; queued changes resume at the next mount"
+    );
+    drop(state);
+    result.context("the FUSE session ended with an error")
+}
+
+/// A live mount: what its shutdown needs.
+struct Live {
+    state: StateDir,
+    journal: Arc<Journal>,
+    cloud: String,
+    rt: tokio::runtime::Runtime,
+    engine: Arc<Engine>,
+    writer: std::thread::JoinHandle<()>,
+    session: crate::fuse::Mounted,
+    stop: tokio_util::sync::CancellationToken,
+    pusher: tokio::task::JoinHandle<()>,
+    puller: tokio::task::JoinHandle<()>,
+}
+
+/// Starts everything of a mount: the engine and its journal writer, the pusher, the FUSE
+/// session, the puller, signal handling, the control socket and the scans.
+fn start(cfg: &Config, opened: Opened) -> Result<Live> {
+    let Opened {
+        state,
+        journal,
+        ignore,
+        cloud,
+    } = opened;
     // Fewer malloc arenas: the daemon's threads allocate in bursts (scan, pull), and one arena
     // per thread would keep every burst's peak as resident memory.
     // SAFETY: mallopt only tunes the allocator; it is called before the other threads start.
@@ -236,14 +292,17 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
     );
     let wake = Arc::new(tokio::sync::Notify::new());
     let pull_now = Arc::new(tokio::sync::Notify::new());
-    let w = wake.clone();
-    let (engine, writer) = Engine::start(
-        journal.clone(),
-        ignore.clone(),
-        cfg.sets.clone(),
-        cfg.push_delay,
-        Arc::new(move || w.notify_one()),
-    );
+    let socket = state.path.join("control.sock");
+    let (engine, writer) = Engine::start(EngineSetup {
+        journal: journal.clone(),
+        ignore: ignore.clone(),
+        sets: cfg.sets.clone(),
+        push_delay: cfg.push_delay,
+        wake_pusher: wake.clone(),
+        pull_now: pull_now.clone(),
+        control_socket: Some(socket.to_string_lossy().into_owned()),
+        cloud_url: Some(cloud.url()),
+    });
     let fs_core = Arc::new(Fs::new(&cfg.onprem, engine.clone(), cfg.mount.read_only)?);
     let parts = Parts::of(
         &engine,
@@ -252,95 +311,63 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         fs_core.writers(),
         cfg.transfers,
     );
-    let pusher = Arc::new(parts.pusher(wake.clone(), pull_now.clone(), cfg.push_delay));
     let stop = tokio_util::sync::CancellationToken::new();
-    let pusher_task = rt.spawn(pusher.clone().run(stop.clone()));
+    let pusher = Arc::new(parts.pusher(wake.clone(), pull_now.clone(), cfg.push_delay));
+    let pusher_task = rt.spawn(pusher.run(stop.clone()));
 
     let fuse_fs = FuseFs::new(fs_core.clone(), &cfg.onprem, cfg.passthrough);
     let fsname = format!("cloudsync:{}", cfg.onprem.display());
-    let mut session = match crate::fuse::mount(fuse_fs, &cfg.mountpoint, &fsname, &cfg.mount) {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = format!("cannot mount on {}: {e}", cfg.mountpoint.display());
-            ready(Err(msg.clone()));
-            bail!(msg);
-        }
-    };
+    let mut session = crate::fuse::mount(fuse_fs, &cfg.mountpoint, &fsname, &cfg.mount)
+        .with_context(|| format!("cannot mount on {}", cfg.mountpoint.display()))?;
 
     // The puller merges cloud changes and tells the kernel what it replaced.
-    let invalidate = Arc::new(session.invalidator(fs_core.clone(), &cfg.onprem));
+    let invalidate = Arc::new(session.invalidator(fs_core, &cfg.onprem));
     let puller = Arc::new(parts.puller(invalidate, wake.clone()));
     let puller_task = rt.spawn(puller.clone().run(
         cfg.pull_interval,
         pull_now.clone(),
         stop.clone(),
     ));
-
-    // Signals end the session by unmounting.
     rt.spawn(unmount_on_signal(
         cfg.mountpoint.clone(),
         session.unmounter(),
     ));
-
-    // The control socket for the CLI.
-    let socket = state.path.join("control.sock");
-    let _ = engine
-        .control_socket
-        .set(socket.to_string_lossy().into_owned());
-    let _ = engine.cloud_base.set(cloud.url());
-    let _ = engine.notify.set((wake.clone(), pull_now.clone()));
     let control = Arc::new(crate::control::Control {
         engine: engine.clone(),
         journal: journal.clone(),
         cloud: cloud.clone(),
         onprem: onprem.clone(),
         wake_pusher: wake.clone(),
-        pull_now: pull_now.clone(),
-        puller: puller.clone(),
+        pull_now,
+        puller,
     });
     rt.spawn(async move {
         if let Err(e) = control.serve(socket).await {
             warn!(error = %e, "the control socket failed; cloudsync status/sync cannot reach this daemon");
         }
     });
-
     // The start-up scan runs beside the mount, never holding it up; then a rescan every
     // `rescan_interval` finds changes made straight in ONPREM.
     scan::spawn(scan::Scans {
-        onprem: onprem.clone(),
+        onprem,
         journal: journal.clone(),
-        ignore: ignore.clone(),
+        ignore,
         engine: engine.clone(),
-        wake: wake.clone(),
+        wake,
         stop: stop.clone(),
         every: cfg.rescan_interval,
         delay: cfg.push_delay,
     })?;
-
-    info!(
-        onprem = %cfg.onprem.display(),
-        mountpoint = %cfg.mountpoint.display(),
-        cloud = %cloud.describe(),
-        state_dir = %state.path.display(),
-        "mounted"
-    );
-    ready(Ok(()));
-    let result = session.run();
-    info!("unmounted; stopping");
-
-    stop.cancel();
-    engine.close();
-    let _ = writer.join();
-    rt.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(5), pusher_task).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), puller_task).await;
-    });
-    rt.shutdown_timeout(Duration::from_secs(2));
-    let (queued, failed) = journal.queue_counts().unwrap_or((0, 0));
-    info!(
-        queued,
-        failed, "stopped; queued changes resume at the next mount"
-    );
-    drop(state);
-    result.context("the FUSE session ended with an error")
+    Ok(Live {
+        state,
+        journal,
+        cloud: cloud.describe(),
+        rt,
+        engine,
+        writer,
+        session,
+        stop,
+        pusher: pusher_task,
+        puller: puller_task,
+    })
 }

@@ -333,11 +333,13 @@ pub struct Engine {
     /// the pusher and the puller; the unsynced folders are kept in the journal.
     pub scope: Arc<scope::Scope>,
     /// The control socket, shown on the mount root as `user.cloudsync.control`.
-    pub control_socket: std::sync::OnceLock<String>,
+    control_socket: Option<String>,
     /// The cloud URL without credentials, for `user.cloudsync.cloud_url`.
-    pub cloud_base: std::sync::OnceLock<String>,
-    /// Wakes the pusher, and asks the puller for a pull, after a sync request.
-    pub notify: std::sync::OnceLock<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>,
+    cloud_base: Option<String>,
+    /// Woken after each committed batch of changes and after a sync request.
+    wake_pusher: Arc<tokio::sync::Notify>,
+    /// Asked for a pull after a sync request while pushing is paused.
+    pull_now: Arc<tokio::sync::Notify>,
     tx: Mutex<Option<mpsc::Sender<Change>>>,
     /// Shared with the pusher.
     pub shared: Arc<Shared>,
@@ -365,15 +367,40 @@ pub fn ctime_ns(m: &Metadata) -> i64 {
     m.ctime() * 1_000_000_000 + m.ctime_nsec()
 }
 
+/// What an engine starts with: all of it is known before it starts.
+pub struct EngineSetup {
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The ignore list.
+    pub ignore: Ignore,
+    /// The sync sets.
+    pub sets: sets::SyncSets,
+    /// Quiet time before a change is pushed.
+    pub push_delay: Duration,
+    /// The pusher's wake-up: after each committed batch of changes and each sync request.
+    pub wake_pusher: Arc<tokio::sync::Notify>,
+    /// The puller's wake-up, for a sync request while pushing is paused.
+    pub pull_now: Arc<tokio::sync::Notify>,
+    /// The control socket, when the daemon serves one.
+    pub control_socket: Option<String>,
+    /// The cloud URL without credentials.
+    pub cloud_url: Option<String>,
+}
+
 impl Engine {
-    /// Starts the journal-writer thread. `wake` is called after each committed batch.
-    pub fn start(
-        journal: Arc<Journal>,
-        ignore: Ignore,
-        sets: sets::SyncSets,
-        push_delay: Duration,
-        wake: Arc<dyn Fn() + Send + Sync>,
-    ) -> (Arc<Engine>, std::thread::JoinHandle<()>) {
+    /// Starts the engine and its journal-writer thread.
+    pub fn start(setup: EngineSetup) -> (Arc<Engine>, std::thread::JoinHandle<()>) {
+        let EngineSetup {
+            journal,
+            ignore,
+            sets,
+            push_delay,
+            wake_pusher,
+            pull_now,
+            control_socket,
+            cloud_url,
+        } = setup;
+        let wake = wake_pusher.clone();
         let (tx, rx) = mpsc::channel::<Change>();
         let j = journal.clone();
         let shared = Arc::new(Shared::default());
@@ -417,7 +444,7 @@ impl Engine {
                     for c in &batch {
                         sh.track(c, -1);
                     }
-                    wake();
+                    wake.notify_one();
                 }
             })
             .expect("spawn journal writer");
@@ -428,9 +455,10 @@ impl Engine {
         let engine = Arc::new(Engine {
             journal,
             scope: scope::Scope::new(sets, ignore, unsynced),
-            control_socket: std::sync::OnceLock::new(),
-            cloud_base: std::sync::OnceLock::new(),
-            notify: std::sync::OnceLock::new(),
+            control_socket,
+            cloud_base: cloud_url,
+            wake_pusher,
+            pull_now,
             tx: Mutex::new(Some(tx)),
             shared,
         });
@@ -495,19 +523,17 @@ impl Engine {
             .offline_since
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
-        if let Some((push, puller)) = self.notify.get() {
-            if !pull {
-                // The caller pulls itself.
-            } else if self.shared.push_paused.load(Ordering::Relaxed) {
-                puller.notify_one();
-            } else {
-                // The pusher starts the pull once it has sent what is queued.
-                self.shared
-                    .pull_requested_at
-                    .store(now_ms().max(1), Ordering::Relaxed);
-            }
-            push.notify_one();
+        if !pull {
+            // The caller pulls itself.
+        } else if self.shared.push_paused.load(Ordering::Relaxed) {
+            self.pull_now.notify_one();
+        } else {
+            // The pusher starts the pull once it has sent what is queued.
+            self.shared
+                .pull_requested_at
+                .store(now_ms().max(1), Ordering::Relaxed);
         }
+        self.wake_pusher.notify_one();
         Ok(())
     }
 
@@ -712,7 +738,7 @@ impl SyncHooks for Engine {
         let (st, err) = self.status(path, meta);
         let mut v = vec![(status::XATTR_STATUS, st.as_str().to_string())];
         if path.is_empty()
-            && let Some(s) = self.control_socket.get()
+            && let Some(s) = &self.control_socket
         {
             v.push((crate::status::XATTR_CONTROL, s.clone()));
         }
@@ -723,7 +749,7 @@ impl SyncHooks for Engine {
             && let Some(set) = self.scope.sets.set_for(path)
         {
             v.push((status::XATTR_SET, set.local.clone()));
-            if let Some(base) = self.cloud_base.get() {
+            if let Some(base) = &self.cloud_base {
                 v.push((
                     status::XATTR_CLOUD_URL,
                     cloud_url(base, &set.to_cloud(path)),

@@ -27,12 +27,12 @@ use cloudsync::ignore::Ignore;
 use cloudsync::journal::{Journal, Op};
 use cloudsync::onprem::Onprem;
 use cloudsync::status::Status;
-use cloudsync::sync::SyncError;
 use cloudsync::sync::parts::Parts;
 use cloudsync::sync::pull::{NoInvalidate, PullReport, Puller};
 use cloudsync::sync::push::Pusher;
 use cloudsync::sync::sets::{SetConfig, SyncSets};
 use cloudsync::sync::{Engine, scan};
+use cloudsync::sync::{EngineSetup, SyncError};
 
 /// Which in-process cloud a fake folder syncs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,14 +164,16 @@ impl FakeFolder {
         let onprem = Arc::new(Onprem::open(&self.onprem, 0o022).unwrap());
         let wake = Arc::new(tokio::sync::Notify::new());
         let pull_now = Arc::new(tokio::sync::Notify::new());
-        let w = wake.clone();
-        let (engine, writer) = Engine::start(
-            journal.clone(),
-            self.ignore.clone(),
+        let (engine, writer) = Engine::start(EngineSetup {
+            journal: journal.clone(),
+            ignore: self.ignore.clone(),
             sets,
-            Duration::ZERO,
-            Arc::new(move || w.notify_one()),
-        );
+            push_delay: Duration::ZERO,
+            wake_pusher: wake.clone(),
+            pull_now: pull_now.clone(),
+            control_socket: None,
+            cloud_url: Some(self.cloud.url()),
+        });
         scan::scan(&onprem, &journal, &self.ignore, &|p| engine.syncable(p), 0).unwrap();
         let writers = Arc::new(OpenWriters::default());
         let parts = Parts::of(
