@@ -18,6 +18,8 @@ use crate::fuse::FuseFs;
 use crate::ignore::Ignore;
 use crate::journal::Journal;
 use crate::sync::parts::Parts;
+use crate::sync::pull::Puller;
+use crate::sync::push::Pusher;
 use crate::sync::{Engine, EngineSetup, scan};
 
 /// Finds an executable on PATH.
@@ -312,7 +314,12 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         cfg.transfers,
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    let pusher = Arc::new(parts.pusher(wake.clone(), pull_now.clone(), cfg.push_delay));
+    let pusher = Arc::new(Pusher::new(
+        parts.clone(),
+        wake.clone(),
+        pull_now.clone(),
+        cfg.push_delay,
+    ));
     let pusher_task = rt.spawn(pusher.run(stop.clone()));
 
     let fuse_fs = FuseFs::new(fs_core.clone(), &cfg.onprem, cfg.passthrough);
@@ -322,7 +329,7 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
 
     // The puller merges cloud changes and tells the kernel what it replaced.
     let invalidate = Arc::new(session.invalidator(fs_core, &cfg.onprem));
-    let puller = Arc::new(parts.puller(invalidate, wake.clone()));
+    let puller = Arc::new(Puller::new(parts, invalidate, wake.clone()));
     let puller_task = rt.spawn(puller.clone().run(
         cfg.pull_interval,
         pull_now.clone(),

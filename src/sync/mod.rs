@@ -5,6 +5,7 @@
 //! them in batches, so a FUSE request never waits for SQLite. A change still in the channel
 //! when the daemon is killed is found again by the start-up scan.
 
+pub mod busy;
 pub mod conflict;
 pub mod error;
 pub mod intent;

@@ -3,16 +3,11 @@
 //!
 //! The pusher and the puller need the same handles (journal, cloud, ONPREM, the scope of the
 //! sync, open writers, shared state, transfer count). [`Parts`] holds them, and each of the two
-//! holds one `Parts`; [`Parts::pusher`] and [`Parts::puller`] add what is each one's own. The scope (sync sets,
-//! ignore list, unsynced folders) is the engine's own, shared, not a copy.
+//! holds one `Parts`; `Pusher::new` and `Puller::new` add what is each one's own. The scope
+//! (sync sets, ignore list, unsynced folders) is the engine's own, shared, not a copy.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use super::pull::{Invalidate, Puller};
-use super::push::Pusher;
 use super::scope::Scope;
 use super::{Engine, Shared};
 use crate::cloud::Cloud;
@@ -56,30 +51,6 @@ impl Parts {
             writers,
             shared: engine.shared.clone(),
             transfers,
-        }
-    }
-
-    /// A pusher, woken by `wake`, that asks for a pull through `pull_now` and waits
-    /// `push_delay` before it pushes a change.
-    pub fn pusher(&self, wake: Arc<Notify>, pull_now: Arc<Notify>, push_delay: Duration) -> Pusher {
-        Pusher {
-            parts: self.clone(),
-            wake,
-            pull_now,
-            push_delay,
-        }
-    }
-
-    /// A puller that tells the kernel what it replaced through `invalidate` and wakes the
-    /// pusher through `wake_pusher`.
-    pub fn puller(&self, invalidate: Arc<dyn Invalidate>, wake_pusher: Arc<Notify>) -> Puller {
-        Puller {
-            parts: self.clone(),
-            invalidate,
-            wake_pusher,
-            running: tokio::sync::Mutex::new(()),
-            pulls: std::sync::atomic::AtomicU64::new(1),
-            gets: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }

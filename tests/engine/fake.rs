@@ -183,8 +183,13 @@ impl FakeFolder {
             writers.clone(),
             self.opts.transfers,
         );
-        let pusher = Arc::new(parts.pusher(wake.clone(), pull_now, Duration::ZERO));
-        let puller = Arc::new(parts.puller(Arc::new(NoInvalidate), wake));
+        let pusher = Arc::new(Pusher::new(
+            parts.clone(),
+            wake.clone(),
+            pull_now,
+            Duration::ZERO,
+        ));
+        let puller = Arc::new(Puller::new(parts, Arc::new(NoInvalidate), wake));
         self.life = Some(Life {
             rt,
             engine,

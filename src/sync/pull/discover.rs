@@ -15,7 +15,7 @@ use tracing::warn;
 use super::{FULL_WALK_EVERY, MAX_DEPTH, Puller, free, tag};
 use crate::cloud::{self, CloudEntry};
 use crate::journal::{NodeKind, NodeRecord};
-use crate::sync::push::Busy;
+use crate::sync::busy::Busy;
 use crate::sync::sets::SyncSet;
 
 /// Above this many pending changes, a pull asks the journal whether a path is busy rather

@@ -161,6 +161,19 @@ fn crossing(e: &SyncError) -> bool {
 }
 
 impl Puller {
+    /// A puller over `parts` that tells the kernel what it replaced through `invalidate` and
+    /// wakes the pusher through `wake_pusher`.
+    pub fn new(parts: Parts, invalidate: Arc<dyn Invalidate>, wake_pusher: Arc<Notify>) -> Self {
+        Puller {
+            parts,
+            invalidate,
+            wake_pusher,
+            running: tokio::sync::Mutex::new(()),
+            pulls: std::sync::atomic::AtomicU64::new(1),
+            gets: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     /// Pulls every `interval` and whenever `now` is notified, until `stop` is cancelled.
     pub async fn run(
         self: Arc<Self>,

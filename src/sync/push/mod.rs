@@ -24,8 +24,9 @@ mod decide;
 
 use self::apply::PathFacts;
 use self::decide::{Local, Source};
+use super::busy::Busy;
 use super::parts::Parts;
-use crate::cloud::{self, CloudError};
+use crate::cloud::CloudError;
 use crate::journal::{Change, Journal, NodeKind, NodeState, Op, QueueEntry, QueueState, now_ms};
 
 /// Longest wait between two retries of a transient failure.
@@ -57,46 +58,9 @@ pub struct Pusher {
     pub push_delay: Duration,
 }
 
-/// Paths taken by earlier or running entries; a later entry that touches one of them, an
-/// ancestor or a descendant, waits. Each check costs the depth of the path.
-#[derive(Default)]
-pub(crate) struct Busy {
-    exact: HashSet<String>,
-    ancestors: HashSet<String>,
-}
-
-impl Busy {
-    pub(crate) fn add(&mut self, path: &str, dest: Option<&str>) {
-        for p in std::iter::once(path).chain(dest) {
-            let mut a = p;
-            while !a.is_empty() {
-                a = cloud::parent(a);
-                if !self.ancestors.insert(a.to_string()) {
-                    break; // the rest of the chain is there already
-                }
-            }
-            self.exact.insert(p.to_string());
-        }
-    }
-
-    pub(crate) fn overlaps(&self, path: &str) -> bool {
-        if self.exact.contains(path) || self.ancestors.contains(path) {
-            return true;
-        }
-        let mut a = path;
-        while !a.is_empty() {
-            a = cloud::parent(a);
-            if self.exact.contains(a) {
-                return true;
-            }
-        }
-        false
-    }
-}
-
 #[cfg(test)]
 fn overlaps(a: &str, b: &str) -> bool {
-    cloud::is_within(a, b) || cloud::is_within(b, a)
+    crate::paths::is_within(a, b) || crate::paths::is_within(b, a)
 }
 
 #[cfg(test)]
@@ -118,6 +82,22 @@ pub fn backoff_ms(attempts: u32) -> i64 {
 }
 
 impl Pusher {
+    /// A pusher over `parts`, woken by `wake`, that asks for a pull through `pull_now` and
+    /// waits `push_delay` before it pushes a change.
+    pub fn new(
+        parts: Parts,
+        wake: Arc<Notify>,
+        pull_now: Arc<Notify>,
+        push_delay: Duration,
+    ) -> Self {
+        Pusher {
+            parts,
+            wake,
+            pull_now,
+            push_delay,
+        }
+    }
+
     /// Runs until `stop` is cancelled. In-flight transfers are abandoned at stop; their entries
     /// stay queued and run again at the next start.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
