@@ -487,7 +487,9 @@ pub fn reopen(file: &impl AsRawFd, flags: i32) -> io::Result<File> {
 pub fn hash_file(f: &File) -> io::Result<String> {
     use std::os::unix::fs::FileExt;
     let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Most files are small: a small buffer first, so that hashing one does not zero (and
+    // fault in) a large one; a file that fills it is read on in large reads.
+    let mut buf = vec![0u8; 64 << 10];
     let mut at = 0u64;
     loop {
         let n = f.read_at(&mut buf, at)?;
@@ -496,6 +498,9 @@ pub fn hash_file(f: &File) -> io::Result<String> {
         }
         h.update(&buf[..n]);
         at += n as u64;
+        if n == buf.len() && buf.len() < 1 << 20 {
+            buf = vec![0u8; 1 << 20];
+        }
     }
     Ok(h.finalize().to_hex().to_string())
 }

@@ -241,6 +241,7 @@ pub trait Cloud: Send + Sync {
     /// Streams the cloud file at `path` into the open local file `dest`, from its start
     /// (what it held before is cut off), and reports the item as downloaded, with the ETag of
     /// what was received. `NotFound` when there is no file, and then `dest` is left alone.
+    /// The content is written, not synced: making it durable is the caller's part.
     async fn get_file(&self, path: &str, dest: &std::fs::File) -> Result<CloudEntry, CloudError>;
 
     /// Creates the folder at `path` and any missing parents; an existing folder (the root

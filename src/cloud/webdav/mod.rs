@@ -668,8 +668,9 @@ impl Cloud for WebDav {
                 "{what}: the download broke off after {got} of {n} bytes"
             )));
         }
+        // Written, not synced: the caller syncs the file once it has its final times too
+        // (one journal commit per download rather than two).
         out.flush().await?;
-        out.sync_data().await?;
         drop(out);
         let etag = match etag {
             Some(t) => Some(t),
