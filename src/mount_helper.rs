@@ -83,12 +83,15 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             (
                 "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
                 | "rescan_interval" | "transfers" | "user" | "password_file" | "ca_file"
-                | "log_level",
+                | "s3_endpoint" | "s3_region" | "s3_addressing" | "credentials_file" | "log_level",
                 Some(v),
             ) => {
                 out.push(format!("--{}", k.replace('_', "-")));
                 out.push(v.to_string());
             }
+            ("aws_access_key_id" | "aws_secret_access_key" | "aws_session_token", _) => bail!(
+                "mount.cloudsync: S3 keys in the mount options would be readable by everyone; use credentials_file="
+            ),
             ("password", _) => bail!(
                 "mount.cloudsync: a password in the mount options would be readable by everyone; use password_file="
             ),

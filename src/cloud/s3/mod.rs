@@ -1,0 +1,817 @@
+//! The S3 cloud: `s3://bucket/prefix/` on AWS S3 or any S3-compatible store (Ceph RGW,
+//! SeaweedFS, MinIO...), with SigV4 keys from the environment, the AWS shared credentials
+//! file or a `credentials_file`.
+//!
+//! This module is the [`Cloud`] implementation: what each operation becomes in S3 requests,
+//! how folders are made out of prefixes, and what the client finds out about a store (whether
+//! it honours conditional writes). Its parts, by job:
+//! - `client`: signing (rusty-s3) over reqwest, the requests, and the error mapping;
+//! - `keys`: keys under the prefix, and the listing parser with its key checks;
+//! - `multipart`: large files in parts, recorded in the [`UploadLedger`] so a restart resumes;
+//! - `creds`: where the keys come from.
+//!
+//! Signing: rusty-s3 is sans-IO (it only builds presigned URLs), so requests go over the same
+//! reqwest client, TLS roots and timeouts as WebDAV, with no second HTTP stack; the payload is
+//! unsigned, so a file streams once. object_store would bring a second reqwest and aws-lc,
+//! aws-sdk-s3 a whole runtime stack at this compiler's edge.
+//!
+//! What it guarantees:
+//! - **Folders.** A folder is a prefix: it exists while any key lies below it or its
+//!   zero-byte marker `name/` (which `mkdir` writes, for it and each parent) is there. When a
+//!   file `x` and keys `x/…` both exist, the folder wins and the file is skipped as a name
+//!   clash.
+//! - **Keys are never trusted.** Listed keys outside the prefix, with empty, `.` or `..`
+//!   components, NUL, or names over 255 bytes are refused into [`Listing::skipped`].
+//! - **Writes never overwrite what they have not seen.** New files go with `If-None-Match: *`,
+//!   updates with `If-Match`, also on CompleteMultipartUpload. Whether the store honours them
+//!   is found out once per run (`honours_conditions`); where it does not, each condition is
+//!   checked with a HEAD first, and a change landing between the HEAD and the write is
+//!   overwritten (the window is listed in doc/SEMANTICS.md).
+//! - **Moves and folder deletes are not atomic.** A rename is a CopyObject and a DeleteObject
+//!   per object; a folder delete deletes each object below the prefix, its marker last.
+
+mod client;
+mod creds;
+mod keys;
+mod multipart;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+use super::{
+    Cloud, CloudEntry, CloudError, CloudOptions, Listing, Precondition, UploadLedger, Uploaded,
+    check_rel_path, parent,
+};
+use client::{Client, Cond, header_etag};
+use keys::{Gather, MAX_KEY, MAX_NAME};
+
+/// Files from this size on go up as multipart uploads.
+pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
+
+/// The part size of multipart uploads (S3 takes at least 5 MiB, at most 10 000 parts).
+pub const PART_SIZE: u64 = 16 << 20;
+
+/// How many requests a folder delete or move keeps in flight.
+const FAN_OUT: usize = 8;
+
+/// How the bucket is named in request URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// `https://endpoint/bucket/key`: every S3-compatible store takes it.
+    Path,
+    /// `https://bucket.endpoint/key`: AWS's default.
+    VirtualHost,
+}
+
+impl std::str::FromStr for Addressing {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Addressing> {
+        match s {
+            "path" => Ok(Addressing::Path),
+            "virtual-host" | "virtual" => Ok(Addressing::VirtualHost),
+            _ => anyhow::bail!("unknown S3 addressing {s:?}: use \"path\" or \"virtual-host\""),
+        }
+    }
+}
+
+/// An S3 bucket (and a prefix in it) used as the cloud.
+pub struct S3 {
+    client: Client,
+    /// The key prefix of the synced root: empty, or ending in `/`.
+    prefix: String,
+    /// `s3://bucket/prefix/`, for messages.
+    shown: String,
+    /// Where the keys came from, for logs.
+    creds_source: String,
+    /// Whether the store honours `If-Match` and `If-None-Match: *` on PutObject, once found.
+    conditions: tokio::sync::OnceCell<bool>,
+    ledger: OnceLock<Arc<dyn UploadLedger>>,
+    /// Abandoned uploads of the ledger were aborted this run.
+    swept: tokio::sync::OnceCell<()>,
+    multipart_threshold: u64,
+    part_size: u64,
+}
+
+impl fmt::Debug for S3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3")
+            .field("cloud", &self.shown)
+            .field("endpoint", &self.client.bucket.base_url().as_str())
+            .field("region", &self.client.bucket.region())
+            .field("credentials", &self.client.creds())
+            .field("credentials_from", &self.creds_source)
+            .finish()
+    }
+}
+
+/// Checks a path for a write: plain, not the root, every name at most 255 bytes.
+fn name_op_path(path: &str) -> Result<&str, CloudError> {
+    check_rel_path(path)?;
+    if path.is_empty() {
+        return Err(CloudError::Protocol(
+            "the cloud root itself is never written, moved or deleted".into(),
+        ));
+    }
+    check_name_lengths(path)
+}
+
+fn check_name_lengths(path: &str) -> Result<&str, CloudError> {
+    if let Some(long) = path.split('/').find(|n| n.len() > MAX_NAME) {
+        return Err(CloudError::InvalidName(format!(
+            "{}…: a name longer than {MAX_NAME} bytes",
+            long.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(path)
+}
+
+impl S3 {
+    /// Opens `s3://bucket/prefix/` with the endpoint, region and keys of `opts`.
+    pub fn new(url: &str, opts: &CloudOptions) -> anyhow::Result<S3> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| anyhow::anyhow!("the cloud URL {url:?} is not s3://bucket/prefix/"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() || bucket.contains(['?', '#', '@']) {
+            anyhow::bail!("the cloud URL {url:?} names no usable bucket: use s3://bucket/prefix/");
+        }
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() && check_rel_path(prefix).is_err() {
+            anyhow::bail!(
+                "the prefix of the cloud URL {url:?} has an empty, `.` or `..` component"
+            );
+        }
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let region = opts
+            .s3_region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let (endpoint, default_style) = match &opts.s3_endpoint {
+            Some(e) => (e.clone(), Addressing::Path),
+            None => (
+                format!("https://s3.{region}.amazonaws.com"),
+                Addressing::VirtualHost,
+            ),
+        };
+        let endpoint: url::Url = endpoint
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the S3 endpoint {endpoint:?} is not a URL: {e}"))?;
+        if endpoint.scheme() != "http" && endpoint.scheme() != "https" {
+            anyhow::bail!("the S3 endpoint {endpoint} is not http:// or https://");
+        }
+        if endpoint.password().is_some() || !endpoint.username().is_empty() {
+            anyhow::bail!(
+                "the S3 endpoint carries credentials; keys come from the environment, the AWS \
+                 credentials file or credentials_file"
+            );
+        }
+        let style = match opts.s3_addressing.unwrap_or(default_style) {
+            Addressing::Path => rusty_s3::UrlStyle::Path,
+            Addressing::VirtualHost => rusty_s3::UrlStyle::VirtualHost,
+        };
+        let b = rusty_s3::Bucket::new(endpoint, style, bucket.to_string(), region)
+            .map_err(|e| anyhow::anyhow!("cannot use the bucket {bucket:?}: {e}"))?;
+        let found = creds::find(opts.credentials_file.as_deref())?;
+        Ok(S3 {
+            client: Client::new(b, found.creds, opts.ca_file.as_deref())?,
+            shown: format!("s3://{bucket}/{prefix}"),
+            prefix,
+            creds_source: found.source,
+            conditions: tokio::sync::OnceCell::new(),
+            ledger: OnceLock::new(),
+            swept: tokio::sync::OnceCell::new(),
+            multipart_threshold: MULTIPART_THRESHOLD,
+            part_size: PART_SIZE,
+        })
+    }
+
+    /// Sets from which size files go as multipart uploads, and the part size (tests use small
+    /// ones; S3 takes parts of at least 5 MiB but the last).
+    pub fn with_multipart(mut self, threshold: u64, part_size: u64) -> S3 {
+        self.multipart_threshold = threshold.max(1);
+        self.part_size = part_size.max(1);
+        self
+    }
+
+    /// Sets the idle timeout (default 60 s).
+    pub fn with_idle_timeout(mut self, idle: Duration) -> S3 {
+        self.client.idle_timeout = idle;
+        self
+    }
+
+    fn key(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+
+    /// The key prefix of everything in the folder `path`, ending in `/` (the root's may be
+    /// empty). It is also the folder's marker.
+    fn dir_key(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{path}/", self.prefix)
+        }
+    }
+
+    fn check_key(&self, path: &str) -> Result<String, CloudError> {
+        let key = self.key(path);
+        if key.len() + 1 > MAX_KEY {
+            return Err(CloudError::InvalidName(format!(
+                "{path:?}: the key would be longer than S3's {MAX_KEY} bytes"
+            )));
+        }
+        Ok(key)
+    }
+
+    /// True when anything lies under the folder key of `path` (its marker too).
+    async fn is_folder(&self, path: &str) -> Result<bool, CloudError> {
+        if path.is_empty() {
+            return Ok(true);
+        }
+        let page = self
+            .client
+            .list_page(&self.dir_key(path), false, None, Some(1))
+            .await?;
+        Ok(!page.contents.is_empty() || !page.common_prefixes.is_empty())
+    }
+
+    /// A file in the way of `path`: one of its parents is a file and no folder.
+    async fn file_above(&self, path: &str) -> Result<bool, CloudError> {
+        let mut ancestors = Vec::new();
+        let mut p = parent(path);
+        while !p.is_empty() {
+            ancestors.push(p);
+            p = parent(p);
+        }
+        let heads = futures_util::future::join_all(ancestors.iter().map(|a| {
+            let k = self.key(a);
+            async move { self.client.head(&k).await }
+        }))
+        .await;
+        for (a, h) in ancestors.iter().zip(heads) {
+            if h?.is_some() && !self.is_folder(a).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Why a conditional write failed: a folder at `path` or a changed file is
+    /// `PreconditionFailed`, nothing at all `NotFound`.
+    async fn refusal(&self, path: &str, cond: &Precondition) -> CloudError {
+        if !matches!(cond, Precondition::IfMatch(_)) {
+            return CloudError::PreconditionFailed;
+        }
+        match self.is_folder(path).await {
+            Ok(true) => return CloudError::PreconditionFailed,
+            Ok(false) => {}
+            Err(e) => return e,
+        }
+        match self.client.head(&self.key(path)).await {
+            Ok(None) => CloudError::NotFound,
+            Ok(Some(_)) => CloudError::PreconditionFailed,
+            Err(e) => e,
+        }
+    }
+
+    /// Checks `cond` against the store with a HEAD: what cloudsync does itself where the store
+    /// ignores conditions, and before every multipart upload.
+    async fn check_condition(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
+        match cond {
+            Precondition::None => Ok(()),
+            Precondition::IfNoneMatch => match self.client.head(&self.key(path)).await? {
+                Some(_) => Err(CloudError::PreconditionFailed),
+                None => Ok(()),
+            },
+            Precondition::IfMatch(want) => match self.client.head(&self.key(path)).await? {
+                None => Err(CloudError::NotFound),
+                Some(h) if h.etag.as_deref().map(strip_weak) == Some(strip_weak(want)) => Ok(()),
+                Some(_) => Err(CloudError::PreconditionFailed),
+            },
+        }
+    }
+
+    /// Whether the store honours `If-Match` and `If-None-Match: *` on PutObject, found out once
+    /// per run (see `probe_conditions`); until an answer comes, no (which only costs a HEAD).
+    pub async fn honours_conditions(&self) -> bool {
+        match self
+            .conditions
+            .get_or_try_init(|| self.probe_conditions())
+            .await
+        {
+            Ok(yes) => *yes,
+            Err(e) => {
+                tracing::debug!(cloud = %self.shown, error = %e, "cannot tell yet whether the store honours conditional writes");
+                false
+            }
+        }
+    }
+
+    /// The probe's key: one name per host and cloud folder, so what a probe cut short left is
+    /// replaced and deleted by the next one.
+    fn probe_key(&self) -> String {
+        let host = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        let id = blake3::hash(format!("{}\n{}", host.trim(), self.shown).as_bytes());
+        self.key(&format!(".cloudsync-probe-{}", &id.to_hex()[..16]))
+    }
+
+    async fn remove_probe(&self, key: &str) {
+        for attempt in 0..5u32 {
+            if self.client.delete(key).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        tracing::warn!(
+            key,
+            "a condition probe object may be left in the cloud; it is ignored by sync and may be deleted by hand"
+        );
+    }
+
+    /// Writes the probe with an `If-Match` nothing matches (must not be written), then
+    /// plainly, then again with `If-None-Match: *` and with a stale `If-Match` (both must be
+    /// refused with 412), and deletes it. Transport trouble, 401 and 5xx leave the question
+    /// open.
+    async fn probe_conditions(&self) -> Result<bool, CloudError> {
+        let key = self.probe_key();
+        let open_question = |status: StatusCode| {
+            (status.is_server_error() || status == StatusCode::UNAUTHORIZED).then(|| {
+                CloudError::Status {
+                    status: status.as_u16(),
+                    detail: "no answer yet to whether the store honours conditional writes".into(),
+                }
+            })
+        };
+        let first = self
+            .client
+            .put_small(
+                &key,
+                b"",
+                Cond::IfMatch("\"cloudsync-probe-matches-nothing\""),
+            )
+            .await;
+        let first = match first {
+            Ok(r) => r.status(),
+            Err(e) => {
+                if !matches!(e, CloudError::Unreachable(_)) {
+                    self.remove_probe(&key).await;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(e) = open_question(first) {
+            return Err(e);
+        }
+        let mut yes = matches!(first.as_u16(), 404 | 412);
+        if yes {
+            let made = self.client.put_small(&key, b"", Cond::None).await;
+            let result = async {
+                if !made?.status().is_success() {
+                    return Ok(false);
+                }
+                let a = self
+                    .client
+                    .put_small(&key, b"", Cond::IfNoneMatch)
+                    .await?
+                    .status();
+                let b = self
+                    .client
+                    .put_small(&key, b"", Cond::IfMatch("\"cloudsync-probe-stale\""))
+                    .await?
+                    .status();
+                Ok::<bool, CloudError>(
+                    a == StatusCode::PRECONDITION_FAILED && b == StatusCode::PRECONDITION_FAILED,
+                )
+            }
+            .await;
+            self.remove_probe(&key).await;
+            yes = result?;
+        } else {
+            self.remove_probe(&key).await;
+        }
+        tracing::info!(
+            cloud = %self.shown,
+            "{}",
+            if yes {
+                "the store honours If-Match and If-None-Match: uploads go without a check first"
+            } else {
+                "the store ignores conditional writes: every upload is checked with a HEAD first"
+            }
+        );
+        Ok(yes)
+    }
+
+    /// Every key below the folder `path` (its marker too), from a listing without delimiter.
+    /// A key that fails the checks makes the whole folder untouchable: it is an error.
+    async fn keys_below(&self, path: &str) -> Result<Vec<String>, CloudError> {
+        let prefix = self.dir_key(path);
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_page(&prefix, false, token.as_deref(), None)
+                .await?;
+            for o in page.contents {
+                let Some(rest) = o.key.strip_prefix(&prefix) else {
+                    return Err(CloudError::Protocol(format!(
+                        "the listing of {path:?} holds the key {:?} outside it; the folder is left as it is",
+                        o.key
+                    )));
+                };
+                if !rest.is_empty() && rest.split('/').any(|n| keys::refuse_name(n).is_some()) {
+                    // A trailing `/` (a marker of a folder below) is fine.
+                    let trimmed = rest.strip_suffix('/').unwrap_or(rest);
+                    if trimmed.split('/').any(|n| keys::refuse_name(n).is_some()) {
+                        return Err(CloudError::Protocol(format!(
+                            "the folder {path:?} holds the key {:?} that cannot be shown; the folder is left as it is",
+                            o.key
+                        )));
+                    }
+                }
+                keys.push(o.key);
+            }
+            match page.next_continuation_token {
+                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+                Some(_) => {
+                    return Err(CloudError::Protocol(
+                        "the store repeats a listing continuation token".into(),
+                    ));
+                }
+                None => break,
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Deletes `keys`, a few at a time, and `last` (a folder's marker) after all of them.
+    async fn delete_keys(&self, keys: Vec<String>, last: Option<String>) -> Result<(), CloudError> {
+        let mut results = futures_util::stream::iter(keys)
+            .map(|k| async move { self.client.delete(&k).await })
+            .buffer_unordered(FAN_OUT);
+        while let Some(r) = results.next().await {
+            r?;
+        }
+        if let Some(k) = last {
+            self.client.delete(&k).await?;
+        }
+        Ok(())
+    }
+
+    /// Aborts, once per run, the multipart uploads the ledger recorded that nothing waits for.
+    async fn sweep_abandoned(&self) {
+        let Some(ledger) = self.ledger.get() else {
+            return;
+        };
+        self.swept
+            .get_or_init(|| async {
+                let Ok(list) = ledger.abandoned() else {
+                    return;
+                };
+                for up in list {
+                    let key = self.key(&up.path);
+                    match self.client.abort_multipart(&key, &up.upload_id).await {
+                        Ok(()) | Err(CloudError::NotFound) => {
+                            let _ = ledger.end(&up.upload_id);
+                            tracing::info!(path = up.path, "aborted an abandoned multipart upload of our own");
+                        }
+                        Err(e) => {
+                            tracing::debug!(path = up.path, error = %e, "cannot abort an abandoned multipart upload yet");
+                        }
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+fn strip_weak(t: &str) -> &str {
+    t.strip_prefix("W/").unwrap_or(t)
+}
+
+fn not_a_folder(path: &str) -> CloudError {
+    CloudError::Status {
+        status: 409,
+        detail: format!("{path:?} is a file, not a folder"),
+    }
+}
+
+#[async_trait]
+impl Cloud for S3 {
+    fn describe(&self) -> String {
+        format!(
+            "{} at {} ({})",
+            self.shown,
+            self.client.bucket.base_url(),
+            self.client.bucket.region()
+        )
+    }
+
+    fn url(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<CloudEntry>, CloudError> {
+        check_rel_path(path)?;
+        let dir = CloudEntry {
+            path: path.to_string(),
+            is_dir: true,
+            size: 0,
+            mtime: None,
+            etag: None,
+        };
+        if path.is_empty() {
+            return Ok(Some(dir));
+        }
+        if path.split('/').any(|n| n.len() > MAX_NAME) {
+            return Ok(None);
+        }
+        let key = self.key(path);
+        let (head, folder) = tokio::join!(self.client.head(&key), self.is_folder(path));
+        if folder? {
+            return Ok(Some(dir));
+        }
+        Ok(head?.map(|h| CloudEntry {
+            path: path.to_string(),
+            is_dir: false,
+            size: h.size,
+            mtime: h.mtime,
+            etag: h.etag,
+        }))
+    }
+
+    async fn list(&self, path: &str) -> Result<Listing, CloudError> {
+        check_rel_path(path)?;
+        let prefix = self.dir_key(path);
+        let mut g = Gather::new(path, &prefix);
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_page(&prefix, true, token.as_deref(), None)
+                .await?;
+            let next = page.next_continuation_token.clone();
+            g.page(page);
+            match next {
+                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+                Some(_) => {
+                    return Err(CloudError::Protocol(
+                        "the store repeats a listing continuation token".into(),
+                    ));
+                }
+                None => break,
+            }
+        }
+        if !path.is_empty() && !g.saw_anything() {
+            return Err(match self.client.head(&self.key(path)).await? {
+                Some(_) => not_a_folder(path),
+                None => CloudError::NotFound,
+            });
+        }
+        Ok(g.finish())
+    }
+
+    fn hashes_uploads(&self) -> bool {
+        true
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        src: &std::fs::File,
+        cond: &Precondition,
+    ) -> Result<Uploaded, CloudError> {
+        name_op_path(path)?;
+        let key = self.check_key(path)?;
+        if !matches!(cond, Precondition::IfMatch(_)) {
+            // A folder at the path, or a file where one of its folders should be, is in the
+            // way; S3 itself would take the key beside them.
+            let (folder, above) = tokio::join!(self.is_folder(path), self.file_above(path));
+            if folder? || above? {
+                return Err(CloudError::PreconditionFailed);
+            }
+        }
+        let size = src.metadata()?.len();
+        if size >= self.multipart_threshold {
+            return self.upload_multipart(path, &key, src, cond, size).await;
+        }
+        let honours = match cond {
+            Precondition::None => true,
+            _ => self.honours_conditions().await,
+        };
+        if !honours {
+            // The store ignores the headers: a HEAD checks first, and a change landing between
+            // it and the PUT is overwritten (one round trip).
+            self.check_condition(path, cond).await?;
+        }
+        let c = match cond {
+            Precondition::None => Cond::None,
+            Precondition::IfNoneMatch => Cond::IfNoneMatch,
+            Precondition::IfMatch(t) => Cond::IfMatch(t),
+        };
+        let (resp, hash) = self.client.put_file(&key, src, c).await?;
+        match resp.status().as_u16() {
+            200..=299 => {}
+            404 | 412 if !matches!(cond, Precondition::None) => {
+                return Err(self.refusal(path, cond).await);
+            }
+            _ => return Err(self.client.error(resp, &key).await),
+        }
+        let etag = match header_etag(resp.headers()) {
+            Some(t) => Some(t),
+            None => self.client.head(&key).await?.and_then(|h| h.etag),
+        };
+        Ok(Uploaded { etag, hash })
+    }
+
+    async fn get_file(&self, path: &str, dest: &std::fs::File) -> Result<CloudEntry, CloudError> {
+        check_rel_path(path)?;
+        if path.is_empty() {
+            return Err(CloudError::NotFound);
+        }
+        let key = self.key(path);
+        let what = format!("GET {key}");
+        let mut resp = self.client.get(&key).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.client.error(resp, &key).await);
+        }
+        let expected = resp.content_length();
+        let etag = header_etag(resp.headers());
+        let mtime = resp
+            .headers()
+            .get(header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        let out = dest.try_clone()?;
+        out.set_len(0)?;
+        let mut out = tokio::fs::File::from_std(out);
+        out.seek(std::io::SeekFrom::Start(0)).await?;
+        let mut got: u64 = 0;
+        loop {
+            let chunk = match tokio::time::timeout(self.client.idle_timeout, resp.chunk()).await {
+                Err(_) => return Err(self.client.timed_out(&what)),
+                Ok(Err(e)) => return Err(self.client.transport(&what, e)),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => c,
+            };
+            got += chunk.len() as u64;
+            if expected.is_some_and(|n| got > n) {
+                return Err(CloudError::Transport(format!(
+                    "{what}: the store sent more than the bytes it announced"
+                )));
+            }
+            out.write_all(&chunk).await?;
+        }
+        if let Some(n) = expected
+            && got != n
+        {
+            return Err(CloudError::Transport(format!(
+                "{what}: the download broke off after {got} of {n} bytes"
+            )));
+        }
+        out.flush().await?;
+        out.sync_data().await?;
+        Ok(CloudEntry {
+            path: path.to_string(),
+            is_dir: false,
+            size: got,
+            mtime,
+            etag,
+        })
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<(), CloudError> {
+        check_rel_path(path)?;
+        check_name_lengths(path)?;
+        if path.is_empty() {
+            return Ok(());
+        }
+        self.check_key(path)?;
+        // A file at the path, or where one of its parents should be, is in the way.
+        let head = self.client.head(&self.key(path)).await?;
+        if head.is_some() && !self.is_folder(path).await? {
+            return Err(CloudError::PreconditionFailed);
+        }
+        if self.file_above(path).await? {
+            return Err(CloudError::PreconditionFailed);
+        }
+        // A marker for the folder and each parent, so none vanishes with its last file.
+        let mut folders = vec![path];
+        let mut p = parent(path);
+        while !p.is_empty() {
+            folders.push(p);
+            p = parent(p);
+        }
+        let puts = futures_util::future::join_all(folders.iter().map(|f| async move {
+            (
+                f,
+                self.client
+                    .put_small(&self.dir_key(f), b"", Cond::IfNoneMatch)
+                    .await,
+            )
+        }))
+        .await;
+        for (f, r) in puts {
+            let resp = r?;
+            let s = resp.status();
+            if !s.is_success() && s != StatusCode::PRECONDITION_FAILED {
+                return Err(self.client.error(resp, &self.dir_key(f)).await);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
+        name_op_path(path)?;
+        if self.is_folder(path).await? {
+            if *cond == Precondition::IfNoneMatch {
+                return Err(CloudError::PreconditionFailed);
+            }
+            // No folder ETags on S3: an IfMatch only needs the folder to exist.
+            let marker = self.dir_key(path);
+            let keys: Vec<String> = self
+                .keys_below(path)
+                .await?
+                .into_iter()
+                .filter(|k| *k != marker)
+                .collect();
+            return self.delete_keys(keys, Some(marker)).await;
+        }
+        let key = self.key(path);
+        // Checked with a HEAD, then deleted: a change landing in between is deleted too.
+        let head = self.client.head(&key).await?.ok_or(CloudError::NotFound)?;
+        match cond {
+            Precondition::None => {}
+            Precondition::IfNoneMatch => return Err(CloudError::PreconditionFailed),
+            Precondition::IfMatch(want) => {
+                if head.etag.as_deref().map(strip_weak) != Some(strip_weak(want)) {
+                    return Err(CloudError::PreconditionFailed);
+                }
+            }
+        }
+        self.client.delete(&key).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError> {
+        name_op_path(from)?;
+        name_op_path(to)?;
+        self.check_key(to)?;
+        let src = self.stat(from).await?.ok_or(CloudError::NotFound)?;
+        if self.stat(to).await?.is_some() {
+            return Err(CloudError::PreconditionFailed);
+        }
+        if !self.is_folder(parent(to)).await? {
+            return Err(CloudError::MissingParent);
+        }
+        if !src.is_dir {
+            self.client
+                .copy(&self.key(from), &self.key(to), src.etag.as_deref())
+                .await?;
+            return self.client.delete(&self.key(from)).await;
+        }
+        // A folder: every object is copied, then every source deleted (its marker last), so a
+        // crash in between leaves both names, never neither.
+        let from_prefix = self.dir_key(from);
+        let to_prefix = self.dir_key(to);
+        let keys = self.keys_below(from).await?;
+        for k in &keys {
+            if to_prefix.len() + k.len() - from_prefix.len() > MAX_KEY {
+                return Err(CloudError::InvalidName(format!(
+                    "{to:?}: a key below it would be longer than S3's {MAX_KEY} bytes"
+                )));
+            }
+        }
+        let pairs: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (k.clone(), format!("{to_prefix}{}", &k[from_prefix.len()..])))
+            .collect();
+        let mut copies = futures_util::stream::iter(pairs)
+            .map(|(k, target)| async move { self.client.copy(&k, &target, None).await })
+            .buffer_unordered(FAN_OUT);
+        while let Some(r) = copies.next().await {
+            r?;
+        }
+        let (marker, rest): (Vec<String>, Vec<String>) =
+            keys.into_iter().partition(|k| *k == from_prefix);
+        self.delete_keys(rest, marker.into_iter().next()).await
+    }
+
+    fn use_upload_ledger(&self, ledger: Arc<dyn UploadLedger>) {
+        let _ = self.ledger.set(ledger);
+    }
+}
