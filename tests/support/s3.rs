@@ -1,5 +1,5 @@
 //! Real S3 stores for the tests, on free loopback ports: a small SeaweedFS cluster (master, two
-//! volume servers, a filer with the S3 gateway, SigV4 identities), moto (AWS semantics, no key
+//! volume servers, a filer, and the S3 gateway in front of it with SigV4 identities), moto (AWS semantics, no key
 //! check) and s3s-fs (SigV4 on a plain directory). `scripts/test` installs them: SeaweedFS and
 //! moto into the venv `target/venv`, s3s-fs into `target/tools`.
 //!
@@ -184,7 +184,9 @@ impl S3Server {
                      {w} volume -ip={ip} -ip.bind={ip} -port={v2} -port.grpc={v2g} -dir=v2 -max=20 \
                        -master={ip}:{m}.{mg} -minFreeSpace=1 &\n\
                      {w} filer -ip={ip} -ip.bind={ip} -port={f} -port.grpc={fg} -master={ip}:{m}.{mg} \
-                       -defaultStoreDir=f -s3 -s3.port={port} -s3.port.grpc={sg} -s3.config=s3.json &"
+                       -defaultStoreDir=f &\n\
+                     {w} s3 -filer={ip}:{f}.{fg} -ip.bind={ip} -port={port} -port.grpc={sg} \
+                       -port.iceberg=0 -port.lance=0 -config=s3.json &"
                 )
             }
         };

@@ -245,9 +245,20 @@ impl S3 {
         }
         let page = self
             .client
-            .list_page(&self.dir_key(path), false, None, Some(1))
+            .list_page(&self.dir_key(path), true, None, Some(1))
             .await?;
         Ok(!page.contents.is_empty() || !page.common_prefixes.is_empty())
+    }
+
+    /// True when a file and no folder is at `path`. The folder is asked first: some stores
+    /// (s3s-fs) answer a HEAD of a folder's name with an error.
+    async fn file_only(&self, path: &str) -> Result<bool, CloudError> {
+        let key = self.key(path);
+        let (head, folder) = tokio::join!(self.client.head(&key), self.is_folder(path));
+        if folder? {
+            return Ok(false);
+        }
+        Ok(head?.is_some())
     }
 
     /// A file in the way of `path`: one of its parents is a file and no folder.
@@ -258,13 +269,10 @@ impl S3 {
             ancestors.push(p);
             p = parent(p);
         }
-        let heads = futures_util::future::join_all(ancestors.iter().map(|a| {
-            let k = self.key(a);
-            async move { self.client.head(&k).await }
-        }))
-        .await;
-        for (a, h) in ancestors.iter().zip(heads) {
-            if h?.is_some() && !self.is_folder(a).await? {
+        let found =
+            futures_util::future::join_all(ancestors.iter().map(|a| self.file_only(a))).await;
+        for f in found {
+            if f? {
                 return Ok(true);
             }
         }
@@ -416,59 +424,82 @@ impl S3 {
         Ok(yes)
     }
 
-    /// Every key below the folder `path` (its marker too), from a listing without delimiter.
-    /// A key that fails the checks makes the whole folder untouchable: it is an error.
-    async fn keys_below(&self, path: &str) -> Result<Vec<String>, CloudError> {
-        let prefix = self.dir_key(path);
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_page(&prefix, false, token.as_deref(), None)
-                .await?;
-            for o in page.contents {
-                let Some(rest) = o.key.strip_prefix(&prefix) else {
-                    return Err(CloudError::Protocol(format!(
-                        "the listing of {path:?} holds the key {:?} outside it; the folder is left as it is",
-                        o.key
-                    )));
+    /// Every object below the folder `path` and every folder key (`name/`) below it and of
+    /// itself, walked level by level with delimited listings (a store on a plain directory,
+    /// s3s-fs, shows empty folders only as common prefixes). A key that fails the checks makes
+    /// the whole folder untouchable: it is an error, and nothing is changed.
+    async fn walk(&self, path: &str) -> Result<Tree, CloudError> {
+        let mut tree = Tree::default();
+        let mut todo = vec![self.dir_key(path)];
+        while let Some(prefix) = todo.pop() {
+            tree.folders.push(prefix.clone());
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .list_page(&prefix, true, token.as_deref(), None)
+                    .await?;
+                let bad = |key: &str| {
+                    CloudError::Protocol(format!(
+                        "the folder {path:?} holds the key {key:?} that cannot be shown; the folder is left as it is"
+                    ))
                 };
-                if !rest.is_empty() && rest.split('/').any(|n| keys::refuse_name(n).is_some()) {
-                    // A trailing `/` (a marker of a folder below) is fine.
-                    let trimmed = rest.strip_suffix('/').unwrap_or(rest);
-                    if trimmed.split('/').any(|n| keys::refuse_name(n).is_some()) {
-                        return Err(CloudError::Protocol(format!(
-                            "the folder {path:?} holds the key {:?} that cannot be shown; the folder is left as it is",
-                            o.key
-                        )));
+                for o in page.contents {
+                    let Some(rest) = o.key.strip_prefix(&prefix) else {
+                        return Err(bad(&o.key));
+                    };
+                    if !rest.is_empty() && keys::refuse_name(rest).is_some() {
+                        return Err(bad(&o.key));
+                    }
+                    if !rest.is_empty() {
+                        tree.objects.push(o.key);
                     }
                 }
-                keys.push(o.key);
-            }
-            match page.next_continuation_token {
-                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
-                Some(_) => {
-                    return Err(CloudError::Protocol(
-                        "the store repeats a listing continuation token".into(),
-                    ));
+                for p in page.common_prefixes {
+                    let name = p
+                        .prefix
+                        .strip_prefix(&prefix)
+                        .and_then(|n| n.strip_suffix('/'));
+                    match name {
+                        Some(n) if keys::refuse_name(n).is_none() => todo.push(p.prefix),
+                        _ => return Err(bad(&p.prefix)),
+                    }
                 }
-                None => break,
+                match page.next_continuation_token {
+                    Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+                    Some(_) => {
+                        return Err(CloudError::Protocol(
+                            "the store repeats a listing continuation token".into(),
+                        ));
+                    }
+                    None => break,
+                }
             }
         }
-        Ok(keys)
+        Ok(tree)
     }
 
-    /// Deletes `keys`, a few at a time, and `last` (a folder's marker) after all of them.
-    async fn delete_keys(&self, keys: Vec<String>, last: Option<String>) -> Result<(), CloudError> {
+    /// Deletes the objects of `tree`, then its folder markers, deepest first, a few at a time:
+    /// the folder itself goes last, so a delete cut short leaves it in place.
+    async fn delete_tree(&self, tree: Tree) -> Result<(), CloudError> {
+        let mut keys: Vec<String> = tree.objects;
+        let mut folders: Vec<String> = tree
+            .folders
+            .into_iter()
+            .filter(|f| !keys.contains(f) && !f.is_empty())
+            .collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.matches('/').count()));
+        folders.sort_by_key(|k| std::cmp::Reverse(k.matches('/').count()));
         let mut results = futures_util::stream::iter(keys)
             .map(|k| async move { self.client.delete(&k).await })
             .buffer_unordered(FAN_OUT);
         while let Some(r) = results.next().await {
             r?;
         }
-        if let Some(k) = last {
-            self.client.delete(&k).await?;
+        // Markers one level at a time, deepest first (a store on a directory removes a folder
+        // only once it is empty).
+        for f in folders {
+            self.client.delete(&f).await?;
         }
         Ok(())
     }
@@ -498,6 +529,14 @@ impl S3 {
             })
             .await;
     }
+}
+
+/// What a folder holds, as keys: its objects, and the folder keys of it and every folder
+/// below (which may or may not be marker objects).
+#[derive(Default)]
+struct Tree {
+    objects: Vec<String>,
+    folders: Vec<String>,
 }
 
 fn strip_weak(t: &str) -> &str {
@@ -703,11 +742,8 @@ impl Cloud for S3 {
         }
         self.check_key(path)?;
         // A file at the path, or where one of its parents should be, is in the way.
-        let head = self.client.head(&self.key(path)).await?;
-        if head.is_some() && !self.is_folder(path).await? {
-            return Err(CloudError::PreconditionFailed);
-        }
-        if self.file_above(path).await? {
+        let (here, above) = tokio::join!(self.file_only(path), self.file_above(path));
+        if here? || above? {
             return Err(CloudError::PreconditionFailed);
         }
         // A marker for the folder and each parent, so none vanishes with its last file.
@@ -743,14 +779,8 @@ impl Cloud for S3 {
                 return Err(CloudError::PreconditionFailed);
             }
             // No folder ETags on S3: an IfMatch only needs the folder to exist.
-            let marker = self.dir_key(path);
-            let keys: Vec<String> = self
-                .keys_below(path)
-                .await?
-                .into_iter()
-                .filter(|k| *k != marker)
-                .collect();
-            return self.delete_keys(keys, Some(marker)).await;
+            let tree = self.walk(path).await?;
+            return self.delete_tree(tree).await;
         }
         let key = self.key(path);
         // Checked with a HEAD, then deleted: a change landing in between is deleted too.
@@ -784,31 +814,42 @@ impl Cloud for S3 {
                 .await?;
             return self.client.delete(&self.key(from)).await;
         }
-        // A folder: every object is copied, then every source deleted (its marker last), so a
-        // crash in between leaves both names, never neither.
+        // A folder: every object is copied, and every folder made, then every source deleted
+        // (its marker last), so a crash in between leaves both names, never neither.
         let from_prefix = self.dir_key(from);
         let to_prefix = self.dir_key(to);
-        let keys = self.keys_below(from).await?;
-        for k in &keys {
-            if to_prefix.len() + k.len() - from_prefix.len() > MAX_KEY {
-                return Err(CloudError::InvalidName(format!(
-                    "{to:?}: a key below it would be longer than S3's {MAX_KEY} bytes"
-                )));
-            }
-        }
-        let pairs: Vec<(String, String)> = keys
+        let tree = self.walk(from).await?;
+        let moved = |k: &str| format!("{to_prefix}{}", &k[from_prefix.len()..]);
+        if tree
+            .objects
             .iter()
-            .map(|k| (k.clone(), format!("{to_prefix}{}", &k[from_prefix.len()..])))
-            .collect();
-        let mut copies = futures_util::stream::iter(pairs)
+            .chain(&tree.folders)
+            .any(|k| moved(k).len() > MAX_KEY)
+        {
+            return Err(CloudError::InvalidName(format!(
+                "{to:?}: a key below it would be longer than S3's {MAX_KEY} bytes"
+            )));
+        }
+        let copies: Vec<(String, String)> =
+            tree.objects.iter().map(|k| (k.clone(), moved(k))).collect();
+        let mut copies = futures_util::stream::iter(copies)
             .map(|(k, target)| async move { self.client.copy(&k, &target, None).await })
             .buffer_unordered(FAN_OUT);
         while let Some(r) = copies.next().await {
             r?;
         }
-        let (marker, rest): (Vec<String>, Vec<String>) =
-            keys.into_iter().partition(|k| *k == from_prefix);
-        self.delete_keys(rest, marker.into_iter().next()).await
+        // Every folder gets a marker at the new name, so empty ones move too.
+        for f in &tree.folders {
+            let resp = self
+                .client
+                .put_small(&moved(f), b"", Cond::IfNoneMatch)
+                .await?;
+            let st = resp.status();
+            if !st.is_success() && st != StatusCode::PRECONDITION_FAILED {
+                return Err(self.client.error(resp, &moved(f)).await);
+            }
+        }
+        self.delete_tree(tree).await
     }
 
     fn use_upload_ledger(&self, ledger: Arc<dyn UploadLedger>) {
