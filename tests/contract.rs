@@ -112,6 +112,10 @@ struct Backend {
     /// The server leaves names that are not UTF-8 out of its listings altogether (SabreDAV),
     /// so the client cannot count them.
     hides_undecodable: bool,
+    /// The backend stores a name of 255 bytes. s3s-fs does not: it keeps each object's
+    /// metadata in a file named after the bucket and the whole key, so long keys fail there
+    /// (with 500).
+    long_names: bool,
     /// What the folder-ETag capability must read once the backend listed something.
     folder_etags: bool,
     /// Sends a raw PUT of `rel` with `If-Match: "no-such-tag"` behind the client's back, and
@@ -171,6 +175,7 @@ fn dir_backend() -> Backend {
         }),
         server_conditions: None,
         hides_undecodable: false,
+        long_names: true,
         folder_etags: false,
         raw_put_if_match: None,
         _keep: Box::new(tmp),
@@ -195,6 +200,7 @@ async fn dav_backend(profile: Profile) -> Backend {
         }),
         server_conditions: Some(honours),
         hides_undecodable: matches!(profile, Profile::Sabre | Profile::SabreFolderEtags),
+        long_names: true,
         folder_etags: profile == Profile::SabreFolderEtags,
         raw_put_if_match: Some(Box::new(move |rel, data| {
             let url = format!("{url}{rel}");
@@ -289,6 +295,7 @@ async fn s3_backend(store: Store) -> Backend {
         }),
         server_conditions: Some(honours),
         hides_undecodable: false,
+        long_names: store != Store::S3sFs,
         folder_etags: false,
         raw_put_if_match: Some(Box::new(move |rel, data| {
             let raw = server.raw(&b2);
@@ -509,6 +516,10 @@ async fn odd_names(b: &Backend, tmp: &Path) {
         "..dots..",
         long.as_str(),
     ];
+    let names: Vec<&str> = names
+        .into_iter()
+        .filter(|n| b.long_names || n.len() < 200)
+        .collect();
     c.mkdir("names").await.unwrap();
     for (i, n) in names.iter().enumerate() {
         let path = format!("names/{n}");
@@ -1078,11 +1089,9 @@ async fn s3_seaweedfs() {
     suite(s3_backend(Store::Seaweed).await).await;
 }
 
-/// s3s-fs 0.14.1 keeps folders as directories, lists an empty one nowhere (neither as a key nor
-/// as a common prefix) and answers a HEAD of a folder's name with 500: a folder made by `mkdir`
-/// is invisible until a file lands in it, so `stat_and_list` cannot pass there yet.
+/// s3s-fs keeps folders as directories and lists no empty one: the client finds that out and
+/// marks empty folders with a `.cloudsync-folder` object instead of a `name/` marker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "s3s-fs 0.14.1 does not list empty folders; see the comment"]
 async fn s3_s3s_fs() {
     suite(s3_backend(Store::S3sFs).await).await;
 }

@@ -366,10 +366,17 @@ impl Raw {
         if !self.keys(&format!("{key}/")).is_empty() {
             return Kind::Dir;
         }
-        if self.get(key).is_some() {
-            return Kind::File;
+        let url = self
+            .bucket
+            .head_object(Some(&self.creds), key)
+            .sign(Duration::from_secs(600));
+        match self.send("HEAD", &url, &[], b"").0 {
+            200 => Kind::File,
+            404 => Kind::None,
+            // s3s-fs answers a HEAD of a directory (an empty folder's) with 500.
+            500 => Kind::Dir,
+            s => panic!("HEAD {key}: {s}"),
         }
-        Kind::None
     }
 }
 

@@ -244,15 +244,20 @@ impl Client {
         }
     }
 
-    /// One page of ListObjectsV2 under `prefix`, grouped at `/` when `delimited`.
+    /// One page of ListObjectsV2 under `prefix`, grouped at `/` when `delimited`, with keys
+    /// URL-encoded on the way when `encode`.
     pub(super) async fn list_page(
         &self,
         prefix: &str,
         delimited: bool,
         token: Option<&str>,
         max_keys: Option<usize>,
+        encode: bool,
     ) -> Result<ListObjectsV2Response, CloudError> {
         let mut action = ListObjectsV2::new(&self.bucket, self.creds());
+        if !encode {
+            action.query_mut().remove("encoding-type");
+        }
         action.with_prefix(prefix);
         if delimited {
             action.with_delimiter("/");

@@ -79,7 +79,7 @@ impl<'a> Gather<'a> {
                 self.skip(&o.key, "outside the listed prefix");
                 continue;
             };
-            if name.is_empty() {
+            if name.is_empty() || name == super::FOLDER_FILE {
                 self.marker = true;
                 continue;
             }

@@ -58,6 +58,11 @@ pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
 /// The part size of multipart uploads (S3 takes at least 5 MiB, at most 10 000 parts).
 pub const PART_SIZE: u64 = 16 << 20;
 
+/// The marker of an empty folder on a store that keeps no `name/` markers (s3s-fs maps keys
+/// onto a directory and lists no empty folder): a zero-byte object inside it. Its name is in
+/// the built-in ignore list, and listings take it for the folder's marker, never a child.
+pub const FOLDER_FILE: &str = ".cloudsync-folder";
+
 /// How many requests a folder delete or move keeps in flight.
 const FAN_OUT: usize = 8;
 
@@ -94,6 +99,8 @@ pub struct S3 {
     /// Whether the store honours `If-Match` and `If-None-Match: *` on PutObject, once found.
     conditions: tokio::sync::OnceCell<bool>,
     ledger: OnceLock<Arc<dyn UploadLedger>>,
+    /// What the store's listings show, once found.
+    listing: tokio::sync::OnceCell<ListingCaps>,
     /// Abandoned uploads of the ledger were aborted this run.
     swept: tokio::sync::OnceCell<()>,
     multipart_threshold: u64,
@@ -195,6 +202,7 @@ impl S3 {
             conditions: tokio::sync::OnceCell::new(),
             ledger: OnceLock::new(),
             swept: tokio::sync::OnceCell::new(),
+            listing: tokio::sync::OnceCell::new(),
             multipart_threshold: MULTIPART_THRESHOLD,
             part_size: PART_SIZE,
         })
@@ -244,7 +252,6 @@ impl S3 {
             return Ok(true);
         }
         let page = self
-            .client
             .list_page(&self.dir_key(path), true, None, Some(1))
             .await?;
         Ok(!page.contents.is_empty() || !page.common_prefixes.is_empty())
@@ -258,7 +265,12 @@ impl S3 {
         if folder? {
             return Ok(false);
         }
-        Ok(head?.is_some())
+        match head {
+            // s3s-fs answers a HEAD of an (empty, so unlisted) directory with 500. That is no
+            // file in the way; if the store is in trouble, the write that follows finds out.
+            Err(CloudError::Unavailable { .. }) => Ok(false),
+            h => Ok(h?.is_some()),
+        }
     }
 
     /// A file in the way of `path`: one of its parents is a file and no folder.
@@ -300,17 +312,31 @@ impl S3 {
     /// Checks `cond` against the store with a HEAD: what cloudsync does itself where the store
     /// ignores conditions, and before every multipart upload.
     async fn check_condition(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
-        match cond {
-            Precondition::None => Ok(()),
-            Precondition::IfNoneMatch => match self.client.head(&self.key(path)).await? {
-                Some(_) => Err(CloudError::PreconditionFailed),
-                None => Ok(()),
-            },
-            Precondition::IfMatch(want) => match self.client.head(&self.key(path)).await? {
-                None => Err(CloudError::NotFound),
-                Some(h) if h.etag.as_deref().map(strip_weak) == Some(strip_weak(want)) => Ok(()),
-                Some(_) => Err(CloudError::PreconditionFailed),
-            },
+        if *cond == Precondition::None {
+            return Ok(());
+        }
+        let head = match self.client.head(&self.key(path)).await {
+            // A store on a directory (s3s-fs) answers a HEAD of a folder with 500.
+            Err(e @ CloudError::Unavailable { .. }) => {
+                return Err(if self.is_folder(path).await? {
+                    CloudError::PreconditionFailed
+                } else {
+                    e
+                });
+            }
+            r => r?,
+        };
+        match (cond, head) {
+            (Precondition::None, _) | (Precondition::IfNoneMatch, None) => Ok(()),
+            (Precondition::IfNoneMatch, Some(_)) => Err(CloudError::PreconditionFailed),
+            (Precondition::IfMatch(_), None) => Err(CloudError::NotFound),
+            (Precondition::IfMatch(want), Some(h)) => {
+                if h.etag.as_deref().map(strip_weak) == Some(strip_weak(want)) {
+                    Ok(())
+                } else {
+                    Err(CloudError::PreconditionFailed)
+                }
+            }
         }
     }
 
@@ -424,6 +450,90 @@ impl S3 {
         Ok(yes)
     }
 
+    /// What the store's listings can do, found out once per run with a probe folder holding a
+    /// marker and a file named `%41+`: whether the store lists zero-byte `name/` markers (most
+    /// do; s3s-fs makes an empty directory that no listing shows), and whether it really
+    /// URL-encodes keys when asked to (s3s-fs says it does and does not, so `%41+` would read
+    /// as `A `). Until an answer comes, both yes.
+    async fn listing_caps(&self) -> ListingCaps {
+        let probe = async {
+            let dir = format!("{}-d/", self.probe_key());
+            let file = format!("{dir}%41+");
+            for key in [&dir, &file] {
+                let made = self.client.put_small(key, b"", Cond::None).await?;
+                if !made.status().is_success() {
+                    let e = self.client.error(made, key).await;
+                    self.remove_probe(&file).await;
+                    self.remove_probe(&dir).await;
+                    return Err(e);
+                }
+            }
+            let page = self.client.list_page(&dir, true, None, None, true).await;
+            self.remove_probe(&file).await;
+            self.remove_probe(&dir).await;
+            let page = page?;
+            let caps = ListingCaps {
+                markers: page.contents.iter().any(|o| o.key == dir),
+                encodes: !page.contents.iter().any(|o| o.key == format!("{dir}A ")),
+            };
+            tracing::info!(
+                cloud = %self.shown,
+                markers = caps.markers,
+                encodes_keys = caps.encodes,
+                "what the store's listings show"
+            );
+            Ok::<ListingCaps, CloudError>(caps)
+        };
+        match self.listing.get_or_try_init(|| probe).await {
+            Ok(caps) => *caps,
+            Err(e) => {
+                tracing::debug!(cloud = %self.shown, error = %e, "cannot tell yet what the store's listings show");
+                ListingCaps {
+                    markers: true,
+                    encodes: true,
+                }
+            }
+        }
+    }
+
+    async fn keeps_markers(&self) -> bool {
+        self.listing_caps().await.markers
+    }
+
+    /// One page of a listing, URL-encoded where the store does that right.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimited: bool,
+        token: Option<&str>,
+        max_keys: Option<usize>,
+    ) -> Result<rusty_s3::actions::ListObjectsV2Response, CloudError> {
+        let encode = self.listing_caps().await.encodes;
+        self.client
+            .list_page(prefix, delimited, token, max_keys, encode)
+            .await
+    }
+
+    /// The marker object of the folder whose key is `dir_key`.
+    async fn marker_key(&self, dir_key: &str) -> String {
+        if self.keeps_markers().await {
+            dir_key.to_string()
+        } else {
+            format!("{dir_key}{FOLDER_FILE}")
+        }
+    }
+
+    /// Writes the marker of the folder `dir_key` unless one is there.
+    async fn put_marker(&self, dir_key: &str) -> Result<(), CloudError> {
+        let key = self.marker_key(dir_key).await;
+        let resp = self.client.put_small(&key, b"", Cond::IfNoneMatch).await?;
+        let s = resp.status();
+        if !s.is_success() && s != StatusCode::PRECONDITION_FAILED {
+            return Err(self.client.error(resp, &key).await);
+        }
+        Ok(())
+    }
+
     /// Every object below the folder `path` and every folder key (`name/`) below it and of
     /// itself, walked level by level with delimited listings (a store on a plain directory,
     /// s3s-fs, shows empty folders only as common prefixes). A key that fails the checks makes
@@ -436,7 +546,6 @@ impl S3 {
             let mut token: Option<String> = None;
             loop {
                 let page = self
-                    .client
                     .list_page(&prefix, true, token.as_deref(), None)
                     .await?;
                 let bad = |key: &str| {
@@ -531,6 +640,15 @@ impl S3 {
     }
 }
 
+/// What a store's listings can do.
+#[derive(Debug, Clone, Copy)]
+struct ListingCaps {
+    /// Zero-byte `name/` markers are kept and listed.
+    markers: bool,
+    /// Keys are URL-encoded in listings when asked for (`encoding-type=url`).
+    encodes: bool,
+}
+
 /// What a folder holds, as keys: its objects, and the folder keys of it and every folder
 /// below (which may or may not be marker objects).
 #[derive(Default)]
@@ -601,7 +719,6 @@ impl Cloud for S3 {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .client
                 .list_page(&prefix, true, token.as_deref(), None)
                 .await?;
             let next = page.next_continuation_token.clone();
@@ -668,6 +785,10 @@ impl Cloud for S3 {
             200..=299 => {}
             404 | 412 if !matches!(cond, Precondition::None) => {
                 return Err(self.refusal(path, cond).await);
+            }
+            // A store on a directory (s3s-fs) fails a conditional write over a folder with 500.
+            500..=599 if !matches!(cond, Precondition::None) && self.is_folder(path).await? => {
+                return Err(CloudError::PreconditionFailed);
             }
             _ => return Err(self.client.error(resp, &key).await),
         }
@@ -753,23 +874,13 @@ impl Cloud for S3 {
             folders.push(p);
             p = parent(p);
         }
-        let puts = futures_util::future::join_all(folders.iter().map(|f| async move {
-            (
-                f,
-                self.client
-                    .put_small(&self.dir_key(f), b"", Cond::IfNoneMatch)
-                    .await,
-            )
-        }))
+        let puts = futures_util::future::join_all(
+            folders
+                .iter()
+                .map(|f| async move { self.put_marker(&self.dir_key(f)).await }),
+        )
         .await;
-        for (f, r) in puts {
-            let resp = r?;
-            let s = resp.status();
-            if !s.is_success() && s != StatusCode::PRECONDITION_FAILED {
-                return Err(self.client.error(resp, &self.dir_key(f)).await);
-            }
-        }
-        Ok(())
+        puts.into_iter().collect()
     }
 
     async fn delete(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
@@ -838,15 +949,11 @@ impl Cloud for S3 {
         while let Some(r) = copies.next().await {
             r?;
         }
-        // Every folder gets a marker at the new name, so empty ones move too.
-        for f in &tree.folders {
-            let resp = self
-                .client
-                .put_small(&moved(f), b"", Cond::IfNoneMatch)
-                .await?;
-            let st = resp.status();
-            if !st.is_success() && st != StatusCode::PRECONDITION_FAILED {
-                return Err(self.client.error(resp, &moved(f)).await);
+        // Every folder gets a marker at the new name, so empty ones move too (where the store
+        // keeps no `name/` markers, the copied marker objects already did that).
+        if self.keeps_markers().await {
+            for f in &tree.folders {
+                self.put_marker(&moved(f)).await?;
             }
         }
         self.delete_tree(tree).await
