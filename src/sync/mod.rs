@@ -7,6 +7,7 @@
 
 pub mod conflict;
 pub mod intent;
+pub mod ledger;
 pub mod parts;
 pub mod pull;
 pub mod push;

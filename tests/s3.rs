@@ -1,0 +1,333 @@
+//! The S3 cloud beyond the contract, on each real store (SeaweedFS, moto, s3s-fs): multipart
+//! uploads cut short and resumed with the parts that were done (recorded in the journal),
+//! refused keys, a file and a folder of one name, probes that leave nothing behind, and
+//! secrets that never show.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cloudsync::cloud::s3::S3;
+use cloudsync::cloud::{
+    Cloud, CloudError, CloudOptions, MultipartUpload, PartDone, Precondition, UploadLedger,
+};
+use cloudsync::journal::{Intent, Journal};
+use cloudsync::sync::ledger::JournalLedger;
+use cloudsync::sync::sets::SyncSets;
+use support::s3::{KEY, REGION, S3Server, SECRET, Store};
+
+const MIB: u64 = 1 << 20;
+
+fn opts(server: &S3Server, dir: &std::path::Path, secret: &str) -> CloudOptions {
+    let creds = dir.join("credentials");
+    std::fs::write(
+        &creds,
+        format!("aws_access_key_id = {KEY}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    CloudOptions {
+        s3_endpoint: Some(server.endpoint.clone()),
+        s3_region: Some(REGION.into()),
+        credentials_file: Some(creds),
+        ..CloudOptions::default()
+    }
+}
+
+fn server(store: Store) -> &'static S3Server {
+    assert!(
+        support::s3::available(store),
+        "{store:?} is not installed: run scripts/test once (it installs the S3 test stores)"
+    );
+    S3Server::shared(store)
+}
+
+/// The journal's ledger, counting the parts recorded and telling when `stop_after` were.
+struct Counting {
+    inner: JournalLedger,
+    parts: AtomicUsize,
+    stop_after: usize,
+    stop: tokio::sync::Notify,
+    ended: Mutex<Vec<String>>,
+}
+
+impl UploadLedger for Counting {
+    fn upload(&self, path: &str) -> std::io::Result<Option<MultipartUpload>> {
+        self.inner.upload(path)
+    }
+    fn begin(&self, up: &MultipartUpload) -> std::io::Result<()> {
+        self.inner.begin(up)
+    }
+    fn part_done(&self, path: &str, upload_id: &str, part: &PartDone) -> std::io::Result<()> {
+        self.inner.part_done(path, upload_id, part)?;
+        if self.parts.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_after {
+            self.stop.notify_one();
+        }
+        Ok(())
+    }
+    fn end(&self, upload_id: &str) -> std::io::Result<()> {
+        self.ended.lock().unwrap().push(upload_id.to_string());
+        self.inner.end(upload_id)
+    }
+    fn abandoned(&self) -> std::io::Result<Vec<MultipartUpload>> {
+        self.inner.abandoned()
+    }
+}
+
+/// A 12 MiB file in 5 MiB parts: cut short after two parts, then resumed with only the third
+/// sent; the object is the file, the hash is the file's, and the record is gone.
+async fn multipart_resumes(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("multipart");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&tmp.path().join("j.db")).unwrap());
+    journal
+        .set_intent(&Intent {
+            path: "big.bin".into(),
+            precondition: Some(Precondition::IfNoneMatch),
+            size: None,
+            hash: None,
+            started_at: 0,
+        })
+        .unwrap();
+    let ledger = Arc::new(Counting {
+        inner: JournalLedger::new(journal.clone(), SyncSets::whole()),
+        parts: AtomicUsize::new(0),
+        stop_after: 2,
+        stop: tokio::sync::Notify::new(),
+        ended: Mutex::new(Vec::new()),
+    });
+    let data: Vec<u8> = (0..12 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    let path = tmp.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let open = || {
+        S3::new(
+            &format!("s3://{bucket}/site/"),
+            &opts(server, tmp.path(), SECRET),
+        )
+        .unwrap()
+        .with_multipart(6 * MIB, 5 * MIB)
+    };
+
+    let first = open();
+    first.use_upload_ledger(ledger.clone());
+    let f = std::fs::File::open(&path).unwrap();
+    tokio::select! {
+        r = first.upload("big.bin", &f, &Precondition::IfNoneMatch) => {
+            panic!("{store:?}: the first attempt was not cut short: {r:?}")
+        }
+        _ = ledger.stop.notified() => {}
+    }
+    drop(first);
+    let rec = journal
+        .multipart_upload("big.bin")
+        .unwrap()
+        .expect("a record");
+    assert_eq!(rec.parts.len(), 2, "{store:?}");
+    assert_eq!(
+        journal.multipart_uploads().unwrap().len(),
+        1,
+        "{store:?}: the record waits for its intent"
+    );
+
+    // A restart: a new client, the same journal.
+    let second = open();
+    second.use_upload_ledger(ledger.clone());
+    let up = second
+        .upload("big.bin", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap_or_else(|e| panic!("{store:?}: resume: {e}"));
+    assert_eq!(
+        ledger.parts.load(Ordering::SeqCst),
+        3,
+        "{store:?}: only the third part went again"
+    );
+    assert_eq!(
+        up.hash.as_deref(),
+        Some(blake3::hash(&data).to_hex().as_str()),
+        "{store:?}"
+    );
+    assert!(up.etag.is_some());
+    let raw = server.raw(&bucket);
+    assert!(
+        raw.get("site/big.bin").unwrap() == data,
+        "{store:?}: content"
+    );
+    assert_eq!(journal.multipart_upload("big.bin").unwrap(), None);
+    assert_eq!(*ledger.ended.lock().unwrap(), vec![rec.upload_id]);
+
+    // The completion carries its condition: a second new upload of the name is refused.
+    let again = second
+        .upload("big.bin", &f, &Precondition::IfNoneMatch)
+        .await;
+    assert!(
+        matches!(again, Err(CloudError::PreconditionFailed)),
+        "{store:?}: {again:?}"
+    );
+    let tag = up.etag.unwrap();
+    second
+        .upload("big.bin", &f, &Precondition::IfMatch(tag.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{store:?}: update: {e}"));
+    let stale = second
+        .upload("big.bin", &f, &Precondition::IfMatch(tag))
+        .await;
+    // The same content again may keep its tag on some stores; a refusal is what matters when
+    // it does not.
+    if let Err(e) = stale {
+        assert!(
+            matches!(e, CloudError::PreconditionFailed),
+            "{store:?}: {e:?}"
+        );
+    }
+    assert!(journal.multipart_uploads().unwrap().is_empty(), "{store:?}");
+}
+
+/// An upload recorded but waited for by nothing is aborted at the next run's first multipart
+/// upload; the ledger forgets it.
+async fn abandoned_uploads_are_aborted(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("abandoned");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&tmp.path().join("j.db")).unwrap());
+    let ledger = Arc::new(Counting {
+        inner: JournalLedger::new(journal.clone(), SyncSets::whole()),
+        parts: AtomicUsize::new(0),
+        stop_after: 1,
+        stop: tokio::sync::Notify::new(),
+        ended: Mutex::new(Vec::new()),
+    });
+    let path = tmp.path().join("f.bin");
+    std::fs::write(&path, vec![1u8; (6 * MIB) as usize]).unwrap();
+    let open = || {
+        S3::new(
+            &format!("s3://{bucket}/"),
+            &opts(server, tmp.path(), SECRET),
+        )
+        .unwrap()
+        .with_multipart(6 * MIB, 5 * MIB)
+    };
+    let c = open();
+    c.use_upload_ledger(ledger.clone());
+    let f = std::fs::File::open(&path).unwrap();
+    tokio::select! {
+        r = c.upload("gone.bin", &f, &Precondition::IfNoneMatch) => panic!("{r:?}"),
+        _ = ledger.stop.notified() => {}
+    }
+    drop(c);
+    let id = journal
+        .multipart_upload("gone.bin")
+        .unwrap()
+        .unwrap()
+        .upload_id;
+    // No intent waits for gone.bin: the next run aborts it before its own upload.
+    let c = open();
+    c.use_upload_ledger(ledger.clone());
+    c.upload("other.bin", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap();
+    assert!(
+        ledger.ended.lock().unwrap().contains(&id),
+        "{store:?}: {:?}",
+        ledger.ended
+    );
+    assert!(journal.multipart_uploads().unwrap().is_empty());
+}
+
+/// Wrong keys are an authentication error, never retried as transient.
+async fn wrong_keys_are_refused(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("keys");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/"),
+        &opts(server, tmp.path(), "not-the-secret"),
+    )
+    .unwrap();
+    let e = c.list("").await.unwrap_err();
+    assert!(matches!(e, CloudError::Unauthorized), "{store:?}: {e:?}");
+    assert!(!e.is_transient());
+    let shown = format!("{c:?} {} {e}", c.describe());
+    assert!(!shown.contains("not-the-secret"), "{shown}");
+}
+
+/// A file `x` beside keys `x/…`: the folder wins, the file is skipped as a name clash and left
+/// alone; a key beside the prefix is never shown; probes leave nothing behind.
+async fn clashes_and_refused_keys(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("clash");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/p/"),
+        &opts(server, tmp.path(), SECRET),
+    )
+    .unwrap();
+    let raw = server.raw(&bucket);
+    assert_eq!(raw.put("outside.txt", b"o"), 200);
+    // A directory store (s3s-fs) cannot hold a file and a folder of one name.
+    if store != Store::S3sFs {
+        assert_eq!(raw.put("p/x", b"file"), 200);
+        assert_eq!(raw.put("p/x/inner.txt", b"in"), 200);
+        let l = c.list("").await.unwrap();
+        let shown: Vec<_> = l
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.is_dir))
+            .collect();
+        assert_eq!(shown, [("x", true)], "{store:?}");
+        assert!(
+            l.skipped.iter().any(|s| s.contains("name clash")),
+            "{store:?}: {:?}",
+            l.skipped
+        );
+        assert!(c.stat("x").await.unwrap().unwrap().is_dir);
+        assert_eq!(raw.get("p/x").unwrap(), b"file");
+    }
+    // The probes leave nothing behind.
+    let _ = c.honours_conditions().await;
+    c.mkdir("made").await.unwrap();
+    let keys = raw.keys("");
+    assert!(
+        !keys.iter().any(|k| k.contains(".cloudsync-probe")),
+        "{store:?}: {keys:?}"
+    );
+}
+
+macro_rules! on_every_store {
+    ($($name:ident => $body:ident),* $(,)?) => {
+        mod seaweedfs {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$body(Store::Seaweed).await }
+            )*
+        }
+        mod moto {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$body(Store::Moto).await }
+            )*
+        }
+        mod s3s_fs {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$body(Store::S3sFs).await }
+            )*
+        }
+    };
+}
+
+on_every_store! {
+    multipart_resumes => multipart_resumes,
+    abandoned_uploads_are_aborted => abandoned_uploads_are_aborted,
+    clashes_and_refused_keys => clashes_and_refused_keys,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_seaweedfs() {
+    wrong_keys_are_refused(Store::Seaweed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_s3s_fs() {
+    wrong_keys_are_refused(Store::S3sFs).await;
+}
