@@ -257,7 +257,9 @@ impl Behind for S3Behind {
     }
 }
 
-async fn s3_backend(store: Store) -> Backend {
+/// An S3 backend on `store`; with `own_checks`, the client takes the store for one that ignores
+/// conditions and checks each itself, as it would on such a store.
+async fn s3_backend(store: Store, own_checks: bool) -> Backend {
     assert!(
         support::s3::available(store),
         "{store:?} is not installed: run scripts/test once (it installs the S3 test stores)"
@@ -282,18 +284,25 @@ async fn s3_backend(store: Store) -> Backend {
         ..CloudOptions::default()
     };
     let prefix = format!("{ROOT}/");
-    let s3 = S3::new(&format!("s3://{bucket}/{prefix}"), &opts).unwrap();
+    let mut s3 = S3::new(&format!("s3://{bucket}/{prefix}"), &opts).unwrap();
+    if own_checks {
+        s3 = s3.with_conditions_known(false);
+    }
     let honours = s3.honours_conditions().await;
     let b2 = bucket.clone();
     let p2 = prefix.clone();
     Backend {
-        name: format!("S3 {store:?}"),
+        name: format!(
+            "S3 {store:?}{}",
+            if own_checks { " (own checks)" } else { "" }
+        ),
         cloud: Arc::new(s3),
         behind: Box::new(S3Behind {
             raw: server.raw(&bucket),
             prefix,
         }),
-        server_conditions: Some(honours),
+        // With its own checks the client says nothing of what the store would do.
+        server_conditions: (!own_checks).then_some(honours),
         hides_undecodable: false,
         long_names: store != Store::S3sFs,
         folder_etags: false,
@@ -1081,17 +1090,22 @@ async fn rclone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_moto() {
-    suite(s3_backend(Store::Moto).await).await;
+    suite(s3_backend(Store::Moto, false).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_seaweedfs() {
-    suite(s3_backend(Store::Seaweed).await).await;
+    suite(s3_backend(Store::Seaweed, false).await).await;
 }
 
 /// s3s-fs keeps folders as directories and lists no empty one: the client finds that out and
 /// marks empty folders with a `.cloudsync-folder` object instead of a `name/` marker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_s3s_fs() {
-    suite(s3_backend(Store::S3sFs).await).await;
+    suite(s3_backend(Store::S3sFs, false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_seaweedfs_own_checks() {
+    suite(s3_backend(Store::Seaweed, true).await).await;
 }

@@ -379,15 +379,19 @@ impl Client {
 
     /// DELETE of `key`. A missing key is fine on S3 (204), so it is not an error here.
     pub(super) async fn delete(&self, key: &str) -> Result<(), CloudError> {
+        self.delete_if(key, None).await
+    }
+
+    /// DELETE of `key` with `If-Match: etag` when given (honoured by SeaweedFS and moto,
+    /// ignored by s3s-fs; a 412 is `PreconditionFailed`).
+    pub(super) async fn delete_if(&self, key: &str, etag: Option<&str>) -> Result<(), CloudError> {
         let url = self.signed(DeleteObject::new(&self.bucket, self.creds(), key));
+        let mut h = HeaderMap::new();
+        if let Some(t) = etag {
+            h.insert(header::IF_MATCH, tag_header(t)?);
+        }
         let resp = self
-            .send(
-                &format!("DELETE {key}"),
-                Method::DELETE,
-                url,
-                HeaderMap::new(),
-                None,
-            )
+            .send(&format!("DELETE {key}"), Method::DELETE, url, h, None)
             .await?;
         if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             Ok(())
@@ -396,9 +400,10 @@ impl Client {
         }
     }
 
-    /// CopyObject of `from` to `to`, only while `from` still carries `etag` (when given).
-    /// Returns the ETag of the copy. rusty-s3 has no CopyObject, so the PUT is signed here with
-    /// its `x-amz-copy-source` headers.
+    /// CopyObject of `from` to `to`, only while `from` still carries `etag` (when given), and
+    /// with `If-None-Match: *` for the target (honoured by SeaweedFS; moto and s3s-fs ignore
+    /// it, so the caller checks the target first). Returns the ETag of the copy. rusty-s3 has
+    /// no CopyObject, so the PUT is signed here with its `x-amz-copy-source` headers.
     pub(super) async fn copy(
         &self,
         from: &str,
@@ -421,6 +426,7 @@ impl Client {
         }
         let url = self.signed(action);
         let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         h.insert(
             HeaderName::from_static("x-amz-copy-source"),
             HeaderValue::from_str(&source)

@@ -216,6 +216,14 @@ impl S3 {
         self
     }
 
+    /// Takes as known whether the store honours conditional writes, instead of probing: `false`
+    /// makes every conditional write checked with a HEAD first (stores known to ignore the
+    /// headers, and the tests of that check).
+    pub fn with_conditions_known(self, honours: bool) -> S3 {
+        let _ = self.conditions.set(honours);
+        self
+    }
+
     /// Sets the idle timeout (default 60 s).
     pub fn with_idle_timeout(mut self, idle: Duration) -> S3 {
         self.client.idle_timeout = idle;
@@ -329,7 +337,11 @@ impl S3 {
         match (cond, head) {
             (Precondition::None, _) | (Precondition::IfNoneMatch, None) => Ok(()),
             (Precondition::IfNoneMatch, Some(_)) => Err(CloudError::PreconditionFailed),
-            (Precondition::IfMatch(_), None) => Err(CloudError::NotFound),
+            (Precondition::IfMatch(_), None) => Err(if self.is_folder(path).await? {
+                CloudError::PreconditionFailed
+            } else {
+                CloudError::NotFound
+            }),
             (Precondition::IfMatch(want), Some(h)) => {
                 if h.etag.as_deref().map(strip_weak) == Some(strip_weak(want)) {
                     Ok(())
@@ -905,7 +917,12 @@ impl Cloud for S3 {
                 }
             }
         }
-        self.client.delete(&key).await
+        // The condition goes along too, for the stores that honour it on DeleteObject.
+        let tag = match cond {
+            Precondition::IfMatch(_) => head.etag.as_deref(),
+            _ => None,
+        };
+        self.client.delete_if(&key, tag).await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError> {
@@ -920,10 +937,21 @@ impl Cloud for S3 {
             return Err(CloudError::MissingParent);
         }
         if !src.is_dir {
+            // The copy is taken only from the version stat saw (x-amz-copy-source-if-match),
+            // and the source goes only while it still is that version: a change landing in
+            // between keeps the source, and the next pull sees both names.
             self.client
                 .copy(&self.key(from), &self.key(to), src.etag.as_deref())
                 .await?;
-            return self.client.delete(&self.key(from)).await;
+            let now = self.client.head(&self.key(from)).await?;
+            if now.as_ref().and_then(|h| h.etag.as_deref()) != src.etag.as_deref() {
+                tracing::warn!(from, to, "the source changed while it was copied; it stays");
+                return Ok(());
+            }
+            return self
+                .client
+                .delete_if(&self.key(from), src.etag.as_deref())
+                .await;
         }
         // A folder: every object is copied, and every folder made, then every source deleted
         // (its marker last), so a crash in between leaves both names, never neither.
