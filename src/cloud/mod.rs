@@ -1,4 +1,4 @@
-//! The cloud side behind one trait: `file://` directories now, WebDAV and S3 next.
+//! The cloud side behind one trait: `file://` directories, WebDAV servers and S3 buckets.
 //!
 //! Paths given to a [`Cloud`] are relative to the synced root, use `/` as separator, have no
 //! leading or trailing slash, and `""` is the root itself. [`check_rel_path`] is the single gate
