@@ -143,4 +143,38 @@ mod tests {
         assert!(translate(&s(&["/a", "/b", "-o", "bogus=1"])).is_err());
         assert!(translate(&s(&["/a"])).is_err());
     }
+
+    #[test]
+    fn s3_fstab_options() {
+        let a = translate(&s(&[
+            "/srv/on",
+            "/mnt/x",
+            "-o",
+            "cloud=s3://b/p/,s3_endpoint=https://s3.example,s3_region=eu-1,s3_addressing=path,credentials_file=/etc/k",
+        ]))
+        .unwrap();
+        assert_eq!(
+            a,
+            s(&[
+                "mount",
+                "/srv/on",
+                "/mnt/x",
+                "--daemon",
+                "--cloud",
+                "s3://b/p/",
+                "--s3-endpoint",
+                "https://s3.example",
+                "--s3-region",
+                "eu-1",
+                "--s3-addressing",
+                "path",
+                "--credentials-file",
+                "/etc/k",
+            ])
+        );
+        for bad in ["aws_secret_access_key=x", "aws_access_key_id=AKIA"] {
+            let e = translate(&s(&["/a", "/b", "-o", bad])).unwrap_err();
+            assert!(e.to_string().contains("credentials_file"), "{e}");
+        }
+    }
 }

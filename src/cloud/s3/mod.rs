@@ -991,3 +991,100 @@ impl Cloud for S3 {
         let _ = self.ledger.set(ledger);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Options with a credentials file, and the directory that holds it (read by `S3::new`).
+    fn opts_in(
+        endpoint: Option<&str>,
+        style: Option<Addressing>,
+    ) -> (tempfile::TempDir, CloudOptions) {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("k");
+        std::fs::write(
+            &creds,
+            "aws_access_key_id = AKIDTEST\naws_secret_access_key = very-secret-key\n",
+        )
+        .unwrap();
+        let o = CloudOptions {
+            s3_endpoint: endpoint.map(str::to_string),
+            s3_region: Some("eu-1".into()),
+            s3_addressing: style,
+            credentials_file: Some(creds),
+            ..CloudOptions::default()
+        };
+        (dir, o)
+    }
+
+    /// Opens `url` with those options; only `S3::new` reads the credentials file.
+    fn open(url: &str, endpoint: Option<&str>, style: Option<Addressing>) -> anyhow::Result<S3> {
+        let (_dir, o) = opts_in(endpoint, style);
+        S3::new(url, &o)
+    }
+
+    #[test]
+    fn addressing_and_urls() {
+        let aws = open("s3://team-bucket/projects/", None, None).unwrap();
+        assert!(
+            aws.describe()
+                .contains("https://team-bucket.s3.eu-1.amazonaws.com/"),
+            "{}",
+            aws.describe()
+        );
+        assert_eq!(aws.url(), "s3://team-bucket/projects/");
+        assert_eq!(aws.key("a/b.txt"), "projects/a/b.txt");
+        assert_eq!(aws.dir_key(""), "projects/");
+        let path = open("s3://b", Some("http://127.0.0.1:9000"), None).unwrap();
+        assert!(
+            path.describe().contains("http://127.0.0.1:9000/b/"),
+            "{}",
+            path.describe()
+        );
+        assert_eq!(path.dir_key(""), "");
+        assert_eq!(path.dir_key("x"), "x/");
+        let vh = open(
+            "s3://b/p",
+            Some("https://store.example"),
+            Some(Addressing::VirtualHost),
+        )
+        .unwrap();
+        assert!(
+            vh.describe().contains("https://b.store.example/"),
+            "{}",
+            vh.describe()
+        );
+        assert_eq!(vh.key("f"), "p/f");
+        for bad in ["s3://", "s3:///p/", "s3://b/../x/", "s3://b/a//c/"] {
+            assert!(open(bad, None, None).is_err(), "{bad}");
+        }
+        assert!(open("s3://b/", Some("https://u:pw@store.example"), None).is_err());
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let c = open("s3://b/p/", None, None).unwrap();
+        let shown = format!("{c:?} {}", c.describe());
+        assert!(!shown.contains("very-secret-key"), "{shown}");
+        assert!(shown.contains("AKIDTEST"), "{shown}");
+        let (_d, o) = opts_in(None, None);
+        assert!(!format!("{o:?}").contains("very-secret-key"));
+    }
+
+    #[test]
+    fn names_too_long_are_invalid() {
+        let c = open("s3://b/", None, None).unwrap();
+        let long = "x".repeat(256);
+        assert!(matches!(
+            name_op_path(&format!("a/{long}")),
+            Err(CloudError::InvalidName(_))
+        ));
+        let deep = vec!["d".repeat(200); 6].join("/");
+        assert!(matches!(
+            c.check_key(&deep),
+            Err(CloudError::InvalidName(_))
+        ));
+        assert!(matches!(name_op_path(""), Err(CloudError::Protocol(_))));
+    }
+}
