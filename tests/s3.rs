@@ -293,6 +293,89 @@ async fn clashes_and_refused_keys(store: Store) {
     );
 }
 
+/// SeaweedFS's S3 gateway is killed and started again in the middle of a multipart upload: the
+/// attempt fails as transient trouble (offline, retried), and the retry goes on with the parts
+/// the journal recorded, once the gateway is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seaweedfs_gateway_restart_mid_multipart() {
+    assert!(
+        support::s3::available(Store::Seaweed),
+        "SeaweedFS is not installed: run scripts/test once"
+    );
+    // A cluster of its own: its gateway goes away for a while.
+    let mut server = S3Server::start(Store::Seaweed);
+    let bucket = server.bucket("restart");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&tmp.path().join("j.db")).unwrap());
+    journal
+        .set_intent(&Intent {
+            path: "big.bin".into(),
+            precondition: Some(Precondition::IfNoneMatch),
+            size: None,
+            hash: None,
+            started_at: 0,
+        })
+        .unwrap();
+    let ledger = Arc::new(Counting {
+        inner: JournalLedger::new(journal.clone(), SyncSets::whole()),
+        parts: AtomicUsize::new(0),
+        stop_after: 2,
+        stop: tokio::sync::Notify::new(),
+        ended: Mutex::new(Vec::new()),
+    });
+    let data: Vec<u8> = (0..30 * MIB).map(|i| (i * 13 % 253) as u8).collect();
+    let path = tmp.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let o = opts(&server, tmp.path(), SECRET);
+    let c = Arc::new(
+        S3::new(&format!("s3://{bucket}/"), &o)
+            .unwrap()
+            .with_multipart(6 * MIB, 5 * MIB),
+    );
+    c.use_upload_ledger(ledger.clone());
+    let (c2, p2) = (c.clone(), path.clone());
+    let first = tokio::spawn(async move {
+        let f = std::fs::File::open(p2).unwrap();
+        c2.upload("big.bin", &f, &Precondition::IfNoneMatch).await
+    });
+    ledger.stop.notified().await;
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart_gateway();
+        server
+    })
+    .await
+    .unwrap();
+    let e = first.await.unwrap().unwrap_err();
+    assert!(
+        e.is_transient(),
+        "a gateway restart is offline, not failed: {e:?}"
+    );
+    let done = journal
+        .multipart_upload("big.bin")
+        .unwrap()
+        .unwrap()
+        .parts
+        .len();
+    assert!((2..6).contains(&done), "{done} parts recorded");
+
+    let f = std::fs::File::open(&path).unwrap();
+    let up = c
+        .upload("big.bin", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.parts.load(Ordering::SeqCst),
+        6,
+        "each of the six parts went up once"
+    );
+    assert_eq!(
+        up.hash.as_deref(),
+        Some(blake3::hash(&data).to_hex().as_str())
+    );
+    assert!(server.raw(&bucket).get("big.bin").unwrap() == data);
+    assert!(journal.multipart_uploads().unwrap().is_empty());
+}
+
 macro_rules! on_every_store {
     ($($name:ident => $body:ident),* $(,)?) => {
         mod seaweedfs {

@@ -40,6 +40,10 @@ pub struct S3Server {
     /// The directory s3s-fs serves (its buckets are folders in it).
     pub root: PathBuf,
     child: Child,
+    /// SeaweedFS's S3 gateway runs apart from the cluster, so a test can restart it.
+    gateway: Option<(Child, String)>,
+    dir: PathBuf,
+    addr: SocketAddr,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -84,19 +88,28 @@ fn answers_http(addr: SocketAddr) -> bool {
 
 /// The watchdog: runs `script` (which starts the store's processes in the background) in a
 /// process group of its own, and kills the group once the test binary `parent` is gone.
-fn launch(script: &str, dir: &Path) -> Child {
+fn launch(script: &str, dir: &Path, name: &str) -> Child {
     let parent = std::process::id();
+    // The shell ignores SIGTERM only once its children run (they must not inherit that), so it
+    // outlives its own `kill -TERM 0` and can clean up before `kill -KILL 0` ends it too.
+    let cleanup = if name == "run" {
+        format!("cd / && rm -rf '{}'\n", dir.display())
+    } else {
+        String::new()
+    };
     let full = format!(
-        "{script}\npids=$(jobs -p)\nwhile kill -0 {parent} 2>/dev/null; do sleep 1; done\n\
-         kill -TERM $pids 2>/dev/null; sleep 2; kill -KILL $pids 2>/dev/null\n\
-         cd / && rm -rf '{}'\n",
-        dir.display()
+        "{script}\nwhile kill -0 {parent} 2>/dev/null; do sleep 1; done\n\
+         trap '' TERM\nkill -TERM 0 2>/dev/null; sleep 2\n{cleanup}kill -KILL 0\n"
     );
-    std::fs::write(dir.join("run.sh"), &full).unwrap();
-    let log = std::fs::File::create(dir.join("store.log")).unwrap();
+    std::fs::write(dir.join(format!("{name}.sh")), &full).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("store.log"))
+        .unwrap();
     use std::os::unix::process::CommandExt;
     Command::new("sh")
-        .arg(dir.join("run.sh"))
+        .arg(dir.join(format!("{name}.sh")))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -151,6 +164,7 @@ impl S3Server {
         let dir = tmp.path().to_path_buf();
         let port = free_port();
         let ip = "127.0.0.1";
+        let mut gateway = None;
         let script = match store {
             Store::Moto => format!(
                 "{} -H {ip} -p {port} &",
@@ -176,7 +190,7 @@ impl S3Server {
                 let (v1, v1g, v2, v2g) = (free_port(), free_port(), free_port(), free_port());
                 let (f, fg, sg) = (free_port(), free_port(), free_port());
                 let w = weed.display();
-                format!(
+                let cluster = format!(
                     "{w} master -ip={ip} -ip.bind={ip} -port={m} -port.grpc={mg} -mdir=m \
                        -volumeSizeLimitMB=64 -defaultReplication=000 -telemetry=false -peers=none &\n\
                      {w} volume -ip={ip} -ip.bind={ip} -port={v1} -port.grpc={v1g} -dir=v1 -max=20 \
@@ -184,21 +198,28 @@ impl S3Server {
                      {w} volume -ip={ip} -ip.bind={ip} -port={v2} -port.grpc={v2g} -dir=v2 -max=20 \
                        -master={ip}:{m}.{mg} -minFreeSpace=1 &\n\
                      {w} filer -ip={ip} -ip.bind={ip} -port={f} -port.grpc={fg} -master={ip}:{m}.{mg} \
-                       -defaultStoreDir=f &\n\
-                     {w} s3 -filer={ip}:{f}.{fg} -ip.bind={ip} -port={port} -port.grpc={sg} \
+                       -defaultStoreDir=f &"
+                );
+                gateway = Some(format!(
+                    "{w} s3 -filer={ip}:{f}.{fg} -ip.bind={ip} -port={port} -port.grpc={sg} \
                        -port.iceberg=0 -port.lance=0 -config=s3.json &"
-                )
+                ));
+                cluster
             }
         };
-        let child = launch(&script, &dir);
+        let child = launch(&script, &dir, "run");
+        let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let gateway = gateway.map(|g| (launch(&g, &dir, "gateway"), g));
         let mut server = S3Server {
             store,
             endpoint: format!("http://{ip}:{port}"),
             root: dir.join("data"),
             child,
+            gateway,
+            dir: dir.clone(),
+            addr,
             _tmp: Some(tmp),
         };
-        let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(90);
         // Up means: it answers, and a bucket can be made and written (SeaweedFS needs its
         // volume servers registered first).
@@ -212,12 +233,48 @@ impl S3Server {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(dir.join("store.log")).unwrap_or_default();
-                kill_group(&mut server.child, Duration::from_secs(1));
+                server.kill_all();
                 panic!("{store:?} did not come up at {addr}:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(300));
         }
         server
+    }
+
+    fn kill_all(&mut self) {
+        if let Some((g, _)) = &mut self.gateway {
+            kill_group(g, Duration::from_secs(3));
+        }
+        kill_group(&mut self.child, Duration::from_secs(3));
+    }
+
+    /// Kills SeaweedFS's S3 gateway (SIGKILL, as a crash would) and starts it again on the same
+    /// port; returns once it takes requests. The cluster behind it keeps running.
+    pub fn restart_gateway(&mut self) {
+        let (child, script) = self.gateway.as_mut().expect("only SeaweedFS has a gateway");
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions; the gateway's watchdog leads its
+        // own process group.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = child.wait();
+        let script = script.clone();
+        let end = Instant::now() + Duration::from_secs(60);
+        // The port is free again once the old gateway is gone.
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+            assert!(Instant::now() < end, "the old gateway does not go away");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *child = launch(&script, &self.dir, "gateway");
+        while !answers_http(self.addr) {
+            assert!(
+                Instant::now() < end,
+                "the gateway does not come back:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn try_make_bucket(&self, name: &str) -> bool {
@@ -246,13 +303,13 @@ impl S3Server {
 
     /// The log of the store so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.root.parent().unwrap().join("store.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("store.log")).unwrap_or_default()
     }
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        kill_group(&mut self.child, Duration::from_secs(3));
+        self.kill_all();
     }
 }
 
