@@ -1,4 +1,5 @@
-//! The journal: ALL of cloudsync's SQL. Node records, the durable change queue, and metadata.
+//! The journal: ALL of cloudsync's SQL. Node records, the durable change queue, upload intents,
+//! the multipart uploads under way (S3) with their finished parts, and metadata.
 //!
 //! One [`Journal`] owns two SQLite connections in WAL mode: one for writes, one for the status
 //! reads that FUSE `getxattr` makes, so a status read never waits behind a batch of writes.

@@ -235,7 +235,7 @@ impl S3 {
     }
 
     /// The key prefix of everything in the folder `path`, ending in `/` (the root's may be
-    /// empty). It is also the folder's marker.
+    /// empty). It is also the folder's marker, on stores that list `name/` markers.
     fn dir_key(&self, path: &str) -> String {
         if path.is_empty() {
             self.prefix.clone()
@@ -766,6 +766,8 @@ impl Cloud for S3 {
     ) -> Result<Uploaded, CloudError> {
         name_op_path(path)?;
         let key = self.check_key(path)?;
+        // Once per run, at the first upload: abandoned multipart uploads of our own go.
+        self.sweep_abandoned().await;
         if !matches!(cond, Precondition::IfMatch(_)) {
             // A folder at the path, or a file where one of its folders should be, is in the
             // way; S3 itself would take the key beside them.

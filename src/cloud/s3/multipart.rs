@@ -5,7 +5,8 @@
 //! path, size, part size and condition takes the recorded upload up again: a recorded part
 //! whose bytes still hash the same on-premise is not sent again, any other part is. An
 //! upload that cannot be resumed (the file changed size, the condition changed) is aborted,
-//! and so are, once per run, recorded uploads that nothing waits for any more. Only upload
+//! and so are, once per run at the first upload, recorded uploads that nothing waits for any
+//! more. Only upload
 //! ids of this ledger are ever aborted, never uploads found by prefix or age: another site may
 //! be uploading.
 //!
@@ -78,7 +79,6 @@ impl S3 {
         cond: &Precondition,
         size: u64,
     ) -> Result<Uploaded, CloudError> {
-        self.sweep_abandoned().await;
         // The condition first: no parts go up for an upload that would be refused.
         self.check_condition(path, cond).await?;
         let part_size = self.part_size_for(size);
