@@ -376,6 +376,56 @@ async fn seaweedfs_gateway_restart_mid_multipart() {
     assert!(journal.multipart_uploads().unwrap().is_empty());
 }
 
+/// Listings of two keys a page: a folder of seven children is listed whole, and a folder tree
+/// is moved and deleted whole, across page ends.
+async fn listings_cross_pages(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("pages");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/"),
+        &opts(server, tmp.path(), SECRET),
+    )
+    .unwrap()
+    .with_page_size(2);
+    let f = tmp.path().join("x");
+    std::fs::write(&f, b"x").unwrap();
+    let f = std::fs::File::open(&f).unwrap();
+    c.mkdir("d/empty").await.unwrap();
+    for n in ["a", "b", "c", "e", "sub/one", "sub/two"] {
+        c.upload(&format!("d/{n}"), &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+    }
+    let mut got: Vec<_> = c
+        .list("d")
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["d/a", "d/b", "d/c", "d/e", "d/empty", "d/sub"],
+        "{store:?}"
+    );
+    c.rename("d", "moved").await.unwrap();
+    assert_eq!(c.stat("d").await.unwrap(), None, "{store:?}");
+    assert_eq!(c.list("moved").await.unwrap().entries.len(), 6, "{store:?}");
+    assert!(c.stat("moved/empty").await.unwrap().unwrap().is_dir);
+    c.delete("moved", &Precondition::None).await.unwrap();
+    assert_eq!(c.stat("moved").await.unwrap(), None, "{store:?}");
+    let left: Vec<String> = server
+        .raw(&bucket)
+        .keys("")
+        .into_iter()
+        .filter(|k| !k.starts_with(".cloudsync-probe"))
+        .collect();
+    assert!(left.is_empty(), "{store:?}: {left:?}");
+}
+
 macro_rules! on_every_store {
     ($($name:ident => $body:ident),* $(,)?) => {
         mod seaweedfs {
@@ -403,6 +453,7 @@ on_every_store! {
     multipart_resumes => multipart_resumes,
     abandoned_uploads_are_aborted => abandoned_uploads_are_aborted,
     clashes_and_refused_keys => clashes_and_refused_keys,
+    listings_cross_pages => listings_cross_pages,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

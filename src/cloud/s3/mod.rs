@@ -105,6 +105,8 @@ pub struct S3 {
     swept: tokio::sync::OnceCell<()>,
     multipart_threshold: u64,
     part_size: u64,
+    /// Keys per listing page; `None` for the store's default (1000 on AWS).
+    page_size: Option<usize>,
 }
 
 impl fmt::Debug for S3 {
@@ -205,6 +207,7 @@ impl S3 {
             listing: tokio::sync::OnceCell::new(),
             multipart_threshold: MULTIPART_THRESHOLD,
             part_size: PART_SIZE,
+            page_size: None,
         })
     }
 
@@ -221,6 +224,12 @@ impl S3 {
     /// headers, and the tests of that check).
     pub fn with_conditions_known(self, honours: bool) -> S3 {
         let _ = self.conditions.set(honours);
+        self
+    }
+
+    /// Sets how many keys a listing page holds (tests use small pages to cross page ends).
+    pub fn with_page_size(mut self, keys: usize) -> S3 {
+        self.page_size = Some(keys.max(1));
         self
     }
 
@@ -558,7 +567,7 @@ impl S3 {
             let mut token: Option<String> = None;
             loop {
                 let page = self
-                    .list_page(&prefix, true, token.as_deref(), None)
+                    .list_page(&prefix, true, token.as_deref(), self.page_size)
                     .await?;
                 let bad = |key: &str| {
                     CloudError::Protocol(format!(
@@ -731,7 +740,7 @@ impl Cloud for S3 {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .list_page(&prefix, true, token.as_deref(), None)
+                .list_page(&prefix, true, token.as_deref(), self.page_size)
                 .await?;
             let next = page.next_continuation_token.clone();
             g.page(page);
