@@ -426,6 +426,42 @@ async fn listings_cross_pages(store: Store) {
     assert!(left.is_empty(), "{store:?}: {left:?}");
 }
 
+/// SeaweedFS over HTTPS with a private CA: trusted with `ca_file`, refused without it, and the
+/// refusal is a configuration error, not transient trouble.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seaweedfs_over_https_with_a_private_ca() {
+    assert!(
+        support::s3::available(Store::Seaweed),
+        "SeaweedFS is not installed: run scripts/test once"
+    );
+    let server = S3Server::start_tls();
+    let bucket = server.bucket("tls");
+    let (https, ca) = server.tls.clone().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(&server, tmp.path(), SECRET);
+    o.s3_endpoint = Some(https);
+    let plain = S3::new(&format!("s3://{bucket}/"), &o).unwrap();
+    let e = plain.list("").await.unwrap_err();
+    assert!(!e.is_transient(), "{e:?}");
+    assert!(e.to_string().contains("--ca-file"), "{e}");
+    o.ca_file = Some(ca);
+    let c = S3::new(&format!("s3://{bucket}/"), &o).unwrap();
+    let p = tmp.path().join("f");
+    std::fs::write(&p, b"over TLS").unwrap();
+    c.upload(
+        "t.txt",
+        &std::fs::File::open(&p).unwrap(),
+        &Precondition::IfNoneMatch,
+    )
+    .await
+    .unwrap();
+    let back = tmp.path().join("back");
+    c.get_file("t.txt", &std::fs::File::create(&back).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), b"over TLS");
+}
+
 macro_rules! on_every_store {
     ($($name:ident => $body:ident),* $(,)?) => {
         mod seaweedfs {

@@ -37,6 +37,8 @@ pub enum Store {
 pub struct S3Server {
     pub store: Store,
     pub endpoint: String,
+    /// SeaweedFS started with TLS: its `https://` endpoint and the CA that signed it.
+    pub tls: Option<(String, PathBuf)>,
     /// The directory s3s-fs serves (its buckets are folders in it).
     pub root: PathBuf,
     child: Child,
@@ -156,6 +158,15 @@ impl S3Server {
 
     /// Starts a store and waits until it takes requests; panics with its log otherwise.
     pub fn start(store: Store) -> S3Server {
+        S3Server::start_with(store, false)
+    }
+
+    /// Starts SeaweedFS with its gateway on HTTPS too, with a certificate of a private CA.
+    pub fn start_tls() -> S3Server {
+        S3Server::start_with(Store::Seaweed, true)
+    }
+
+    fn start_with(store: Store, tls: bool) -> S3Server {
         // The data of a shared store is left to the watchdog, which outlives any TempDir.
         let tmp = tempfile::Builder::new()
             .prefix("cloudsync-s3-")
@@ -165,6 +176,7 @@ impl S3Server {
         let port = free_port();
         let ip = "127.0.0.1";
         let mut gateway = None;
+        let mut tls_endpoint = None;
         let script = match store {
             Store::Moto => format!(
                 "{} -H {ip} -p {port} &",
@@ -200,9 +212,20 @@ impl S3Server {
                      {w} filer -ip={ip} -ip.bind={ip} -port={f} -port.grpc={fg} -master={ip}:{m}.{mg} \
                        -defaultStoreDir=f &"
                 );
+                let mut https = String::new();
+                if tls {
+                    let (cert, key, ca) = super::webdav::make_certs(&dir).unwrap();
+                    let tls_port = free_port();
+                    https = format!(
+                        " -port.https={tls_port} -cert.file={} -key.file={}",
+                        cert.display(),
+                        key.display()
+                    );
+                    tls_endpoint = Some((format!("https://{ip}:{tls_port}"), ca));
+                }
                 gateway = Some(format!(
                     "{w} s3 -filer={ip}:{f}.{fg} -ip.bind={ip} -port={port} -port.grpc={sg} \
-                       -port.iceberg=0 -port.lance=0 -config=s3.json &"
+                       -port.iceberg=0 -port.lance=0 -config=s3.json{https} &"
                 ));
                 cluster
             }
@@ -213,6 +236,7 @@ impl S3Server {
         let mut server = S3Server {
             store,
             endpoint: format!("http://{ip}:{port}"),
+            tls: tls_endpoint,
             root: dir.join("data"),
             child,
             gateway,

@@ -1074,6 +1074,17 @@ mod tests {
     }
 
     #[test]
+    fn the_ca_file_is_read() {
+        let (dir, mut o) = opts_in(Some("https://store.example"), None);
+        o.ca_file = Some(dir.path().join("missing.pem"));
+        let e = S3::new("s3://b/", &o).unwrap_err();
+        assert!(e.to_string().contains("CA file"), "{e}");
+        std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+        o.ca_file = Some(dir.path().join("bad.pem"));
+        assert!(S3::new("s3://b/", &o).is_err());
+    }
+
+    #[test]
     fn secrets_never_show() {
         let c = open("s3://b/p/", None, None).unwrap();
         let shown = format!("{c:?} {}", c.describe());
