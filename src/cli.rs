@@ -83,6 +83,20 @@ pub struct MountArgs {
     /// PEM file with a private CA to trust besides the system roots.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// S3: the endpoint URL of the store (default: AWS for the region).
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3: the region requests are signed for (default: AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// S3: "path" (default with --s3-endpoint) or "virtual-host" (default on AWS).
+    #[arg(long, value_name = "STYLE")]
+    pub s3_addressing: Option<String>,
+    /// S3: a file of keys in the AWS shared-credentials format (otherwise AWS_ACCESS_KEY_ID
+    /// and AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials, are read). Keys themselves are
+    /// never taken from the command line.
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
     /// Log filter, like info or cloudsync=debug (RUST_LOG also works).
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,

@@ -54,6 +54,14 @@ pub struct FileConfig {
     pub password_file: Option<PathBuf>,
     /// Private CA file.
     pub ca_file: Option<PathBuf>,
+    /// S3 endpoint URL.
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    pub s3_region: Option<String>,
+    /// S3 addressing: "path" or "virtual-host".
+    pub s3_addressing: Option<String>,
+    /// S3 keys in the AWS shared-credentials format.
+    pub credentials_file: Option<PathBuf>,
     /// Log filter.
     pub log_level: Option<String>,
     /// Sync sets; none means the whole mount is one set.
@@ -291,6 +299,15 @@ impl Config {
             user: args.user.clone().or(file.user),
             password: read_password(password_file.as_deref())?,
             ca_file: args.ca_file.clone().or(file.ca_file),
+            s3_endpoint: args.s3_endpoint.clone().or(file.s3_endpoint),
+            s3_region: args.s3_region.clone().or(file.s3_region),
+            s3_addressing: args
+                .s3_addressing
+                .clone()
+                .or(file.s3_addressing)
+                .map(|a| a.parse())
+                .transpose()?,
+            credentials_file: args.credentials_file.clone().or(file.credentials_file),
         };
         let sets = crate::sync::sets::SyncSets::from_config(
             file.sync_set.as_deref().unwrap_or_default(),

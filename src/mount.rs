@@ -164,6 +164,11 @@ fn open_parts(cfg: &Config) -> Result<Opened> {
             .with_context(|| format!("cannot open the journal in {}", state.path.display()))?,
     );
     guard_clone(&journal, &cfg.onprem)?;
+    // Multipart uploads (S3) are recorded in the journal, so a restart resumes them.
+    cloud.use_upload_ledger(Arc::new(crate::sync::ledger::JournalLedger::new(
+        journal.clone(),
+        cfg.sets.clone(),
+    )));
     Ok(Opened {
         state,
         journal,

@@ -83,12 +83,15 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             (
                 "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
                 | "rescan_interval" | "transfers" | "user" | "password_file" | "ca_file"
-                | "log_level",
+                | "s3_endpoint" | "s3_region" | "s3_addressing" | "credentials_file" | "log_level",
                 Some(v),
             ) => {
                 out.push(format!("--{}", k.replace('_', "-")));
                 out.push(v.to_string());
             }
+            ("aws_access_key_id" | "aws_secret_access_key" | "aws_session_token", _) => bail!(
+                "mount.cloudsync: S3 keys in the mount options would be readable by everyone; use credentials_file="
+            ),
             ("password", _) => bail!(
                 "mount.cloudsync: a password in the mount options would be readable by everyone; use password_file="
             ),
@@ -139,5 +142,39 @@ mod tests {
         assert!(translate(&s(&["/a", "/b", "-o", "password=hunter2"])).is_err());
         assert!(translate(&s(&["/a", "/b", "-o", "bogus=1"])).is_err());
         assert!(translate(&s(&["/a"])).is_err());
+    }
+
+    #[test]
+    fn s3_fstab_options() {
+        let a = translate(&s(&[
+            "/srv/on",
+            "/mnt/x",
+            "-o",
+            "cloud=s3://b/p/,s3_endpoint=https://s3.example,s3_region=eu-1,s3_addressing=path,credentials_file=/etc/k",
+        ]))
+        .unwrap();
+        assert_eq!(
+            a,
+            s(&[
+                "mount",
+                "/srv/on",
+                "/mnt/x",
+                "--daemon",
+                "--cloud",
+                "s3://b/p/",
+                "--s3-endpoint",
+                "https://s3.example",
+                "--s3-region",
+                "eu-1",
+                "--s3-addressing",
+                "path",
+                "--credentials-file",
+                "/etc/k",
+            ])
+        );
+        for bad in ["aws_secret_access_key=x", "aws_access_key_id=AKIA"] {
+            let e = translate(&s(&["/a", "/b", "-o", bad])).unwrap_err();
+            assert!(e.to_string().contains("credentials_file"), "{e}");
+        }
     }
 }

@@ -469,6 +469,7 @@ async fn wrong_password_is_unauthorized() {
         user: Some("alice".into()),
         password: Some(password.into()),
         ca_file: None,
+        ..CloudOptions::default()
     };
     let c = cloudsync::cloud::open(&server.url, &good).unwrap();
     assert!(c.stat("").await.unwrap().unwrap().is_dir);

@@ -1,4 +1,4 @@
-//! The cloud side behind one trait: `file://` directories now, WebDAV and S3 next.
+//! The cloud side behind one trait: `file://` directories, WebDAV servers and S3 buckets.
 //!
 //! Paths given to a [`Cloud`] are relative to the synced root, use `/` as separator, have no
 //! leading or trailing slash, and `""` is the root itself. [`check_rel_path`] is the single gate
@@ -9,8 +9,11 @@
 //! What each operation promises is written on the trait, and `tests/contract.rs` holds every
 //! backend to it.
 
+mod body;
 pub mod dir;
+mod http;
 pub mod mem;
+pub mod s3;
 pub mod webdav;
 
 use std::path::Path;
@@ -189,6 +192,50 @@ pub struct Uploaded {
     pub hash: Option<String>,
 }
 
+/// One finished part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartDone {
+    /// Its number, from 1.
+    pub number: u16,
+    /// The ETag the store gave it.
+    pub etag: String,
+    /// The BLAKE3 hash (hex) of its bytes, so a resume can tell it still matches the file.
+    pub hash: String,
+}
+
+/// A multipart upload under way, as the ledger keeps it so that a restart resumes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartUpload {
+    /// The cloud path uploaded to.
+    pub path: String,
+    /// The store's id of the upload.
+    pub upload_id: String,
+    /// The size of the whole file.
+    pub size: u64,
+    /// The size of every part but the last.
+    pub part_size: u64,
+    /// The condition the upload completes under.
+    pub precondition: Precondition,
+    /// The parts done so far.
+    pub parts: Vec<PartDone>,
+}
+
+/// Where a cloud keeps its resumable uploads across restarts (the journal). A cloud without
+/// one still uploads, it just starts over after a restart.
+pub trait UploadLedger: Send + Sync {
+    /// The upload under way to `path`, if one is recorded.
+    fn upload(&self, path: &str) -> std::io::Result<Option<MultipartUpload>>;
+    /// Records a new upload (no parts yet), replacing any earlier one of its path.
+    fn begin(&self, up: &MultipartUpload) -> std::io::Result<()>;
+    /// Records a finished part of the upload `upload_id` of `path`.
+    fn part_done(&self, path: &str, upload_id: &str, part: &PartDone) -> std::io::Result<()>;
+    /// Forgets the upload `upload_id` (completed or aborted).
+    fn end(&self, upload_id: &str) -> std::io::Result<()>;
+    /// The recorded uploads that nothing waits for any more (their path has no pending
+    /// upload), to be aborted.
+    fn abandoned(&self) -> std::io::Result<Vec<MultipartUpload>>;
+}
+
 /// The operations the sync engine needs from any cloud.
 #[async_trait]
 pub trait Cloud: Send + Sync {
@@ -267,6 +314,12 @@ pub trait Cloud: Send + Sync {
     fn folder_etags_cover_subtree(&self) -> bool {
         false
     }
+
+    /// Gives the cloud a ledger for resumable uploads. Clouds that upload in one request
+    /// ignore it.
+    fn use_upload_ledger(&self, ledger: std::sync::Arc<dyn UploadLedger>) {
+        let _ = ledger;
+    }
 }
 
 /// Checks that a relative path is safe to act on: no empty, `.` or `..` component, no NUL,
@@ -292,6 +345,16 @@ pub struct CloudOptions {
     pub password: Option<String>,
     /// Extra CA to trust.
     pub ca_file: Option<std::path::PathBuf>,
+    /// S3: the endpoint URL of the store (default: AWS for the region).
+    pub s3_endpoint: Option<String>,
+    /// S3: the region requests are signed for (default `us-east-1`).
+    pub s3_region: Option<String>,
+    /// S3: how the bucket is named in URLs (default: path style with an endpoint, virtual-host
+    /// style on AWS).
+    pub s3_addressing: Option<s3::Addressing>,
+    /// S3: a credentials file in the AWS shared-credentials format, read instead of the
+    /// environment and `~/.aws/credentials`.
+    pub credentials_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for CloudOptions {
@@ -300,13 +363,20 @@ impl std::fmt::Debug for CloudOptions {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_addressing", &self.s3_addressing)
+            .field("credentials_file", &self.credentials_file)
             .finish()
     }
 }
 
-/// Opens the cloud named by a URL: `file:///path` for a directory, `http(s)://` for WebDAV.
+/// Opens the cloud named by a URL: `file:///path` for a directory, `http(s)://` for WebDAV,
+/// `s3://bucket/prefix/` for an S3 bucket.
 pub fn open(url: &str, opts: &CloudOptions) -> anyhow::Result<std::sync::Arc<dyn Cloud>> {
-    let _ = opts;
+    if url.starts_with("s3://") {
+        return Ok(std::sync::Arc::new(s3::S3::new(url, opts)?));
+    }
     if let Some(rest) = url.strip_prefix("file://") {
         let root = Path::new(rest);
         if !root.is_absolute() {
@@ -318,7 +388,7 @@ pub fn open(url: &str, opts: &CloudOptions) -> anyhow::Result<std::sync::Arc<dyn
         return Ok(std::sync::Arc::new(webdav::WebDav::new(url, opts)?));
     }
     anyhow::bail!(
-        "unknown cloud URL {url:?}: use file:///path for a directory or https://host/path/ for WebDAV"
+        "unknown cloud URL {url:?}: use file:///path for a directory, https://host/path/ for WebDAV or s3://bucket/prefix/ for S3"
     )
 }
 

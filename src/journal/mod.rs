@@ -1,4 +1,5 @@
-//! The journal: ALL of cloudsync's SQL. Node records, the durable change queue, and metadata.
+//! The journal: ALL of cloudsync's SQL. Node records, the durable change queue, upload intents,
+//! the multipart uploads under way (S3) with their finished parts, and metadata.
 //!
 //! One [`Journal`] owns two SQLite connections in WAL mode: one for writes, one for the status
 //! reads that FUSE `getxattr` makes, so a status read never waits behind a batch of writes.
@@ -14,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::cloud::Precondition;
+use crate::cloud::{MultipartUpload, PartDone, Precondition};
 use crate::status::FailureCode;
 
 /// Errors of the journal layer.
@@ -106,6 +107,24 @@ const MIGRATIONS: &[&str] = &[
         SELECT substr(key, 8), coalesce(CAST(value AS INTEGER), 0) FROM meta
         WHERE key >= 'intent:' AND key < 'intent;';
      DELETE FROM meta WHERE key >= 'intent:' AND key < 'intent;';",
+    // 4 -> 5: multipart uploads under way (S3), with their finished parts, so a restart
+    // resumes them, and only their ids are ever aborted.
+    "CREATE TABLE multipart(
+        upload_id TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        part_size INTEGER NOT NULL,
+        precondition TEXT NOT NULL,
+        started_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX multipart_path ON multipart(path);
+     CREATE TABLE multipart_parts(
+        upload_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY(upload_id, number)
+     ) WITHOUT ROWID;",
 ];
 
 /// Milliseconds since the epoch, the journal's clock.
@@ -309,6 +328,49 @@ fn precondition_parse(s: &str) -> Option<Precondition> {
             .strip_prefix("if-match:")
             .map(|t| Precondition::IfMatch(t.to_string())),
     }
+}
+
+/// A `multipart` row (upload_id, path, size, part_size, precondition), without its parts.
+fn multipart_row(r: &Row) -> rusqlite::Result<Result<MultipartUpload>> {
+    let pre: String = r.get(4)?;
+    let path: String = r.get(1)?;
+    Ok(match precondition_parse(&pre) {
+        None => Err(JournalError::Corrupt(format!(
+            "the multipart upload of {path:?} has the unreadable condition {pre:?}"
+        ))),
+        Some(precondition) => Ok(MultipartUpload {
+            upload_id: r.get(0)?,
+            path,
+            size: r.get::<_, i64>(2)? as u64,
+            part_size: r.get::<_, i64>(3)? as u64,
+            precondition,
+            parts: Vec::new(),
+        }),
+    })
+}
+
+/// The finished parts of the multipart upload `upload_id`, by number.
+fn multipart_parts(c: &Connection, upload_id: &str) -> Result<Vec<PartDone>> {
+    let mut st = c.prepare_cached(
+        "SELECT number, etag, hash FROM multipart_parts WHERE upload_id = ?1 ORDER BY number",
+    )?;
+    let parts = st
+        .query_map([upload_id], |r| {
+            Ok(PartDone {
+                number: r.get::<_, i64>(0)? as u16,
+                etag: r.get(1)?,
+                hash: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(parts)
+}
+
+fn insert_part(c: &Connection, upload_id: &str, p: &PartDone) -> rusqlite::Result<usize> {
+    c.run(
+        "INSERT OR REPLACE INTO multipart_parts(upload_id, number, etag, hash) VALUES(?1, ?2, ?3, ?4)",
+        params![upload_id, p.number as i64, p.etag, p.hash],
+    )
 }
 
 /// Drops the intents of `path` and of everything below it.
@@ -861,6 +923,105 @@ impl Journal {
     pub fn end_intents_under(&self, path: &str) -> Result<()> {
         end_intents_on(&self.w(), path)?;
         Ok(())
+    }
+
+    // ---------------------------------------------------------------- multipart uploads
+
+    /// The multipart upload under way to the cloud path `path`, with its finished parts, if
+    /// one is recorded (the newest, should there be several).
+    pub fn multipart_upload(&self, path: &str) -> Result<Option<MultipartUpload>> {
+        let c = self.w();
+        let up = c
+            .one(
+                "SELECT upload_id, path, size, part_size, precondition FROM multipart
+                 WHERE path = ?1 ORDER BY started_at DESC LIMIT 1",
+                [path],
+                multipart_row,
+            )
+            .optional()?;
+        let Some(mut up) = up.transpose()? else {
+            return Ok(None);
+        };
+        up.parts = multipart_parts(&c, &up.upload_id)?;
+        Ok(Some(up))
+    }
+
+    /// Records a new multipart upload (its parts, if any, too), replacing every earlier record
+    /// of its path.
+    pub fn begin_multipart(&self, up: &MultipartUpload) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        tx.run(
+            "DELETE FROM multipart_parts WHERE upload_id IN
+                (SELECT upload_id FROM multipart WHERE path = ?1)",
+            [&up.path],
+        )?;
+        tx.run("DELETE FROM multipart WHERE path = ?1", [&up.path])?;
+        tx.run(
+            "INSERT INTO multipart(upload_id, path, size, part_size, precondition, started_at)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                up.upload_id,
+                up.path,
+                up.size as i64,
+                up.part_size as i64,
+                precondition_text(&up.precondition),
+                now_ms()
+            ],
+        )?;
+        for p in &up.parts {
+            insert_part(&tx, &up.upload_id, p)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a finished part of the multipart upload `upload_id` (of the cloud path `path`).
+    pub fn multipart_part_done(&self, path: &str, upload_id: &str, part: &PartDone) -> Result<()> {
+        let c = self.w();
+        let known: bool = c.one(
+            "SELECT count(*) > 0 FROM multipart WHERE upload_id = ?1 AND path = ?2",
+            params![upload_id, path],
+            |r| r.get(0),
+        )?;
+        if !known {
+            return Err(JournalError::Corrupt(format!(
+                "a part of the multipart upload of {path:?} that was never begun"
+            )));
+        }
+        insert_part(&c, upload_id, part)?;
+        Ok(())
+    }
+
+    /// Forgets the multipart upload `upload_id` and its parts.
+    pub fn end_multipart(&self, upload_id: &str) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        tx.run(
+            "DELETE FROM multipart_parts WHERE upload_id = ?1",
+            [upload_id],
+        )?;
+        tx.run("DELETE FROM multipart WHERE upload_id = ?1", [upload_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every recorded multipart upload, with its parts.
+    pub fn multipart_uploads(&self) -> Result<Vec<MultipartUpload>> {
+        let c = self.w();
+        let mut st = c.prepare_cached(
+            "SELECT upload_id, path, size, part_size, precondition FROM multipart ORDER BY path",
+        )?;
+        let rows: Vec<rusqlite::Result<Result<MultipartUpload>>> =
+            st.query_map([], multipart_row)?.collect();
+        drop(st);
+        let mut out = Vec::new();
+        for r in rows {
+            let mut up = r??;
+            up.parts = multipart_parts(&c, &up.upload_id)?;
+            out.push(up);
+        }
+        Ok(out)
     }
 
     // ---------------------------------------------------------------- queue
@@ -1662,5 +1823,40 @@ mod tests {
         // A list this version cannot read is reported, not taken for "nothing unsynced".
         j.set_meta(meta_key::UNSYNCED, "{not json").unwrap();
         assert!(matches!(j.unsynced(), Err(JournalError::Corrupt(_))));
+    }
+
+    #[test]
+    fn multipart_uploads_survive_and_end() {
+        let (_d, j) = journal();
+        let mut up = MultipartUpload {
+            path: "big/f.iso".into(),
+            upload_id: "u1".into(),
+            size: 40,
+            part_size: 16,
+            precondition: Precondition::IfMatch("\"e1\"".into()),
+            parts: Vec::new(),
+        };
+        j.begin_multipart(&up).unwrap();
+        let p1 = PartDone {
+            number: 1,
+            etag: "\"p1\"".into(),
+            hash: "h1".into(),
+        };
+        j.multipart_part_done("big/f.iso", "u1", &p1).unwrap();
+        assert!(j.multipart_part_done("big/f.iso", "other", &p1).is_err());
+        up.parts.push(p1);
+        assert_eq!(j.multipart_upload("big/f.iso").unwrap(), Some(up.clone()));
+        assert_eq!(j.multipart_uploads().unwrap(), [up.clone()]);
+        // A new upload of the path replaces the record.
+        let up2 = MultipartUpload {
+            upload_id: "u2".into(),
+            parts: Vec::new(),
+            ..up.clone()
+        };
+        j.begin_multipart(&up2).unwrap();
+        assert_eq!(j.multipart_upload("big/f.iso").unwrap(), Some(up2));
+        j.end_multipart("u2").unwrap();
+        assert_eq!(j.multipart_upload("big/f.iso").unwrap(), None);
+        assert!(j.multipart_uploads().unwrap().is_empty());
     }
 }

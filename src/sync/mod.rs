@@ -9,6 +9,7 @@ pub mod busy;
 pub mod conflict;
 pub mod error;
 pub mod intent;
+pub mod ledger;
 pub mod parts;
 pub mod pull;
 pub mod push;

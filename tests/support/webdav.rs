@@ -177,7 +177,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
 
 /// Makes a private CA and a certificate for 127.0.0.1 signed by it, valid for two days.
 /// Returns (certificate, key, CA certificate).
-fn make_certs(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+pub fn make_certs(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
     let ec = [
         "-newkey",
         "ec",

@@ -15,18 +15,15 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::body::{Body, watchdog};
 use super::parse::{PROPFIND_BODY, RawResponse, normalize_etag, parse_multistatus};
 use crate::cloud::CloudError;
 use crate::cloud::CloudOptions;
+use crate::cloud::body::{Body, watchdog};
 
 /// The largest PROPFIND answer accepted. At the few hundred bytes an entry takes, a Depth-1
 /// listing of some hundred thousand items fits; anything bigger is treated as a broken or
 /// hostile server.
 pub const MAX_PROPFIND_BYTES: usize = 64 << 20;
-
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default idle timeout: no byte moved in either direction for this long means the connection
 /// is dead. Any progress resets it, so a 1 GiB upload over a slow link is fine.
@@ -101,28 +98,7 @@ impl Client {
             (None, None) => None,
         };
 
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_keepalive(Duration::from_secs(30))
-            // Below Apache's default keep-alive of 5 s, so an idle connection is dropped here
-            // before the server closes it under a request whose streamed body cannot be replayed.
-            .pool_idle_timeout(Duration::from_secs(4))
-            // Redirects are handled by hand: a streamed body cannot be replayed, and the only
-            // redirect worth following is the one that adds a trailing slash.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("cloudsync/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| anyhow::anyhow!("cannot read the CA file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| anyhow::anyhow!("the CA file {} is not PEM: {e}", ca.display()))?;
-            if certs.is_empty() {
-                anyhow::bail!("the CA file {} holds no certificate", ca.display());
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
+        let builder = crate::cloud::http::builder(opts.ca_file.as_deref())?;
         let http = builder
             .build()
             .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {e}"))?;
@@ -149,17 +125,8 @@ impl Client {
 
     /// A transport error with its whole cause chain, never with credentials.
     pub(super) fn transport(&self, what: &str, e: reqwest::Error) -> CloudError {
-        let e = e.without_url();
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            let t = s.to_string();
-            if !msg.contains(&t) {
-                msg.push_str(": ");
-                msg.push_str(&t);
-            }
-            src = s.source();
-        }
+        let connect = e.is_connect();
+        let msg = crate::cloud::http::cause_chain(e);
         // A certificate the client does not trust will not become trusted by retrying: that
         // is a configuration error, reported once with what to do.
         if msg.contains("invalid peer certificate") || msg.contains("certificate verify failed") {
@@ -167,7 +134,7 @@ impl Client {
                 "{what}: the server's TLS certificate is not trusted ({msg}); give its CA with --ca-file"
             )));
         }
-        if e.is_connect() {
+        if connect {
             // Nothing of the request left this host.
             return CloudError::Unreachable(self.redact(&format!("{what}: {msg}")));
         }

@@ -7,7 +7,6 @@
 //! ETags cover the subtree). It exists so that the sync engine never sees HTTP, and so that
 //! nothing a server says reaches the engine unchecked. Its parts, by job:
 //! - `parse`: the PROPFIND parser, entity tags, and the href checks;
-//! - `body`: the streamed, hashed upload body;
 //! - `client`: the HTTP client (auth, TLS, timeouts) and the mapping of statuses onto
 //!   [`CloudError`].
 //!
@@ -31,7 +30,6 @@
 //! - **Secrets stay secret.** The password is only ever inside a sensitive `Authorization`
 //!   header. URLs are kept without user info, and text quoted from server answers is redacted.
 
-mod body;
 mod client;
 mod parse;
 
@@ -832,6 +830,7 @@ mod tests {
             user: Some("bob".into()),
             password: Some("hunter22".into()),
             ca_file: None,
+            ..CloudOptions::default()
         };
         let d = WebDav::new("https://host/dav/", &opts).unwrap();
         let shown = format!("{d:?} {}", d.describe());

@@ -1,4 +1,5 @@
-//! The body of an upload: a local file, opened once, sent with an exact `Content-Length` and
+//! The body of an upload, shared by the HTTP clouds (WebDAV, S3): a local file, or one range of
+//! it (a part of an S3 multipart upload), opened once, sent with an exact `Content-Length` and
 //! hashed (BLAKE3) on the way, with the progress that the idle-timeout watchdog reads.
 //!
 //! Small files are read whole and sent from memory; larger ones stream from the file, never
@@ -37,7 +38,7 @@ enum Source {
 }
 
 /// Progress of an upload, shared between the body stream and the watchdog.
-pub(super) struct Progress {
+pub(crate) struct Progress {
     last: Mutex<Instant>,
     done: AtomicBool,
 }
@@ -69,12 +70,14 @@ impl Progress {
 /// A file that grows or shrinks meanwhile ends the upload with an error rather than sending
 /// something that is neither the old nor the new content.
 struct UploadStream {
-    inner: ReaderStream<tokio::fs::File>,
+    inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
     remaining: u64,
     progress: Arc<Progress>,
     changed: Arc<AtomicBool>,
     /// The hash of the bytes sent so far; the finished hash once the whole file went.
     hash: Arc<Mutex<Hashing>>,
+    /// A hash over more than this body (the whole file of a multipart upload), fed too.
+    outer: Option<Arc<Mutex<blake3::Hasher>>>,
 }
 
 /// The content hash of an upload body, computed as it is sent.
@@ -117,6 +120,9 @@ impl Stream for UploadStream {
                     ))));
                 }
                 this.remaining -= n;
+                if let Some(o) = &this.outer {
+                    o.lock().unwrap_or_else(|e| e.into_inner()).update(&chunk);
+                }
                 let mut h = this.hash.lock().unwrap_or_else(|e| e.into_inner());
                 h.update(&chunk);
                 if this.remaining == 0 {
@@ -145,7 +151,7 @@ impl Stream for UploadStream {
 }
 
 /// Runs `fut` until it ends, or until `progress` has not moved for the idle timeout.
-pub(super) async fn watchdog<F: Future>(
+pub(crate) async fn watchdog<F: Future>(
     fut: F,
     progress: &Progress,
     idle: Duration,
@@ -165,22 +171,22 @@ pub(super) async fn watchdog<F: Future>(
 
 /// An upload body, ready to send: the request takes [`Body::body`], and the rest tells how
 /// the sending went.
-pub(super) struct Body {
+pub(crate) struct Body {
     /// Its exact length.
-    pub(super) len: u64,
+    pub(crate) len: u64,
     /// What goes to the server.
-    pub(super) body: reqwest::Body,
+    pub(crate) body: reqwest::Body,
     /// When a byte last went out, for the watchdog.
-    pub(super) progress: Arc<Progress>,
+    pub(crate) progress: Arc<Progress>,
     /// Whether the local file grew or shrank while it was sent, and the hash of what went.
-    pub(super) sent: Sent,
+    pub(crate) sent: Sent,
 }
 
 impl Body {
     /// Opens `src` (from its start) as a body. A small file (most are) is read and hashed right
     /// here: a trip to the blocking pool and back costs more than that read. Larger files
     /// stream from the pool. `what` names the upload in errors.
-    pub(super) fn open(src: &std::fs::File, what: &str) -> Result<Body, CloudError> {
+    pub(crate) fn open(src: &std::fs::File, what: &str) -> Result<Body, CloudError> {
         let progress = Arc::new(Progress::new());
         let changed = Arc::new(AtomicBool::new(false));
         let opened = (|| -> std::io::Result<Source> {
@@ -215,12 +221,15 @@ impl Body {
                 let hash = Arc::new(Mutex::new(Hashing::Running(
                     Box::new(blake3::Hasher::new()),
                 )));
+                // One byte more than expected is asked for, so that growth shows.
+                let file = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len + 1);
                 let stream = UploadStream {
-                    inner: ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 20),
+                    inner: ReaderStream::with_capacity(file, 1 << 20),
                     remaining: len,
                     progress: progress.clone(),
                     changed: changed.clone(),
                     hash: hash.clone(),
+                    outer: None,
                 };
                 (len, hash, reqwest::Body::wrap_stream(stream))
             }
@@ -234,20 +243,59 @@ impl Body {
     }
 }
 
+impl Body {
+    /// Opens the `len` bytes of `src` from `offset` as a body that streams (one part of a
+    /// multipart upload), feeding `outer` as well as its own hash. A range cut short by a file
+    /// that shrank ends the upload with an error.
+    pub(crate) fn range(
+        src: &std::fs::File,
+        offset: u64,
+        len: u64,
+        outer: Option<Arc<Mutex<blake3::Hasher>>>,
+    ) -> Result<Body, CloudError> {
+        let progress = Arc::new(Progress::new());
+        let changed = Arc::new(AtomicBool::new(false));
+        let mut file = src.try_clone()?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        let file = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+        let hash = Arc::new(Mutex::new(Hashing::Running(
+            Box::new(blake3::Hasher::new()),
+        )));
+        if len == 0 {
+            hash.lock().unwrap_or_else(|e| e.into_inner()).finish();
+            progress.done.store(true, Ordering::Relaxed);
+        }
+        let stream = UploadStream {
+            inner: ReaderStream::with_capacity(file, 1 << 20),
+            remaining: len,
+            progress: progress.clone(),
+            changed: changed.clone(),
+            hash: hash.clone(),
+            outer,
+        };
+        Ok(Body {
+            len,
+            body: reqwest::Body::wrap_stream(stream),
+            progress,
+            sent: Sent { changed, hash },
+        })
+    }
+}
+
 /// How the sending of a [`Body`] went.
-pub(super) struct Sent {
+pub(crate) struct Sent {
     changed: Arc<AtomicBool>,
     hash: Arc<Mutex<Hashing>>,
 }
 
 impl Sent {
     /// True when the local file grew or shrank while it was sent.
-    pub(super) fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         self.changed.load(Ordering::Relaxed)
     }
 
     /// The BLAKE3 hash (hex) of the body, when all of it was sent.
-    pub(super) fn hash(&self) -> Option<String> {
+    pub(crate) fn hash(&self) -> Option<String> {
         match &*self.hash.lock().unwrap_or_else(|e| e.into_inner()) {
             Hashing::Done(h) => Some(h.clone()),
             _ => None,

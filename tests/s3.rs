@@ -1,0 +1,503 @@
+//! The S3 cloud beyond the contract, on each real store (SeaweedFS, moto, s3s-fs): multipart
+//! uploads cut short and resumed with the parts that were done (recorded in the journal),
+//! refused keys, a file and a folder of one name, probes that leave nothing behind, and
+//! secrets that never show.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cloudsync::cloud::s3::S3;
+use cloudsync::cloud::{
+    Cloud, CloudError, CloudOptions, MultipartUpload, PartDone, Precondition, UploadLedger,
+};
+use cloudsync::journal::{Intent, Journal};
+use cloudsync::sync::ledger::JournalLedger;
+use cloudsync::sync::sets::SyncSets;
+use support::s3::{KEY, REGION, S3Server, SECRET, Store};
+
+const MIB: u64 = 1 << 20;
+
+fn opts(server: &S3Server, dir: &std::path::Path, secret: &str) -> CloudOptions {
+    let creds = dir.join("credentials");
+    std::fs::write(
+        &creds,
+        format!("aws_access_key_id = {KEY}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    CloudOptions {
+        s3_endpoint: Some(server.endpoint.clone()),
+        s3_region: Some(REGION.into()),
+        credentials_file: Some(creds),
+        ..CloudOptions::default()
+    }
+}
+
+fn server(store: Store) -> &'static S3Server {
+    assert!(
+        support::s3::available(store),
+        "{store:?} is not installed: run scripts/test once (it installs the S3 test stores)"
+    );
+    S3Server::shared(store)
+}
+
+/// The journal's ledger, counting the parts recorded and telling when `stop_after` were.
+struct Counting {
+    inner: JournalLedger,
+    parts: AtomicUsize,
+    stop_after: usize,
+    stop: tokio::sync::Notify,
+    ended: Mutex<Vec<String>>,
+}
+
+impl UploadLedger for Counting {
+    fn upload(&self, path: &str) -> std::io::Result<Option<MultipartUpload>> {
+        self.inner.upload(path)
+    }
+    fn begin(&self, up: &MultipartUpload) -> std::io::Result<()> {
+        self.inner.begin(up)
+    }
+    fn part_done(&self, path: &str, upload_id: &str, part: &PartDone) -> std::io::Result<()> {
+        self.inner.part_done(path, upload_id, part)?;
+        if self.parts.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_after {
+            self.stop.notify_one();
+        }
+        Ok(())
+    }
+    fn end(&self, upload_id: &str) -> std::io::Result<()> {
+        self.ended.lock().unwrap().push(upload_id.to_string());
+        self.inner.end(upload_id)
+    }
+    fn abandoned(&self) -> std::io::Result<Vec<MultipartUpload>> {
+        self.inner.abandoned()
+    }
+}
+
+/// A 12 MiB file in 5 MiB parts: cut short after two parts, then resumed with only the third
+/// sent; the object is the file, the hash is the file's, and the record is gone.
+async fn multipart_resumes(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("multipart");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&tmp.path().join("j.db")).unwrap());
+    journal
+        .set_intent(&Intent {
+            path: "big.bin".into(),
+            precondition: Some(Precondition::IfNoneMatch),
+            size: None,
+            hash: None,
+            started_at: 0,
+        })
+        .unwrap();
+    let ledger = Arc::new(Counting {
+        inner: JournalLedger::new(journal.clone(), SyncSets::whole()),
+        parts: AtomicUsize::new(0),
+        stop_after: 2,
+        stop: tokio::sync::Notify::new(),
+        ended: Mutex::new(Vec::new()),
+    });
+    let data: Vec<u8> = (0..12 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    let path = tmp.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let open = || {
+        S3::new(
+            &format!("s3://{bucket}/site/"),
+            &opts(server, tmp.path(), SECRET),
+        )
+        .unwrap()
+        .with_multipart(6 * MIB, 5 * MIB)
+    };
+
+    let first = open();
+    first.use_upload_ledger(ledger.clone());
+    let f = std::fs::File::open(&path).unwrap();
+    tokio::select! {
+        r = first.upload("big.bin", &f, &Precondition::IfNoneMatch) => {
+            panic!("{store:?}: the first attempt was not cut short: {r:?}")
+        }
+        _ = ledger.stop.notified() => {}
+    }
+    drop(first);
+    let rec = journal
+        .multipart_upload("big.bin")
+        .unwrap()
+        .expect("a record");
+    assert_eq!(rec.parts.len(), 2, "{store:?}");
+    assert_eq!(
+        journal.multipart_uploads().unwrap().len(),
+        1,
+        "{store:?}: the record waits for its intent"
+    );
+
+    // A restart: a new client, the same journal.
+    let second = open();
+    second.use_upload_ledger(ledger.clone());
+    let up = second
+        .upload("big.bin", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap_or_else(|e| panic!("{store:?}: resume: {e}"));
+    assert_eq!(
+        ledger.parts.load(Ordering::SeqCst),
+        3,
+        "{store:?}: only the third part went again"
+    );
+    assert_eq!(
+        up.hash.as_deref(),
+        Some(blake3::hash(&data).to_hex().as_str()),
+        "{store:?}"
+    );
+    assert!(up.etag.is_some());
+    let raw = server.raw(&bucket);
+    assert!(
+        raw.get("site/big.bin").unwrap() == data,
+        "{store:?}: content"
+    );
+    assert_eq!(journal.multipart_upload("big.bin").unwrap(), None);
+    assert_eq!(*ledger.ended.lock().unwrap(), vec![rec.upload_id]);
+
+    // The completion carries its condition: a second new upload of the name is refused.
+    let again = second
+        .upload("big.bin", &f, &Precondition::IfNoneMatch)
+        .await;
+    assert!(
+        matches!(again, Err(CloudError::PreconditionFailed)),
+        "{store:?}: {again:?}"
+    );
+    let tag = up.etag.unwrap();
+    second
+        .upload("big.bin", &f, &Precondition::IfMatch(tag.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{store:?}: update: {e}"));
+    let stale = second
+        .upload("big.bin", &f, &Precondition::IfMatch(tag))
+        .await;
+    // The same content again may keep its tag on some stores; a refusal is what matters when
+    // it does not.
+    if let Err(e) = stale {
+        assert!(
+            matches!(e, CloudError::PreconditionFailed),
+            "{store:?}: {e:?}"
+        );
+    }
+    assert!(journal.multipart_uploads().unwrap().is_empty(), "{store:?}");
+}
+
+/// An upload recorded but waited for by nothing is aborted at the next run's first multipart
+/// upload; the ledger forgets it.
+async fn abandoned_uploads_are_aborted(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("abandoned");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&tmp.path().join("j.db")).unwrap());
+    let ledger = Arc::new(Counting {
+        inner: JournalLedger::new(journal.clone(), SyncSets::whole()),
+        parts: AtomicUsize::new(0),
+        stop_after: 1,
+        stop: tokio::sync::Notify::new(),
+        ended: Mutex::new(Vec::new()),
+    });
+    let path = tmp.path().join("f.bin");
+    std::fs::write(&path, vec![1u8; (6 * MIB) as usize]).unwrap();
+    let open = || {
+        S3::new(
+            &format!("s3://{bucket}/"),
+            &opts(server, tmp.path(), SECRET),
+        )
+        .unwrap()
+        .with_multipart(6 * MIB, 5 * MIB)
+    };
+    let c = open();
+    c.use_upload_ledger(ledger.clone());
+    let f = std::fs::File::open(&path).unwrap();
+    tokio::select! {
+        r = c.upload("gone.bin", &f, &Precondition::IfNoneMatch) => panic!("{r:?}"),
+        _ = ledger.stop.notified() => {}
+    }
+    drop(c);
+    let id = journal
+        .multipart_upload("gone.bin")
+        .unwrap()
+        .unwrap()
+        .upload_id;
+    // No intent waits for gone.bin: the next run aborts it before its own upload.
+    let c = open();
+    c.use_upload_ledger(ledger.clone());
+    c.upload("other.bin", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap();
+    assert!(
+        ledger.ended.lock().unwrap().contains(&id),
+        "{store:?}: {:?}",
+        ledger.ended
+    );
+    assert!(journal.multipart_uploads().unwrap().is_empty());
+}
+
+/// Wrong keys are an authentication error, never retried as transient.
+async fn wrong_keys_are_refused(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("keys");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/"),
+        &opts(server, tmp.path(), "not-the-secret"),
+    )
+    .unwrap();
+    let e = c.list("").await.unwrap_err();
+    assert!(matches!(e, CloudError::Unauthorized), "{store:?}: {e:?}");
+    assert!(!e.is_transient());
+    let shown = format!("{c:?} {} {e}", c.describe());
+    assert!(!shown.contains("not-the-secret"), "{shown}");
+}
+
+/// A file `x` beside keys `x/…`: the folder wins, the file is skipped as a name clash and left
+/// alone; a key beside the prefix is never shown; probes leave nothing behind.
+async fn clashes_and_refused_keys(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("clash");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/p/"),
+        &opts(server, tmp.path(), SECRET),
+    )
+    .unwrap();
+    let raw = server.raw(&bucket);
+    assert_eq!(raw.put("outside.txt", b"o"), 200);
+    // A directory store (s3s-fs) cannot hold a file and a folder of one name.
+    if store != Store::S3sFs {
+        assert_eq!(raw.put("p/x", b"file"), 200);
+        assert_eq!(raw.put("p/x/inner.txt", b"in"), 200);
+        let l = c.list("").await.unwrap();
+        let shown: Vec<_> = l
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.is_dir))
+            .collect();
+        assert_eq!(shown, [("x", true)], "{store:?}");
+        assert!(
+            l.skipped.iter().any(|s| s.contains("name clash")),
+            "{store:?}: {:?}",
+            l.skipped
+        );
+        assert!(c.stat("x").await.unwrap().unwrap().is_dir);
+        assert_eq!(raw.get("p/x").unwrap(), b"file");
+    }
+    // The probes leave nothing behind.
+    let _ = c.honours_conditions().await;
+    c.mkdir("made").await.unwrap();
+    let keys = raw.keys("");
+    assert!(
+        !keys.iter().any(|k| k.contains(".cloudsync-probe")),
+        "{store:?}: {keys:?}"
+    );
+}
+
+/// SeaweedFS's S3 gateway is killed and started again in the middle of a multipart upload: the
+/// attempt fails as transient trouble (offline, retried), and the retry goes on with the parts
+/// the journal recorded, once the gateway is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seaweedfs_gateway_restart_mid_multipart() {
+    assert!(
+        support::s3::available(Store::Seaweed),
+        "SeaweedFS is not installed: run scripts/test once"
+    );
+    // A cluster of its own: its gateway goes away for a while.
+    let mut server = S3Server::start(Store::Seaweed);
+    let bucket = server.bucket("restart");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&tmp.path().join("j.db")).unwrap());
+    journal
+        .set_intent(&Intent {
+            path: "big.bin".into(),
+            precondition: Some(Precondition::IfNoneMatch),
+            size: None,
+            hash: None,
+            started_at: 0,
+        })
+        .unwrap();
+    let ledger = Arc::new(Counting {
+        inner: JournalLedger::new(journal.clone(), SyncSets::whole()),
+        parts: AtomicUsize::new(0),
+        stop_after: 2,
+        stop: tokio::sync::Notify::new(),
+        ended: Mutex::new(Vec::new()),
+    });
+    let data: Vec<u8> = (0..30 * MIB).map(|i| (i * 13 % 253) as u8).collect();
+    let path = tmp.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let o = opts(&server, tmp.path(), SECRET);
+    let c = Arc::new(
+        S3::new(&format!("s3://{bucket}/"), &o)
+            .unwrap()
+            .with_multipart(6 * MIB, 5 * MIB),
+    );
+    c.use_upload_ledger(ledger.clone());
+    let (c2, p2) = (c.clone(), path.clone());
+    let first = tokio::spawn(async move {
+        let f = std::fs::File::open(p2).unwrap();
+        c2.upload("big.bin", &f, &Precondition::IfNoneMatch).await
+    });
+    ledger.stop.notified().await;
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart_gateway();
+        server
+    })
+    .await
+    .unwrap();
+    let e = first.await.unwrap().unwrap_err();
+    assert!(
+        e.is_transient(),
+        "a gateway restart is offline, not failed: {e:?}"
+    );
+    let done = journal
+        .multipart_upload("big.bin")
+        .unwrap()
+        .unwrap()
+        .parts
+        .len();
+    assert!((2..6).contains(&done), "{done} parts recorded");
+
+    let f = std::fs::File::open(&path).unwrap();
+    let up = c
+        .upload("big.bin", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.parts.load(Ordering::SeqCst),
+        6,
+        "each of the six parts went up once"
+    );
+    assert_eq!(
+        up.hash.as_deref(),
+        Some(blake3::hash(&data).to_hex().as_str())
+    );
+    assert!(server.raw(&bucket).get("big.bin").unwrap() == data);
+    assert!(journal.multipart_uploads().unwrap().is_empty());
+}
+
+/// Listings of two keys a page: a folder of seven children is listed whole, and a folder tree
+/// is moved and deleted whole, across page ends.
+async fn listings_cross_pages(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("pages");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/"),
+        &opts(server, tmp.path(), SECRET),
+    )
+    .unwrap()
+    .with_page_size(2);
+    let f = tmp.path().join("x");
+    std::fs::write(&f, b"x").unwrap();
+    let f = std::fs::File::open(&f).unwrap();
+    c.mkdir("d/empty").await.unwrap();
+    for n in ["a", "b", "c", "e", "sub/one", "sub/two"] {
+        c.upload(&format!("d/{n}"), &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+    }
+    let mut got: Vec<_> = c
+        .list("d")
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["d/a", "d/b", "d/c", "d/e", "d/empty", "d/sub"],
+        "{store:?}"
+    );
+    c.rename("d", "moved").await.unwrap();
+    assert_eq!(c.stat("d").await.unwrap(), None, "{store:?}");
+    assert_eq!(c.list("moved").await.unwrap().entries.len(), 6, "{store:?}");
+    assert!(c.stat("moved/empty").await.unwrap().unwrap().is_dir);
+    c.delete("moved", &Precondition::None).await.unwrap();
+    assert_eq!(c.stat("moved").await.unwrap(), None, "{store:?}");
+    let left: Vec<String> = server
+        .raw(&bucket)
+        .keys("")
+        .into_iter()
+        .filter(|k| !k.starts_with(".cloudsync-probe"))
+        .collect();
+    assert!(left.is_empty(), "{store:?}: {left:?}");
+}
+
+/// SeaweedFS over HTTPS with a private CA: trusted with `ca_file`, refused without it, and the
+/// refusal is a configuration error, not transient trouble.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seaweedfs_over_https_with_a_private_ca() {
+    assert!(
+        support::s3::available(Store::Seaweed),
+        "SeaweedFS is not installed: run scripts/test once"
+    );
+    let server = S3Server::start_tls();
+    let bucket = server.bucket("tls");
+    let (https, ca) = server.tls.clone().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(&server, tmp.path(), SECRET);
+    o.s3_endpoint = Some(https);
+    let plain = S3::new(&format!("s3://{bucket}/"), &o).unwrap();
+    let e = plain.list("").await.unwrap_err();
+    assert!(!e.is_transient(), "{e:?}");
+    assert!(e.to_string().contains("--ca-file"), "{e}");
+    o.ca_file = Some(ca);
+    let c = S3::new(&format!("s3://{bucket}/"), &o).unwrap();
+    let p = tmp.path().join("f");
+    std::fs::write(&p, b"over TLS").unwrap();
+    c.upload(
+        "t.txt",
+        &std::fs::File::open(&p).unwrap(),
+        &Precondition::IfNoneMatch,
+    )
+    .await
+    .unwrap();
+    let back = tmp.path().join("back");
+    c.get_file("t.txt", &std::fs::File::create(&back).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), b"over TLS");
+}
+
+macro_rules! on_every_store {
+    ($($name:ident => $body:ident),* $(,)?) => {
+        mod seaweedfs {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$body(Store::Seaweed).await }
+            )*
+        }
+        mod moto {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$body(Store::Moto).await }
+            )*
+        }
+        mod s3s_fs {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$body(Store::S3sFs).await }
+            )*
+        }
+    };
+}
+
+on_every_store! {
+    multipart_resumes => multipart_resumes,
+    abandoned_uploads_are_aborted => abandoned_uploads_are_aborted,
+    clashes_and_refused_keys => clashes_and_refused_keys,
+    listings_cross_pages => listings_cross_pages,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_seaweedfs() {
+    wrong_keys_are_refused(Store::Seaweed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_s3s_fs() {
+    wrong_keys_are_refused(Store::S3sFs).await;
+}
