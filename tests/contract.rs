@@ -1,6 +1,6 @@
 //! One contract for every cloud: the same suite of `Cloud` trait tests runs against each
 //! backend (`file://`, SabreDAV with and without folder ETags, Apache `mod_dav`, `rclone serve
-//! webdav`), so that what the sync engine relies on is written down once and every backend is
+//! webdav`, the S3 stores, and the in-memory cloud of the engine tests), so that what the sync engine relies on is written down once and every backend is
 //! held to it. A new backend proves itself by passing [`suite`] through one more test function.
 //!
 //! Cases that depend on what a server can do are gated by the capabilities the client finds
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cloudsync::cloud::dir::DirCloud;
+use cloudsync::cloud::mem::MemCloud;
 use cloudsync::cloud::s3::S3;
 use cloudsync::cloud::webdav::WebDav;
 use cloudsync::cloud::{Cloud, CloudError, Precondition, check_rel_path};
@@ -216,6 +217,59 @@ async fn dav_backend(profile: Profile) -> Backend {
             })
         })),
         _keep: Box::new(server),
+    }
+}
+
+/// The in-memory cloud seen through its test hooks.
+struct MemBehind(Arc<MemCloud>);
+
+impl Behind for MemBehind {
+    fn read(&self, rel: &str) -> Option<Vec<u8>> {
+        self.0.read(rel)
+    }
+
+    fn kind(&self, rel: &str) -> Kind {
+        if rel.is_empty() {
+            return Kind::Dir;
+        }
+        match self.0.snapshot().get(rel) {
+            None => Kind::None,
+            Some(Some(_)) => Kind::File,
+            Some(None) => Kind::Dir,
+        }
+    }
+
+    fn write(&self, rel: &str, data: &[u8]) {
+        self.0.write(rel, data)
+    }
+
+    fn plant_unshowable(&self, dir: &str) {
+        self.0.write(&format!("{dir}/fine.txt"), b"x");
+        self.0.plant_unshowable(dir, "bad-\u{fffd}-name.txt");
+    }
+
+    fn outside_exists(&self, _name: &str) -> bool {
+        false // nothing is beside its root
+    }
+}
+
+/// The in-memory cloud of the engine tests, held to the same contract as the real ones.
+fn mem_backend(folder_etags: bool) -> Backend {
+    let mem = Arc::new(if folder_etags {
+        MemCloud::with_folder_etags()
+    } else {
+        MemCloud::new()
+    });
+    Backend {
+        name: format!("mem{}", if folder_etags { " (folder ETags)" } else { "" }),
+        cloud: mem.clone(),
+        behind: Box::new(MemBehind(mem)),
+        server_conditions: None,
+        hides_undecodable: false,
+        long_names: true,
+        folder_etags,
+        raw_put_if_match: None,
+        _keep: Box::new(()),
     }
 }
 
@@ -1066,6 +1120,16 @@ async fn capabilities(b: &Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_dir() {
     suite(dir_backend()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mem() {
+    suite(mem_backend(false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mem_with_folder_etags() {
+    suite(mem_backend(true)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

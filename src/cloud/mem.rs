@@ -139,6 +139,20 @@ enum Item {
     },
 }
 
+/// The longest name the in-memory cloud stores, in bytes, as a file system would.
+const NAME_MAX: usize = 255;
+
+/// `InvalidName` when a component of `path` is longer than [`NAME_MAX`].
+fn check_name(path: &str) -> Result<(), CloudError> {
+    match path.split('/').find(|c| c.len() > NAME_MAX) {
+        Some(c) => Err(CloudError::InvalidName(format!(
+            "a name of {} bytes (at most {NAME_MAX})",
+            c.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Every item but the root, by path.
@@ -153,6 +167,9 @@ struct State {
     delay: Duration,
     /// Chance, per request, of a random transient fault.
     chaos: f64,
+    /// Items that exist but that no listing can show (as a name that is not UTF-8 is on a
+    /// real server): listed as skipped, deleted with their folder.
+    unshowable: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -287,6 +304,7 @@ impl State {
         for k in &below {
             self.items.remove(k);
         }
+        self.unshowable.retain(|u| !is_within(u, path));
         if !below.is_empty() {
             self.touched(path);
         }
@@ -304,6 +322,16 @@ impl State {
             if let Some(item) = self.items.remove(&k) {
                 self.items.insert(format!("{to}{}", &k[from.len()..]), item);
             }
+        }
+        let hidden: Vec<String> = self
+            .unshowable
+            .iter()
+            .filter(|u| is_within(u, from))
+            .cloned()
+            .collect();
+        for u in hidden {
+            self.unshowable.remove(&u);
+            self.unshowable.insert(format!("{to}{}", &u[from.len()..]));
         }
         self.touched(from);
         self.touched(to);
@@ -395,6 +423,14 @@ impl MemCloud {
         let mut s = self.st();
         s.mkdirs(super::parent(path)).expect("a file is in the way");
         s.store(path, data.to_vec()).expect("cannot write");
+    }
+
+    /// Puts into the folder `dir` (made if missing) an item that a listing cannot show, as a
+    /// name that is not UTF-8 would be on a real server.
+    pub fn plant_unshowable(&self, dir: &str, name: &str) {
+        let mut s = self.st();
+        s.mkdirs(dir).expect("a file is in the way");
+        s.unshowable.insert(super::join(dir, name));
     }
 
     /// Makes a folder (and its parents) behind the engine's back.
@@ -564,16 +600,22 @@ impl Cloud for MemCloud {
         self.request(Method::List, &[path], true, |s| {
             if !s.is_dir(path) {
                 return Err(if s.items.contains_key(path) {
-                    CloudError::MissingParent
+                    CloudError::Status {
+                        status: 409,
+                        detail: format!("{path} is a file"),
+                    }
                 } else {
                     CloudError::NotFound
                 });
             }
             let entries = s.children(path).filter_map(|k| s.entry(k, fe)).collect();
-            Ok(Listing {
-                entries,
-                skipped: Vec::new(),
-            })
+            let skipped = s
+                .unshowable
+                .iter()
+                .filter(|u| super::parent(u) == path)
+                .cloned()
+                .collect();
+            Ok(Listing { entries, skipped })
         })
         .await
     }
@@ -587,6 +629,7 @@ impl Cloud for MemCloud {
         let data = read_all(src)?;
         let (fault, wait) = {
             check_rel_path(path)?;
+            check_name(path)?;
             self.arrive(Method::Put, &[path])
         };
         sleep(wait).await;
@@ -602,6 +645,10 @@ impl Cloud for MemCloud {
             Some(f) => return Err(f.error()),
         }
         s.check(path, cond)?;
+        if !matches!(cond, Precondition::IfMatch(_)) {
+            // As every backend does: missing folders on the way are made.
+            s.mkdirs(super::parent(path))?;
+        }
         let etag = s.store(path, data)?;
         match fault {
             Some(f @ Fault::LostAnswer) => Err(f.error()),
@@ -626,12 +673,16 @@ impl Cloud for MemCloud {
                 None => Err(CloudError::NotFound),
             })
             .await?;
+        // Streamed like a real download: from the start, the file position after the data.
         dest.set_len(0)?;
-        dest.write_all_at(&data, 0)?;
+        let mut out = dest;
+        std::io::Seek::seek(&mut out, std::io::SeekFrom::Start(0))?;
+        std::io::Write::write_all(&mut out, &data)?;
         Ok(entry)
     }
 
     async fn mkdir(&self, path: &str) -> Result<(), CloudError> {
+        check_name(path)?;
         self.request(Method::Mkdir, &[path], false, |s| s.mkdirs(path))
             .await
     }
@@ -642,11 +693,19 @@ impl Cloud for MemCloud {
                 "refusing to delete the cloud root".into(),
             ));
         }
+        let fe = self.folder_etags;
         self.request(Method::Delete, &[path], false, |s| {
-            match s.items.get(path) {
-                None => return Err(CloudError::NotFound),
-                Some(Item::File { .. }) => s.check(path, cond)?,
-                Some(Item::Dir { .. }) => {}
+            match (s.items.get(path), cond) {
+                (None, _) => return Err(CloudError::NotFound),
+                (Some(Item::File { .. }), _) => s.check(path, cond)?,
+                (Some(Item::Dir { .. }), Precondition::IfNoneMatch) => {
+                    return Err(CloudError::PreconditionFailed);
+                }
+                // A folder's tag is compared only where folder tags are reported.
+                (Some(Item::Dir { etag, .. }), Precondition::IfMatch(t)) if fe && etag != t => {
+                    return Err(CloudError::PreconditionFailed);
+                }
+                (Some(Item::Dir { .. }), _) => {}
             }
             s.remove(path);
             Ok(())
@@ -660,6 +719,7 @@ impl Cloud for MemCloud {
                 "refusing to move the cloud root".into(),
             ));
         }
+        check_name(to)?;
         self.request(Method::Move, &[from, to], false, |s| {
             if !s.items.contains_key(from) {
                 return Err(CloudError::NotFound);
@@ -712,10 +772,12 @@ mod tests {
         assert!(matches!(r, Err(CloudError::PreconditionFailed)));
         let r = c.put_file("b.txt", one.as_file(), &stale).await;
         assert!(matches!(r, Err(CloudError::NotFound)));
-        let r = c
-            .put_file("x/b.txt", one.as_file(), &Precondition::None)
-            .await;
-        assert!(matches!(r, Err(CloudError::MissingParent)));
+        // Missing folders on the way are made, as on every backend (the contract suite).
+        c.put_file("x/b.txt", one.as_file(), &Precondition::None)
+            .await
+            .unwrap();
+        assert!(c.stat("x").await.unwrap().unwrap().is_dir);
+        assert!(c.remove("x"));
         let root = c.stat("").await.unwrap().unwrap().etag;
         let two = file(b"two");
         c.put_file("a.txt", two.as_file(), &Precondition::IfMatch(tag))
