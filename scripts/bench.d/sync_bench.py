@@ -480,7 +480,7 @@ def bare_root(server):
 
 class Mount:
     def __init__(self, base, name, url, push_delay=None, pull_interval=None, onprem=None,
-                 state=None):
+                 state=None, extra=()):
         self.dir = os.path.join(base, name)
         self.onprem = onprem or os.path.join(self.dir, "onprem")
         self.mnt = os.path.join(self.dir, "mnt")
@@ -492,6 +492,7 @@ class Mount:
             cmd += ["--push-delay", push_delay]
         if pull_interval is not None:
             cmd += ["--pull-interval", pull_interval]
+        cmd += list(extra)
         cmd.append("--daemon")
         self.name = name
         self.pid = None
