@@ -169,8 +169,10 @@ fn clean(p: &str) -> Result<String, String> {
 
 impl Control {
     /// Serves requests on `socket` until the task is dropped.
-    pub async fn serve(self: Arc<Self>, socket: PathBuf) -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&socket);
+    /// Binds the control socket at `socket`, so that it answers as soon as the mount is
+    /// reported ready. Needs a tokio runtime context.
+    pub fn bind(socket: &Path) -> std::io::Result<tokio::net::UnixListener> {
+        let _ = std::fs::remove_file(socket);
         // Bound in a fresh folder only the daemon can enter, made private, and only then
         // moved to its name: the socket is never reachable by others, not even for an instant.
         let parent = socket.parent().unwrap_or(Path::new("."));
@@ -184,8 +186,13 @@ impl Control {
             tokio::net::UnixListener::bind(&short)?
         };
         std::fs::set_permissions(&fresh, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        std::fs::rename(&fresh, &socket)?;
+        std::fs::rename(&fresh, socket)?;
         drop(private);
+        Ok(listener)
+    }
+
+    /// Answers requests on `listener` until the runtime ends.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::UnixListener) -> std::io::Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             let me = self.clone();

@@ -353,11 +353,24 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         pull_now,
         puller,
     });
-    rt.spawn(async move {
-        if let Err(e) = control.serve(socket).await {
-            warn!(error = %e, "the control socket failed; cloudsync status/sync cannot reach this daemon");
+    // Bound before the mount is reported ready: a script's `cloudsync sync --wait` right
+    // after `mount --daemon` returns reaches the daemon.
+    let bound = {
+        let _in_rt = rt.enter();
+        crate::control::Control::bind(&socket)
+    };
+    match bound {
+        Ok(listener) => {
+            rt.spawn(async move {
+                if let Err(e) = control.serve(listener).await {
+                    warn!(error = %e, "the control socket failed; cloudsync status/sync cannot reach this daemon");
+                }
+            });
         }
-    });
+        Err(e) => {
+            warn!(error = %e, socket = %socket.display(), "cannot open the control socket; cloudsync status/sync cannot reach this daemon")
+        }
+    }
     // The start-up scan runs beside the mount, never holding it up; then a rescan every
     // `rescan_interval` finds changes made straight in ONPREM.
     scan::spawn(scan::Scans {
