@@ -18,6 +18,7 @@ pub mod ignore;
 pub mod journal;
 pub mod mount;
 pub mod mount_helper;
+pub mod notify;
 pub mod onprem;
 pub mod paths;
 pub mod status;

@@ -34,7 +34,7 @@ fn mount(args: MountArgs, raw: &[String]) -> Result<()> {
     init_logging(&cfg.log_level);
     // With --ready-fd (set by --daemon) readiness goes to the parent over stdout.
     let to_parent = args.ready_fd.is_some();
-    cloudsync::mount::run(cfg, |r| {
+    cloudsync::mount::run(cfg, move |r| {
         if to_parent {
             let mut out = std::io::stdout();
             let _ = match &r {
@@ -109,15 +109,28 @@ fn unmount(args: UnmountArgs) -> Result<()> {
     if !cloudsync::mount::is_mount_point(&mp) {
         bail!("{} is not mounted", mp.display());
     }
-    let mut cmd = Command::new("fusermount3");
-    cmd.arg("-u");
-    if args.lazy {
-        cmd.arg("-z");
-    }
-    let out = cmd
-        .arg(&mp)
-        .output()
-        .context("cannot run fusermount3 (install the fuse3 package)")?;
+    // A mount is busy for the instant of any request on its path, the daemon's own watchdog
+    // probe included: a busy answer is asked again a few times before it counts.
+    let mut tries = 0;
+    let out = loop {
+        let mut cmd = Command::new("fusermount3");
+        cmd.arg("-u");
+        if args.lazy {
+            cmd.arg("-z");
+        }
+        let out = cmd
+            .arg(&mp)
+            .output()
+            .context("cannot run fusermount3 (install the fuse3 package)")?;
+        tries += 1;
+        if out.status.success()
+            || tries == 5
+            || !String::from_utf8_lossy(&out.stderr).contains("busy")
+        {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("busy") {

@@ -197,6 +197,12 @@ impl Mount {
             .status()
             .unwrap();
         assert!(st.success(), "fusermount3 -u failed");
+        self.wait_exit();
+    }
+
+    /// Waits for the daemon to exit by itself (after an unmount made elsewhere), and checks it
+    /// exited with 0.
+    pub fn wait_exit(&mut self) {
         if let Some(mut c) = self.child.take() {
             let t = Instant::now();
             loop {
@@ -206,7 +212,7 @@ impl Mount {
                         "daemon exited with {st}:\n{}",
                         self.log_text()
                     );
-                    break;
+                    return;
                 }
                 if t.elapsed() > Duration::from_secs(15) {
                     let _ = c.kill();
