@@ -98,6 +98,8 @@ pub struct Config {
     pub ignore: Vec<String>,
     /// How to reach the cloud.
     pub cloud_opts: CloudOptions,
+    /// The file the password was read from, if any.
+    pub password_file: Option<PathBuf>,
     /// Log filter.
     pub log_level: String,
     /// Which folders sync where.
@@ -292,6 +294,13 @@ impl Config {
             password: read_password(password_file.as_deref())?,
             ca_file: args.ca_file.clone().or(file.ca_file),
         };
+        let password_file = password_file.map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+            }
+        });
         let sets = crate::sync::sets::SyncSets::from_config(
             file.sync_set.as_deref().unwrap_or_default(),
             &onprem,
@@ -310,6 +319,7 @@ impl Config {
             passthrough: !args.no_passthrough && file.passthrough.unwrap_or(true),
             ignore: file.ignore.unwrap_or_default(),
             cloud_opts,
+            password_file,
             log_level: args
                 .log_level
                 .clone()

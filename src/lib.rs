@@ -12,6 +12,7 @@ pub mod client;
 pub mod cloud;
 pub mod config;
 pub mod control;
+pub mod doctor;
 pub mod fs;
 pub mod fuse;
 pub mod ignore;

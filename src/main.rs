@@ -178,6 +178,7 @@ fn main() -> ExitCode {
         Cmd::Unsync(a) => client::unsync(a),
         Cmd::Pause(a) => client::pause(a, true),
         Cmd::Resume(a) => client::pause(a, false),
+        Cmd::Doctor(a) => cloudsync::doctor::run(a),
     };
     match r {
         Ok(code) => ExitCode::from(code),

@@ -85,7 +85,8 @@ pub struct StateDir {
     pub path: PathBuf,
 }
 
-fn host_id() -> String {
+/// This host as a journal records it: the machine id and the host name.
+pub fn host_id() -> String {
     let mid = fs::read_to_string("/etc/machine-id").unwrap_or_default();
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}/{}", mid.trim(), host.trim())
@@ -510,6 +511,17 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         wake_pusher: wake.clone(),
         pull_now,
         puller,
+        setup: crate::control::Setup {
+            pid: std::process::id(),
+            onprem: cfg.onprem.clone(),
+            mountpoint: cfg.mountpoint.clone(),
+            cloud: cloud.url(),
+            state_dir: state.path.clone(),
+            user: cfg.cloud_opts.user.clone(),
+            password_file: cfg.password_file.clone(),
+            ca_file: cfg.cloud_opts.ca_file.clone(),
+            passthrough: cfg.passthrough,
+        },
     });
     rt.spawn(async move {
         if let Err(e) = control.serve(socket).await {
