@@ -89,6 +89,10 @@ pub struct MountArgs {
     /// Log filter, like info or cloudsync=debug (RUST_LOG also works).
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Where the log goes: auto (the systemd journal when standard error is connected to it,
+    /// otherwise standard error), journal, or stderr.
+    #[arg(long, value_name = "WHERE")]
+    pub log_target: Option<String>,
     /// Internal: a pipe on which the daemon reports readiness to its parent.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,

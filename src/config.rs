@@ -56,6 +56,8 @@ pub struct FileConfig {
     pub ca_file: Option<PathBuf>,
     /// Log filter.
     pub log_level: Option<String>,
+    /// Where the log goes: "auto", "journal" or "stderr".
+    pub log_target: Option<String>,
     /// Sync sets; none means the whole mount is one set.
     pub sync_set: Option<Vec<crate::sync::sets::SetConfig>>,
 }
@@ -69,6 +71,30 @@ pub struct MountOptions {
     pub default_permissions: bool,
     /// Read-only mount.
     pub read_only: bool,
+}
+
+/// Where the daemon's log goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The systemd journal when standard error is connected to it (`JOURNAL_STREAM`),
+    /// otherwise standard error.
+    Auto,
+    /// The systemd journal, with structured fields.
+    Journal,
+    /// Standard error, as lines of text.
+    Stderr,
+}
+
+impl LogTarget {
+    /// Parses the value of `--log-target` or `log_target`.
+    pub fn parse(s: &str) -> Result<LogTarget> {
+        match s {
+            "auto" => Ok(LogTarget::Auto),
+            "journal" => Ok(LogTarget::Journal),
+            "stderr" => Ok(LogTarget::Stderr),
+            _ => bail!("log_target must be auto, journal or stderr, not {s:?}"),
+        }
+    }
 }
 
 /// Everything a mount needs, validated.
@@ -102,6 +128,8 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Log filter.
     pub log_level: String,
+    /// Where the log goes.
+    pub log_target: LogTarget,
     /// Which folders sync where.
     pub sets: crate::sync::sets::SyncSets,
 }
@@ -288,6 +316,10 @@ impl Config {
                 state_abs.display()
             );
         }
+        let log_target = match args.log_target.as_ref().or(file.log_target.as_ref()) {
+            Some(s) => LogTarget::parse(s)?,
+            None => LogTarget::Auto,
+        };
         let password_file = args.password_file.clone().or(file.password_file);
         let cloud_opts = CloudOptions {
             user: args.user.clone().or(file.user),
@@ -320,6 +352,7 @@ impl Config {
             ignore: file.ignore.unwrap_or_default(),
             cloud_opts,
             password_file,
+            log_target,
             log_level: args
                 .log_level
                 .clone()

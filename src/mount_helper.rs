@@ -83,7 +83,7 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             (
                 "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
                 | "rescan_interval" | "transfers" | "user" | "password_file" | "ca_file"
-                | "log_level",
+                | "log_level" | "log_target",
                 Some(v),
             ) => {
                 out.push(format!("--{}", k.replace('_', "-")));

@@ -437,3 +437,19 @@ fn a_journal_from_a_newer_version_fails() {
     assert!(st.success());
     doctor_config(&s).says("journal.schema", "fail", "newer than this cloudsync");
 }
+
+#[test]
+fn an_untrusted_certificate_fails_tls_and_its_ca_file_fixes_it() {
+    let dav = DavServer::start(Profile::ApacheTls);
+    let s = Setup::new(&dav.url, None);
+    let f = doctor_config(&s);
+    f.says("server.tls", "fail", "TLS handshake");
+    assert!(!f.checks.contains_key("server.credentials"), "{}", f.raw);
+    let ca = dav.ca_file.clone().unwrap();
+    let text = fs::read_to_string(&s.config).unwrap() + &format!("ca_file = {ca:?}\n");
+    fs::write(&s.config, text).unwrap();
+    let f = doctor_config(&s);
+    assert_eq!(f.verdict("server.tls"), "ok", "{}", f.raw);
+    assert!(f.detail("server.tls").contains("is valid"), "{}", f.raw);
+    assert_eq!(f.verdict("server.write"), "ok", "{}", f.raw);
+}
