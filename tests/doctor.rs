@@ -453,3 +453,64 @@ fn an_untrusted_certificate_fails_tls_and_its_ca_file_fixes_it() {
     assert!(f.detail("server.tls").contains("is valid"), "{}", f.raw);
     assert_eq!(f.verdict("server.write"), "ok", "{}", f.raw);
 }
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_nearly_full_state_disk_fails_the_space_check() {
+    let s = Setup::new("file:///tmp", None);
+    let state = s.p("state");
+    fs::create_dir_all(&state).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _tmpfs = Tmpfs(state.clone());
+    let f = doctor_config(&s);
+    f.says("space.state_dir", "fail", "free");
+    assert_eq!(f.verdict("space.onprem"), "ok", "{}", f.raw);
+}
+
+#[test]
+fn passthrough_without_cap_sys_admin_is_a_warning_that_says_why() {
+    let s = Setup::new("file:///tmp", None);
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-sys_admin"])
+        .arg(bin())
+        .args(["doctor", "--json", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{raw}");
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "fuse.passthrough")
+        .unwrap();
+    assert_eq!(c["verdict"], "warn", "{raw}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("CAP_SYS_ADMIN"),
+        "{raw}"
+    );
+    // Turned off in the configuration, it is not a fault.
+    let text = fs::read_to_string(&s.config).unwrap() + "passthrough = false\n";
+    fs::write(&s.config, text).unwrap();
+    let f = doctor_config(&s);
+    assert!(
+        f.detail("fuse.passthrough").contains("turned off"),
+        "{}",
+        f.raw
+    );
+}
