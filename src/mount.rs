@@ -268,7 +268,8 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>) + Send + 'static)
     } = live;
 
     // Readiness and liveness: the probe asks the mount for its control attribute.
-    let watchdog = crate::notify::watchdog();
+    // A watchdog is only worth keeping with someone to ping.
+    let watchdog = crate::notify::watchdog().filter(|_| crate::notify::enabled());
     let beat_every = watchdog.map(crate::notify::heartbeat_period);
     let ended = Arc::new(AtomicBool::new(false));
     let fuse_beat = Arc::new(crate::notify::Heartbeat::default());
