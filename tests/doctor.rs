@@ -514,3 +514,32 @@ fn passthrough_without_cap_sys_admin_is_a_warning_that_says_why() {
         f.raw
     );
 }
+
+#[test]
+fn a_running_webdav_mount_is_checked_with_its_own_password_file() {
+    let dav = auth_server();
+    let s = Setup::new(&dav.url, Some(("svc", "s3cret")));
+    let mut m = Mount::prepare_with_cloud(&dav.url, &["--config", s.config.to_str().unwrap()], &[]);
+    m.onprem = s.p("on");
+    m.mnt = s.p("mnt");
+    m.state = s.p("state");
+    m.spawn();
+    fs::write(m.m("a.txt"), b"a").unwrap();
+    m.wait_status("a.txt", "synced");
+    let f = doctor(&[m.mnt.as_os_str()]);
+    assert_eq!(f.code, 0, "{}", f.raw);
+    assert!(
+        f.detail("server.credentials").contains("\"svc\""),
+        "{}",
+        f.raw
+    );
+    assert!(
+        f.detail("credentials.file").contains("password"),
+        "{}",
+        f.raw
+    );
+    // A wrong password in the mount's file (as after a change on the server) is found.
+    fs::write(s.p("password"), "old\n").unwrap();
+    doctor(&[m.mnt.as_os_str()]).says("server.credentials", "fail", "401");
+    m.unmount();
+}
