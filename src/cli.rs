@@ -33,6 +33,9 @@ pub enum Command {
     Pause(PauseArgs),
     /// Resume pushing and/or pulling.
     Resume(PauseArgs),
+    /// Check what a mount needs (FUSE, the server, credentials, space, journal, guards) and
+    /// say what to fix.
+    Doctor(DoctorArgs),
 }
 
 /// Flags of `cloudsync mount`. Every flag has a config-file key of the same name.
@@ -100,6 +103,10 @@ pub struct MountArgs {
     /// Log filter, like info or cloudsync=debug (RUST_LOG also works).
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Where the log goes: auto (the systemd journal when standard error is connected to it,
+    /// otherwise standard error), journal, or stderr.
+    #[arg(long, value_name = "WHERE")]
+    pub log_target: Option<String>,
     /// Internal: a pipe on which the daemon reports readiness to its parent.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -181,4 +188,19 @@ pub struct PauseArgs {
     /// Only pulling (cloud changes to on-premise).
     #[arg(long)]
     pub pull: bool,
+}
+
+/// Flags of `cloudsync doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A running cloudsync mount to check (default: the one holding the current directory,
+    /// unless --config is given).
+    #[arg(conflicts_with = "config")]
+    pub mountpoint: Option<PathBuf>,
+    /// Check the mount this configuration file describes, running or not.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -64,6 +64,8 @@ pub struct FileConfig {
     pub credentials_file: Option<PathBuf>,
     /// Log filter.
     pub log_level: Option<String>,
+    /// Where the log goes: "auto", "journal" or "stderr".
+    pub log_target: Option<String>,
     /// Sync sets; none means the whole mount is one set.
     pub sync_set: Option<Vec<crate::sync::sets::SetConfig>>,
 }
@@ -77,6 +79,30 @@ pub struct MountOptions {
     pub default_permissions: bool,
     /// Read-only mount.
     pub read_only: bool,
+}
+
+/// Where the daemon's log goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The systemd journal when standard error is connected to it (`JOURNAL_STREAM`),
+    /// otherwise standard error.
+    Auto,
+    /// The systemd journal, with structured fields.
+    Journal,
+    /// Standard error, as lines of text.
+    Stderr,
+}
+
+impl LogTarget {
+    /// Parses the value of `--log-target` or `log_target`.
+    pub fn parse(s: &str) -> Result<LogTarget> {
+        match s {
+            "auto" => Ok(LogTarget::Auto),
+            "journal" => Ok(LogTarget::Journal),
+            "stderr" => Ok(LogTarget::Stderr),
+            _ => bail!("log_target must be auto, journal or stderr, not {s:?}"),
+        }
+    }
 }
 
 /// Everything a mount needs, validated.
@@ -106,8 +132,12 @@ pub struct Config {
     pub ignore: Vec<String>,
     /// How to reach the cloud.
     pub cloud_opts: CloudOptions,
+    /// The file the password was read from, if any.
+    pub password_file: Option<PathBuf>,
     /// Log filter.
     pub log_level: String,
+    /// Where the log goes.
+    pub log_target: LogTarget,
     /// Which folders sync where.
     pub sets: crate::sync::sets::SyncSets,
 }
@@ -294,6 +324,10 @@ impl Config {
                 state_abs.display()
             );
         }
+        let log_target = match args.log_target.as_ref().or(file.log_target.as_ref()) {
+            Some(s) => LogTarget::parse(s)?,
+            None => LogTarget::Auto,
+        };
         let password_file = args.password_file.clone().or(file.password_file);
         let cloud_opts = CloudOptions {
             user: args.user.clone().or(file.user),
@@ -309,6 +343,13 @@ impl Config {
                 .transpose()?,
             credentials_file: args.credentials_file.clone().or(file.credentials_file),
         };
+        let password_file = password_file.map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+            }
+        });
         let sets = crate::sync::sets::SyncSets::from_config(
             file.sync_set.as_deref().unwrap_or_default(),
             &onprem,
@@ -327,6 +368,8 @@ impl Config {
             passthrough: !args.no_passthrough && file.passthrough.unwrap_or(true),
             ignore: file.ignore.unwrap_or_default(),
             cloud_opts,
+            password_file,
+            log_target,
             log_level: args
                 .log_level
                 .clone()

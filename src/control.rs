@@ -67,6 +67,32 @@ pub enum Request {
         /// Also delete the cloud copy.
         delete_cloud: bool,
     },
+    /// Describe the mount's setup, for `cloudsync doctor`.
+    Describe,
+}
+
+/// How a running mount is set up: what `cloudsync doctor MOUNTPOINT` checks. It holds no
+/// secret: the password stays in its file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Setup {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The on-premise folder.
+    pub onprem: PathBuf,
+    /// The mount point.
+    pub mountpoint: PathBuf,
+    /// The cloud URL, without credentials.
+    pub cloud: String,
+    /// The state dir.
+    pub state_dir: PathBuf,
+    /// The cloud user, if any.
+    pub user: Option<String>,
+    /// The password file, if the password came from one.
+    pub password_file: Option<PathBuf>,
+    /// The private CA file, if any.
+    pub ca_file: Option<PathBuf>,
+    /// Whether FUSE passthrough was asked for.
+    pub passthrough: bool,
 }
 
 /// One item of a status report.
@@ -114,6 +140,9 @@ pub struct Response {
     pub items: Vec<Item>,
     /// The mount summary, for status.
     pub summary: Option<Summary>,
+    /// The mount's setup, for describe.
+    #[serde(default)]
+    pub setup: Option<Setup>,
     /// What a pull did, for pull.
     pub pull: Option<PullStats>,
 }
@@ -159,6 +188,8 @@ pub struct Control {
     pub pull_now: Arc<Notify>,
     /// The puller, for a pull on request.
     pub puller: Arc<crate::sync::pull::Puller>,
+    /// The mount's setup, for describe.
+    pub setup: Setup,
 }
 
 fn clean(p: &str) -> Result<String, String> {
@@ -222,6 +253,11 @@ impl Control {
             Request::Conflicts => self.conflicts(),
             Request::Pull => self.pull().await,
             Request::Unsync { path, delete_cloud } => self.unsync(path, delete_cloud).await,
+            Request::Describe => Response {
+                ok: true,
+                setup: Some(self.setup.clone()),
+                ..Default::default()
+            },
         }
     }
 

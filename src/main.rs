@@ -12,18 +12,65 @@ use clap::Parser;
 
 use cloudsync::cli::{Cli, Command as Cmd, MountArgs, UnmountArgs};
 use cloudsync::client;
-use cloudsync::config::Config;
+use cloudsync::config::{Config, LogTarget};
 
-fn init_logging(filter: &str) {
+/// True when standard error is the stream systemd connected to the journal: `JOURNAL_STREAM`
+/// names its device and inode (a child that inherited the variable but not the stream, such as
+/// a `--daemon` logging to a file, does not count).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    // SAFETY: fd 2 stays open for the life of the process; ManuallyDrop never closes it.
+    let f = std::mem::ManuallyDrop::new(unsafe {
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(2)
+    });
+    f.metadata()
+        .is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
+}
+
+fn init_logging(filter: &str, target: LogTarget) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // The FUSE library's own warning about unmounting an already unmounted filesystem, at every
     // clean unmount, is noise.
     let filter =
         std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{filter},fuser::session=error"));
+    let journal = match target {
+        LogTarget::Stderr => false,
+        LogTarget::Journal => true,
+        LogTarget::Auto => stderr_is_journal(),
+    };
+    let mut refused = None;
+    if journal {
+        // Fields keep their names under a prefix of their own: CLOUDSYNC_PATH, CLOUDSYNC_OP,
+        // CLOUDSYNC_CODE, CLOUDSYNC_ERROR...
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(Some("CLOUDSYNC".into()))
+                    .with_syslog_identifier("cloudsync".into());
+                let _ = tracing_subscriber::registry()
+                    .with(tracing_subscriber::EnvFilter::new(&filter))
+                    .with(layer)
+                    .try_init();
+                return;
+            }
+            Err(e) => refused = Some(e),
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+    if let Some(e) = refused {
+        tracing::warn!(error = %e, "cannot reach the systemd journal; logging to standard error");
+    }
 }
 
 fn mount(args: MountArgs, raw: &[String]) -> Result<()> {
@@ -31,10 +78,10 @@ fn mount(args: MountArgs, raw: &[String]) -> Result<()> {
     if args.daemon {
         return spawn_daemon(&cfg, raw);
     }
-    init_logging(&cfg.log_level);
+    init_logging(&cfg.log_level, cfg.log_target);
     // With --ready-fd (set by --daemon) readiness goes to the parent over stdout.
     let to_parent = args.ready_fd.is_some();
-    cloudsync::mount::run(cfg, |r| {
+    cloudsync::mount::run(cfg, move |r| {
         if to_parent {
             let mut out = std::io::stdout();
             let _ = match &r {
@@ -109,15 +156,28 @@ fn unmount(args: UnmountArgs) -> Result<()> {
     if !cloudsync::mount::is_mount_point(&mp) {
         bail!("{} is not mounted", mp.display());
     }
-    let mut cmd = Command::new("fusermount3");
-    cmd.arg("-u");
-    if args.lazy {
-        cmd.arg("-z");
-    }
-    let out = cmd
-        .arg(&mp)
-        .output()
-        .context("cannot run fusermount3 (install the fuse3 package)")?;
+    // A mount is busy for the instant of any request on its path, the daemon's own watchdog
+    // probe included: a busy answer is asked again a few times before it counts.
+    let mut tries = 0;
+    let out = loop {
+        let mut cmd = Command::new("fusermount3");
+        cmd.arg("-u");
+        if args.lazy {
+            cmd.arg("-z");
+        }
+        let out = cmd
+            .arg(&mp)
+            .output()
+            .context("cannot run fusermount3 (install the fuse3 package)")?;
+        tries += 1;
+        if out.status.success()
+            || tries == 5
+            || !String::from_utf8_lossy(&out.stderr).contains("busy")
+        {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("busy") {
@@ -165,6 +225,7 @@ fn main() -> ExitCode {
         Cmd::Unsync(a) => client::unsync(a),
         Cmd::Pause(a) => client::pause(a, true),
         Cmd::Resume(a) => client::pause(a, false),
+        Cmd::Doctor(a) => cloudsync::doctor::run(a),
     };
     match r {
         Ok(code) => ExitCode::from(code),

@@ -87,7 +87,8 @@ pub struct StateDir {
     pub path: PathBuf,
 }
 
-fn host_id() -> String {
+/// This host as a journal records it: the machine id and the host name.
+pub fn host_id() -> String {
     let mid = fs::read_to_string("/etc/machine-id").unwrap_or_default();
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}/{}", mid.trim(), host.trim())
@@ -205,27 +206,65 @@ async fn unmount_on_signal(mountpoint: PathBuf, mut unmounter: crate::fuse::Unmo
     }
 }
 
+/// How long a stop waits for uploads in flight before it leaves them queued for the next start.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the `STATUS=` line is brought up to date.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// The `STATUS=` line of a mount now.
+fn status_line(journal: &Journal, shared: &crate::sync::Shared) -> Result<String> {
+    use std::sync::atomic::Ordering;
+    let (queued, failed) = journal.queue_counts()?;
+    let in_flight = shared
+        .in_flight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len() as u64;
+    let offline = shared
+        .offline_since
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .map(|ms| crate::status::rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)));
+    let mut paused = Vec::new();
+    if shared.push_paused.load(Ordering::Relaxed) {
+        paused.push("push");
+    }
+    if shared.pull_paused.load(Ordering::Relaxed) {
+        paused.push("pull");
+    }
+    if shared.auth_paused.load(Ordering::Relaxed) {
+        paused.push("push (credentials refused)");
+    }
+    Ok(crate::notify::status_line(
+        queued,
+        failed,
+        in_flight,
+        offline.as_deref(),
+        &paused,
+    ))
+}
+
 /// Runs a mount until it is unmounted or the process gets SIGINT or SIGTERM. `ready` is called
-/// once the mount is live, or with the reason it could not start.
-pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
+/// once the mount answers requests (a probe from another thread got its answer from this
+/// session), or with the reason it could not start; under systemd `READY=1` goes out at the
+/// same moment.
+pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>) + Send + 'static) -> Result<()> {
+    use sd_notify::NotifyState;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     let live = match open_parts(&cfg).and_then(|opened| start(&cfg, opened)) {
         Ok(live) => live,
         Err(e) => {
+            crate::notify::send(&[NotifyState::Status(&format!("cannot start: {e:#}"))]);
             ready(Err(format!("{e:#}")));
             return Err(e);
         }
     };
-    info!(
-        onprem = %cfg.onprem.display(),
-        mountpoint = %cfg.mountpoint.display(),
-        cloud = %live.cloud,
-        state_dir = %live.state.path.display(),
-        "mounted"
-    );
-    ready(Ok(()));
     let Live {
         state,
         journal,
+        cloud,
         rt,
         engine,
         writer,
@@ -233,14 +272,147 @@ pub fn run(cfg: Config, ready: impl FnOnce(Result<(), String>)) -> Result<()> {
         stop,
         pusher,
         puller,
-        ..
     } = live;
+
+    // Readiness and liveness: the probe asks the mount for its control attribute.
+    // A watchdog is only worth keeping with someone to ping.
+    let watchdog = crate::notify::watchdog().filter(|_| crate::notify::enabled());
+    let beat_every = watchdog.map(crate::notify::heartbeat_period);
+    let ended = Arc::new(AtomicBool::new(false));
+    let fuse_beat = Arc::new(crate::notify::Heartbeat::default());
+    let engine_beat = Arc::new(crate::notify::Heartbeat::default());
+    let ready = Arc::new(std::sync::Mutex::new(Some(ready)));
+    let first_status = status_line(&journal, &engine.shared).unwrap_or_default();
+    // No status line goes out before READY=1.
+    let announced = Arc::new(AtomicBool::new(false));
+    let on_ready = {
+        let ready = ready.clone();
+        let announced = announced.clone();
+        let first_status = first_status.clone();
+        let mountpoint = cfg.mountpoint.clone();
+        let onprem = cfg.onprem.clone();
+        let state_dir = state.path.clone();
+        move || {
+            info!(
+                onprem = %onprem.display(),
+                mountpoint = %mountpoint.display(),
+                cloud = %cloud,
+                state_dir = %state_dir.display(),
+                "mounted"
+            );
+            crate::notify::send(&[
+                NotifyState::Ready,
+                NotifyState::Status(&format!("mounted {}: {first_status}", mountpoint.display())),
+            ]);
+            announced.store(true, Ordering::Release);
+            if let Some(f) = ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                f(Ok(()));
+            }
+        }
+    };
+    let probe = crate::notify::Probe {
+        mountpoint: cfg.mountpoint.clone(),
+        xattr: crate::status::XATTR_CONTROL,
+        want: state
+            .path
+            .join("control.sock")
+            .to_string_lossy()
+            .into_owned(),
+        fuse: fuse_beat.clone(),
+        every: beat_every,
+        stop: ended.clone(),
+    };
+    probe.spawn(on_ready)?;
+
+    // The status line, kept current; each journal read is also the engine's sign of life.
+    if crate::notify::enabled() {
+        let journal = journal.clone();
+        let engine = engine.clone();
+        let beat = engine_beat.clone();
+        let mountpoint = cfg.mountpoint.clone();
+        let every = beat_every.map_or(STATUS_EVERY, |b| b.min(STATUS_EVERY));
+        let stop = stop.clone();
+        rt.spawn(async move {
+            let mut last = first_status;
+            loop {
+                match status_line(&journal, &engine.shared) {
+                    Ok(line) => {
+                        beat.beat();
+                        if line != last && announced.load(Ordering::Acquire) && !stop.is_cancelled()
+                        {
+                            crate::notify::send(&[NotifyState::Status(&format!(
+                                "mounted {}: {line}",
+                                mountpoint.display()
+                            ))]);
+                            last = line;
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cannot read the queue for the status line"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+    }
+    if let Some(interval) = watchdog {
+        info!(interval = ?interval, "the service manager's watchdog is on");
+        crate::notify::spawn_watchdog(
+            interval,
+            vec![("FUSE loop", fuse_beat), ("engine", engine_beat)],
+            ended.clone(),
+        )?;
+    }
+
     let result = session.run();
+    ended.store(true, Ordering::Relaxed);
+    if let Some(f) = ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        f(Err(match &result {
+            Ok(()) => "the mount went away before it answered a request".to_string(),
+            Err(e) => format!("the FUSE session ended before it answered a request: {e}"),
+        }));
+    }
     info!("unmounted; stopping");
+    crate::notify::send(&[
+        NotifyState::Stopping,
+        NotifyState::Status("unmounted; stopping"),
+    ]);
 
     stop.cancel();
     engine.close();
     let _ = writer.join();
+    // Uploads under way are given a moment to finish, so that they need not be sent again at
+    // the next start; the service manager is told the stop takes longer meanwhile.
+    let in_flight = || {
+        engine
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    };
+    let waited = std::time::Instant::now();
+    let mut told: Option<std::time::Instant> = None;
+    while in_flight() > 0 && waited.elapsed() < STOP_WAIT {
+        if told.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+            if told.is_none() {
+                info!(
+                    in_flight = in_flight(),
+                    "waiting for uploads in flight before stopping"
+                );
+            }
+            crate::notify::send(&[
+                NotifyState::ExtendTimeoutUsec(5_000_000),
+                NotifyState::Status(&format!(
+                    "stopping: waiting for {} upload(s) in flight",
+                    in_flight()
+                )),
+            ]);
+            told = Some(std::time::Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     rt.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(5), pusher).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), puller).await;
@@ -352,6 +524,17 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         wake_pusher: wake.clone(),
         pull_now,
         puller,
+        setup: crate::control::Setup {
+            pid: std::process::id(),
+            onprem: cfg.onprem.clone(),
+            mountpoint: cfg.mountpoint.clone(),
+            cloud: cloud.url(),
+            state_dir: state.path.clone(),
+            user: cfg.cloud_opts.user.clone(),
+            password_file: cfg.password_file.clone(),
+            ca_file: cfg.cloud_opts.ca_file.clone(),
+            passthrough: cfg.passthrough,
+        },
     });
     // Bound before the mount is reported ready: a script's `cloudsync sync --wait` right
     // after `mount --daemon` returns reaches the daemon.

@@ -83,7 +83,8 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             (
                 "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
                 | "rescan_interval" | "transfers" | "user" | "password_file" | "ca_file"
-                | "s3_endpoint" | "s3_region" | "s3_addressing" | "credentials_file" | "log_level",
+                | "s3_endpoint" | "s3_region" | "s3_addressing" | "credentials_file" | "log_level"
+                | "log_target",
                 Some(v),
             ) => {
                 out.push(format!("--{}", k.replace('_', "-")));

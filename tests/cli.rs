@@ -67,7 +67,7 @@ fn help_and_version() {
     let out = cloudsync(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["mount", "unmount", "status"] {
+    for cmd in ["mount", "unmount", "status", "doctor"] {
         assert!(text.contains(cmd), "{text}");
     }
     let out = cloudsync(&["--version"]);

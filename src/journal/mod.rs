@@ -36,6 +36,9 @@ pub enum JournalError {
 
 type Result<T> = std::result::Result<T, JournalError>;
 
+mod inspect;
+pub use inspect::{FailedItem, Inspection};
+
 /// The keys of the `meta` table: only the typed methods of [`Journal`] use them.
 mod meta_key {
     pub const ONPREM: &str = "onprem";

@@ -191,12 +191,28 @@ impl Mount {
 
     /// Unmounts cleanly and waits for the daemon to exit.
     pub fn unmount(&mut self) {
-        let st = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mnt)
-            .status()
-            .unwrap();
+        // The daemon's readiness probe (and watchdog probe) make the mount busy for an instant;
+        // a busy answer is asked again, as `cloudsync unmount` does.
+        let mut tries = 0;
+        let st = loop {
+            let st = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mnt)
+                .status()
+                .unwrap();
+            tries += 1;
+            if st.success() || tries == 5 {
+                break st;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(st.success(), "fusermount3 -u failed");
+        self.wait_exit();
+    }
+
+    /// Waits for the daemon to exit by itself (after an unmount made elsewhere), and checks it
+    /// exited with 0.
+    pub fn wait_exit(&mut self) {
         if let Some(mut c) = self.child.take() {
             let t = Instant::now();
             loop {
@@ -206,7 +222,7 @@ impl Mount {
                         "daemon exited with {st}:\n{}",
                         self.log_text()
                     );
-                    break;
+                    return;
                 }
                 if t.elapsed() > Duration::from_secs(15) {
                     let _ = c.kill();
