@@ -1,0 +1,557 @@
+//! Several sites, one cloud folder: three mounts, each with its own on-premise folder and state
+//! directory, sync the folder `w` with one cloud folder, on SabreDAV and on SeaweedFS. Random
+//! edits (writes, deletes, renames of a few names) at all three sites and in the cloud, in
+//! rounds; then quiet. After quiet every site's folder equals the cloud folder apart from
+//! conflict copies, and no version was lost.
+//!
+//! The edits are seeded: the seed is printed, and `CLOUDSYNC_SITES_SEED=N` replays it.
+//!
+//! "No version was lost", precisely: every version written anywhere (each content is unique)
+//! survives as a file or a conflict copy at some site, unless an actor replaced or deleted it
+//! having seen it (it read that content at that name just before it overwrote, deleted or
+//! renamed something over it). That contains the rule "every version written last somewhere
+//! survives": a site's last write to a name, and the cloud's, was never replaced by that
+//! actor, and one replaced by another actor who had seen it is a deliberate edit of it, not a
+//! lost update.
+//!
+//! For "having seen it" to hold, an actor's read and its change are made one step: a site
+//! pauses pulling while it edits (so no download replaces a file between the read and the
+//! write), the WebDAV cloud's edits are renames on the server's disk (`RENAME_EXCHANGE` hands
+//! back exactly the content replaced), and the S3 cloud's edits carry `If-Match` on the ETag
+//! of the content read.
+
+mod harness;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::{Mount, not_content, tree};
+use support::s3::{Raw, S3Server, Store};
+use support::webdav::{DavServer, Profile};
+
+/// The names edited.
+const NAMES: &[&str] = &["a.txt", "b.txt", "c.txt", "d.txt"];
+
+/// The synced folder at each site, and in the cloud.
+const DIR: &str = "w";
+
+/// Rounds of edits, and edits per actor and round (at most).
+const ROUNDS: usize = 10;
+const OPS: usize = 3;
+
+/// Each site's conflict rule: two let the cloud win, one lets its own edit win.
+const CONFLICT: [&str; 3] = ["cloud-wins", "cloud-wins", "onprem-wins"];
+
+/// The cloud folder, as another user of the cloud edits it.
+enum Cloud {
+    Dav(DavServer),
+    S3(Raw),
+}
+
+/// What every actor did, for the checks and the failure message.
+struct Book {
+    seed: u64,
+    next: u64,
+    /// Every version written, with who wrote it where.
+    written: Vec<(String, Vec<u8>)>,
+    /// Versions an actor replaced or deleted having seen them.
+    replaced: BTreeSet<Vec<u8>>,
+    log: Vec<String>,
+}
+
+impl Book {
+    fn version(&mut self, actor: &str, round: usize, name: &str) -> Vec<u8> {
+        self.next += 1;
+        let v = format!("{actor} round {round} #{} at {name}\n", self.next).into_bytes();
+        self.written.push((format!("{actor}: {name}"), v.clone()));
+        v
+    }
+
+    fn seen(&mut self, old: Option<Vec<u8>>) {
+        if let Some(old) = old {
+            self.replaced.insert(old);
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        self.log.push(line);
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "seed {} (CLOUDSYNC_SITES_SEED={} replays it)\n{}",
+            self.seed,
+            self.seed,
+            self.log.join("\n")
+        )
+    }
+}
+
+fn show(v: &Option<Vec<u8>>) -> String {
+    match v {
+        Some(v) => format!("{:?}", String::from_utf8_lossy(v).trim_end()),
+        None => "nothing".into(),
+    }
+}
+
+/// `renameat2(2)` with `flags`.
+fn rename2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+    let (f, t) = (
+        CString::new(from.as_os_str().as_bytes()).unwrap(),
+        CString::new(to.as_os_str().as_bytes()).unwrap(),
+    );
+    // SAFETY: both are valid NUL-terminated paths that live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+impl Cloud {
+    fn rel(name: &str) -> String {
+        format!("{DIR}/{name}")
+    }
+
+    /// Puts the file staged at `staged` (outside the data directory) in place at `name`: the
+    /// content it replaced, if any.
+    fn dav_place(s: &DavServer, staged: &Path, name: &str) -> Option<Vec<u8>> {
+        let target = s.disk(&Cloud::rel(name));
+        loop {
+            match rename2(staged, &target, libc::RENAME_NOREPLACE) {
+                Ok(()) => return None,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => panic!("rename onto {}: {e}", target.display()),
+            }
+            match rename2(staged, &target, libc::RENAME_EXCHANGE) {
+                Ok(()) => {
+                    let old = fs::read(staged).unwrap();
+                    fs::remove_file(staged).unwrap();
+                    return Some(old);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => panic!("exchange with {}: {e}", target.display()),
+            }
+        }
+    }
+
+    /// Takes `name` away: its content, if there was a file.
+    fn dav_take(
+        s: &DavServer,
+        name: &str,
+        book: &mut Book,
+    ) -> Option<(std::path::PathBuf, Vec<u8>)> {
+        book.next += 1;
+        let aside = s.disk(&format!("../aside-{}", book.next));
+        match fs::rename(s.disk(&Cloud::rel(name)), &aside) {
+            Ok(()) => {
+                let data = fs::read(&aside).unwrap();
+                Some((aside, data))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => panic!("take {name}: {e}"),
+        }
+    }
+
+    fn write(&self, name: &str, round: usize, book: &mut Book) {
+        let v = book.version("cloud", round, name);
+        let old = match self {
+            Cloud::Dav(s) => {
+                let staged = format!("../staged-{}", book.next);
+                s.write_on_disk(&staged, &v);
+                Cloud::dav_place(s, &s.disk(&staged), name)
+            }
+            Cloud::S3(raw) => {
+                let key = s3_key(name);
+                match raw.get_tagged(&key) {
+                    Some((old, etag)) => match raw.put_with(&key, &v, ("If-Match", &etag)) {
+                        200 => Some(old),
+                        412 => {
+                            book.note(format!("  cloud: write {name}: 412, not written"));
+                            book.written.pop();
+                            return;
+                        }
+                        st => panic!("PUT {key}: {st}"),
+                    },
+                    None => match raw.put_with(&key, &v, ("If-None-Match", "*")) {
+                        200 => None,
+                        412 => {
+                            book.note(format!("  cloud: write {name}: 412, not written"));
+                            book.written.pop();
+                            return;
+                        }
+                        st => panic!("PUT {key}: {st}"),
+                    },
+                }
+            }
+        };
+        book.note(format!(
+            "  cloud: write {name} {} over {}",
+            show(&Some(v)),
+            show(&old)
+        ));
+        book.seen(old);
+    }
+
+    fn delete(&self, name: &str, book: &mut Book) {
+        let old = match self {
+            Cloud::Dav(s) => Cloud::dav_take(s, name, book).map(|(aside, data)| {
+                fs::remove_file(aside).unwrap();
+                data
+            }),
+            Cloud::S3(raw) => {
+                let key = s3_key(name);
+                match raw.get_tagged(&key) {
+                    Some((old, etag)) => match raw.delete_with(&key, Some(("If-Match", &etag))) {
+                        204 | 200 => Some(old),
+                        412 => None,
+                        st => panic!("DELETE {key}: {st}"),
+                    },
+                    None => None,
+                }
+            }
+        };
+        book.note(format!("  cloud: delete {name}: {}", show(&old)));
+        book.seen(old);
+    }
+
+    /// A rename as another client does it: the content taken from `from`, put at `to`.
+    fn rename(&self, from: &str, to: &str, book: &mut Book) {
+        let (moved, old) = match self {
+            Cloud::Dav(s) => match Cloud::dav_take(s, from, book) {
+                Some((aside, data)) => (Some(data), Cloud::dav_place(s, &aside, to)),
+                None => (None, None),
+            },
+            Cloud::S3(raw) => {
+                let (fk, tk) = (s3_key(from), s3_key(to));
+                match raw.get_tagged(&fk) {
+                    None => (None, None),
+                    Some((data, etag)) => {
+                        let old = match raw.get_tagged(&tk) {
+                            Some((old, t)) => match raw.put_with(&tk, &data, ("If-Match", &t)) {
+                                200 => Some(Some(old)),
+                                _ => None,
+                            },
+                            None => match raw.put_with(&tk, &data, ("If-None-Match", "*")) {
+                                200 => Some(None),
+                                _ => None,
+                            },
+                        };
+                        match old {
+                            None => (None, None),
+                            Some(old) => {
+                                // The source goes only while it is the version copied.
+                                let st = raw.delete_with(&fk, Some(("If-Match", &etag)));
+                                assert!(matches!(st, 200 | 204 | 412), "DELETE {fk}: {st}");
+                                (Some(data), old)
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        book.note(format!(
+            "  cloud: rename {from} ({}) to {to} over {}",
+            show(&moved),
+            show(&old)
+        ));
+        book.seen(old);
+    }
+
+    /// The cloud folder as `harness::tree` lists a folder.
+    fn tree(&self, skip: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {
+        match self {
+            Cloud::Dav(s) => tree(&s.disk(DIR), &|n| n == ".sabredav" || skip(n)),
+            Cloud::S3(raw) => raw.tree(&format!("site/{DIR}"), skip),
+        }
+    }
+}
+
+fn s3_key(name: &str) -> String {
+    format!("site/{DIR}/{name}")
+}
+
+fn cli(m: &Mount, args: &[&str]) -> std::process::Output {
+    Command::new(harness::bin())
+        .args(args)
+        .arg(&m.mnt)
+        .output()
+        .unwrap()
+}
+
+/// One site's edits: pulls paused meanwhile, so each read and the change after it are one step.
+fn edit_site(i: usize, m: &Mount, round: usize, rng: &mut fastrand::Rng, book: &mut Book) {
+    let out = cli(m, &["pause", "--pull"]);
+    assert!(out.status.success(), "pause: {out:?}");
+    // A pull already running finishes first.
+    std::thread::sleep(Duration::from_millis(400));
+    let actor = format!("site{i}");
+    let p = |n: &str| m.m(&format!("{DIR}/{n}"));
+    for _ in 0..rng.usize(1..=OPS) {
+        let name = NAMES[rng.usize(..NAMES.len())];
+        match rng.u8(..10) {
+            0..5 => {
+                let old = fs::read(p(name)).ok();
+                let v = book.version(&actor, round, name);
+                fs::write(p(name), &v).unwrap_or_else(|e| panic!("{actor}: write {name}: {e}"));
+                book.note(format!(
+                    "  {actor}: write {name} {} over {}",
+                    show(&Some(v)),
+                    show(&old)
+                ));
+                book.seen(old);
+            }
+            5..7 => {
+                let old = fs::read(p(name)).ok();
+                if old.is_some() {
+                    fs::remove_file(p(name)).unwrap_or_else(|e| panic!("{actor}: rm {name}: {e}"));
+                }
+                book.note(format!("  {actor}: delete {name}: {}", show(&old)));
+                book.seen(old);
+            }
+            _ => {
+                let to = NAMES[rng.usize(..NAMES.len())];
+                let moved = fs::read(p(name)).ok();
+                if to == name || moved.is_none() {
+                    continue;
+                }
+                let old = fs::read(p(to)).ok();
+                fs::rename(p(name), p(to))
+                    .unwrap_or_else(|e| panic!("{actor}: mv {name} {to}: {e}"));
+                book.note(format!(
+                    "  {actor}: rename {name} ({}) to {to} over {}",
+                    show(&moved),
+                    show(&old)
+                ));
+                book.seen(old);
+            }
+        }
+    }
+    let out = cli(m, &["resume", "--pull"]);
+    assert!(out.status.success(), "resume: {out:?}");
+}
+
+fn edit_cloud(cloud: &Cloud, round: usize, rng: &mut fastrand::Rng, book: &mut Book) {
+    for _ in 0..rng.usize(1..=OPS) {
+        let name = NAMES[rng.usize(..NAMES.len())];
+        match rng.u8(..10) {
+            0..5 => cloud.write(name, round, book),
+            5..7 => cloud.delete(name, book),
+            _ => {
+                let to = NAMES[rng.usize(..NAMES.len())];
+                if to != name {
+                    cloud.rename(name, to, book);
+                }
+            }
+        }
+    }
+}
+
+/// Everything at every site (conflict copies too) and in the cloud: for the no-loss check, and
+/// to tell when nothing changes any more.
+fn snapshot(sites: &[Mount], cloud: &Cloud) -> Vec<Vec<(String, Vec<u8>)>> {
+    let everything = |n: &str| n.starts_with(".cloudsync-dl-");
+    let mut all: Vec<_> = sites.iter().map(|m| tree(&m.o(DIR), &everything)).collect();
+    all.push(cloud.tree(&everything));
+    all
+}
+
+/// A site with the folder `DIR` in a set of its own, with `conflict`, deletes followed both ways.
+fn site(url: &str, extra: &[String], conflict: &str) -> Mount {
+    let mut m = Mount::prepare_with_cloud(url, &["--pull-interval", "1s"], &[]);
+    m.extra.extend(extra.iter().cloned());
+    fs::create_dir(m.o(DIR)).unwrap();
+    let conf = m.tmp.path().join("cloudsync.toml");
+    fs::write(
+        &conf,
+        format!(
+            "[[sync_set]]\npath = \"{DIR}\"\nonprem_delete = true\nconflict = \"{conflict}\"\n"
+        ),
+    )
+    .unwrap();
+    m.extra.push("--config".into());
+    m.extra.push(conf.to_string_lossy().into_owned());
+    m.spawn();
+    m
+}
+
+fn seed() -> u64 {
+    std::env::var("CLOUDSYNC_SITES_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..))
+}
+
+/// The rounds, the quiet, and the checks.
+fn sites_converge(cloud: Cloud, sites: Vec<Mount>) {
+    let seed = seed();
+    eprintln!("seed {seed} (CLOUDSYNC_SITES_SEED={seed} replays it)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut book = Book {
+        seed,
+        next: 0,
+        written: Vec::new(),
+        replaced: BTreeSet::new(),
+        log: Vec::new(),
+    };
+    let fail = |book: &Book, what: String| -> ! {
+        panic!("{what}\n--- what was done ---\n{}", book.dump());
+    };
+    let t = Instant::now();
+    for round in 0..ROUNDS {
+        book.note(format!("round {round}"));
+        let mut actors: Vec<usize> = (0..=sites.len()).collect();
+        rng.shuffle(&mut actors);
+        for a in actors {
+            if a == sites.len() {
+                edit_cloud(&cloud, round, &mut rng, &mut book);
+            } else {
+                edit_site(a, &sites[a], round, &mut rng, &mut book);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..1500)));
+    }
+    eprintln!("edits done after {:?}", t.elapsed());
+
+    // Quiet: each site in turn waits for its pushes and pulls at once, until a whole pass
+    // changes nothing and every site holds the cloud's folder.
+    let content = |n: &str| not_content(n);
+    let mut last = Vec::new();
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        for (i, m) in sites.iter().enumerate() {
+            let root = DIR.to_string();
+            let settled = |m: &Mount| {
+                !matches!(
+                    m.status(&root).as_deref(),
+                    Some("pending" | "uploading" | "downloading" | "offline")
+                )
+            };
+            let t = Instant::now();
+            while !settled(m) && t.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let out = cli(m, &["sync", "--now"]);
+            assert!(out.status.success(), "site{i}: sync --now: {out:?}");
+        }
+        let now = snapshot(&sites, &cloud);
+        let cloud_tree = cloud.tree(&content);
+        let equal = sites
+            .iter()
+            .all(|m| tree(&m.o(DIR), &content) == cloud_tree);
+        let settled = sites
+            .iter()
+            .all(|m| m.status(DIR).as_deref() == Some("synced"));
+        if now == last && equal && settled {
+            break;
+        }
+        if passes == 12 {
+            let mut what = String::from("no quiet after 12 passes:\n");
+            what.push_str(&format!("cloud: {:?}\n", names(&cloud_tree)));
+            for (i, m) in sites.iter().enumerate() {
+                what.push_str(&format!(
+                    "site{i} ({:?}): {:?}\n",
+                    m.status(DIR),
+                    names(&tree(&m.o(DIR), &content))
+                ));
+            }
+            fail(&book, what);
+        }
+        last = now;
+    }
+    eprintln!("quiet after {passes} passes, {:?} in all", t.elapsed());
+
+    // No version lost.
+    let all = snapshot(&sites, &cloud);
+    let held: BTreeMap<&Vec<u8>, String> = all
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| t.iter().map(move |(p, c)| (c, format!("{i}:{p}"))))
+        .collect();
+    let lost: Vec<String> = book
+        .written
+        .iter()
+        .filter(|(_, v)| !book.replaced.contains(v) && !held.contains_key(v))
+        .map(|(who, v)| format!("{who}: {}", String::from_utf8_lossy(v).trim_end()))
+        .collect();
+    let mut where_ = String::new();
+    for (i, t) in all.iter().enumerate() {
+        let who = if i == sites.len() {
+            "cloud".to_string()
+        } else {
+            format!("site{i}")
+        };
+        where_.push_str(&format!("{who}:\n"));
+        for (p, c) in t {
+            where_.push_str(&format!(
+                "  {p}: {}\n",
+                String::from_utf8_lossy(c).trim_end()
+            ));
+        }
+    }
+    if !lost.is_empty() {
+        fail(
+            &book,
+            format!(
+                "lost versions:\n  {}\nwhat is left:\n{where_}",
+                lost.join("\n  ")
+            ),
+        );
+    }
+    // Conflict copies stay where they were made; none reaches the cloud.
+    let in_cloud = cloud.tree(&|_| false);
+    assert!(
+        in_cloud
+            .iter()
+            .all(|(p, _)| !cloudsync::sync::reconcile::is_conflict_name(p)),
+        "a conflict copy in the cloud: {:?}\n{}",
+        names(&in_cloud),
+        book.dump()
+    );
+    eprintln!(
+        "{} versions written, none lost; what is left:\n{where_}",
+        book.written.len()
+    );
+}
+
+fn names(t: &[(String, Vec<u8>)]) -> Vec<&str> {
+    t.iter().map(|(p, _)| p.as_str()).collect()
+}
+
+#[test]
+fn three_sites_on_one_webdav_folder_converge_and_lose_nothing() {
+    let s = DavServer::start(Profile::Sabre);
+    s.mkdir_on_disk(DIR);
+    let sites: Vec<Mount> = CONFLICT.iter().map(|c| site(&s.url, &[], c)).collect();
+    sites_converge(Cloud::Dav(s), sites);
+}
+
+#[test]
+fn three_sites_on_one_s3_folder_converge_and_lose_nothing() {
+    assert!(
+        support::s3::available(Store::Seaweed),
+        "SeaweedFS is not installed: run scripts/test once (it installs the S3 test stores)"
+    );
+    let srv = S3Server::shared(Store::Seaweed);
+    let bucket = srv.bucket("sites");
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, flags) = srv.mount_args(&srv.endpoint, &bucket, "site/", tmp.path());
+    let sites: Vec<Mount> = CONFLICT.iter().map(|c| site(&url, &flags, c)).collect();
+    sites_converge(Cloud::S3(srv.raw(&bucket)), sites);
+}
