@@ -555,3 +555,78 @@ fn three_sites_on_one_s3_folder_converge_and_lose_nothing() {
     let sites: Vec<Mount> = CONFLICT.iter().map(|c| site(&url, &flags, c)).collect();
     sites_converge(Cloud::S3(srv.raw(&bucket)), sites);
 }
+
+/// Waits until `f` holds, for at most a minute.
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    harness::wait_until(Duration::from_secs(60), what, f);
+}
+
+/// The conflict copies in a site's folder, with their contents.
+fn copies(m: &Mount) -> Vec<(String, Vec<u8>)> {
+    tree(&m.o(DIR), &|_| false)
+        .into_iter()
+        .filter(|(p, _)| cloudsync::sync::reconcile::is_conflict_name(p))
+        .collect()
+}
+
+/// Two sites edit one file, one after the other, the second before it saw the first's edit.
+/// The first upload wins; the second site settles the conflict by its own rule and holds the
+/// only conflict copy; the first site never gets one.
+#[test]
+fn between_sites_the_later_site_settles_the_conflict_by_its_own_rule() {
+    let s = DavServer::start(Profile::Sabre);
+    s.mkdir_on_disk(DIR);
+    let sites: Vec<Mount> = CONFLICT.iter().map(|c| site(&s.url, &[], c)).collect();
+    let (a, b, c) = (&sites[0], &sites[1], &sites[2]);
+    let at = |m: &Mount| fs::read(m.m(&format!("{DIR}/x.txt"))).ok();
+    let cloud = || fs::read(s.disk(&format!("{DIR}/x.txt"))).ok();
+    let write = |m: &Mount, v: &str| fs::write(m.m(&format!("{DIR}/x.txt")), v).unwrap();
+    let settled = |m: &Mount| m.status(&format!("{DIR}/x.txt")).as_deref() == Some("synced");
+
+    write(a, "v1");
+    wait_for("v1 at every site", || {
+        sites
+            .iter()
+            .all(|m| at(m).as_deref() == Some(b"v1") && settled(m))
+    });
+
+    // cloud-wins at the later site: its own edit goes to the copy.
+    for m in [b, c] {
+        assert!(cli(m, &["pause", "--pull"]).status.success());
+    }
+    write(a, "v2 from site0");
+    wait_for("v2 in the cloud", || {
+        cloud().as_deref() == Some(b"v2 from site0")
+    });
+    write(b, "v2 from site1");
+    assert!(cli(b, &["resume", "--pull"]).status.success());
+    wait_for("site1 settles", || !copies(b).is_empty() && settled(b));
+    assert_eq!(at(b).as_deref(), Some(&b"v2 from site0"[..]));
+    assert_eq!(
+        copies(b).into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        [b"v2 from site1".to_vec()]
+    );
+    assert_eq!(cloud().as_deref(), Some(&b"v2 from site0"[..]));
+
+    // onprem-wins at the later site: the cloud version goes to the copy, its own edit over it.
+    write(c, "v3 from site2");
+    assert!(cli(c, &["resume", "--pull"]).status.success());
+    wait_for("site2's edit everywhere", || {
+        sites
+            .iter()
+            .all(|m| at(m).as_deref() == Some(b"v3 from site2") && settled(m))
+    });
+    assert_eq!(cloud().as_deref(), Some(&b"v3 from site2"[..]));
+    assert_eq!(
+        copies(c).into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        [b"v2 from site0".to_vec()]
+    );
+    // The copies stayed where they were made.
+    assert!(copies(a).is_empty(), "{:?}", names(&copies(a)));
+    assert_eq!(copies(b).len(), 1, "{:?}", names(&copies(b)));
+    assert!(
+        tree(&s.disk(DIR), &|_| false)
+            .iter()
+            .all(|(p, _)| !cloudsync::sync::reconcile::is_conflict_name(p))
+    );
+}
