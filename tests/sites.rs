@@ -4,7 +4,8 @@
 //! rounds; then quiet. After quiet every site's folder equals the cloud folder apart from
 //! conflict copies, and no version was lost.
 //!
-//! The edits are seeded: the seed is printed, and `CLOUDSYNC_SITES_SEED=N` replays it.
+//! The edits are seeded: the seed is printed, and `CLOUDSYNC_SITES_SEED=N` replays it;
+//! `CLOUDSYNC_SITES_ROUNDS=N` runs more rounds than the default.
 //!
 //! "No version was lost", precisely: every version written anywhere (each content is unique)
 //! survives as a file or a conflict copy at some site, unless an actor replaced or deleted it
@@ -316,7 +317,29 @@ fn edit_site(i: usize, m: &Mount, round: usize, rng: &mut fastrand::Rng, book: &
                 ));
                 book.seen(old);
             }
-            5..7 => {
+            5 => {
+                // An editor's save: LibreOffice's temporary renamed over the file, or vim's
+                // backup by rename, the new file, and the backup dropped.
+                let old = fs::read(p(name)).ok();
+                let v = book.version(&actor, round, name);
+                if rng.bool() || old.is_none() {
+                    let tmp = p(&format!("lu{}.tmp", book.next));
+                    fs::write(&tmp, &v).unwrap();
+                    fs::rename(&tmp, p(name)).unwrap();
+                } else {
+                    let backup = p(&format!("{name}~"));
+                    fs::rename(p(name), &backup).unwrap();
+                    fs::write(p(name), &v).unwrap();
+                    fs::remove_file(&backup).unwrap();
+                }
+                book.note(format!(
+                    "  {actor}: editor save {name} {} over {}",
+                    show(&Some(v)),
+                    show(&old)
+                ));
+                book.seen(old);
+            }
+            6 => {
                 let old = fs::read(p(name)).ok();
                 if old.is_some() {
                     fs::remove_file(p(name)).unwrap_or_else(|e| panic!("{actor}: rm {name}: {e}"));
@@ -413,7 +436,11 @@ fn sites_converge(cloud: Cloud, sites: Vec<Mount>) {
         panic!("{what}\n--- what was done ---\n{}", book.dump());
     };
     let t = Instant::now();
-    for round in 0..ROUNDS {
+    let rounds = std::env::var("CLOUDSYNC_SITES_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ROUNDS);
+    for round in 0..rounds {
         book.note(format!("round {round}"));
         let mut actors: Vec<usize> = (0..=sites.len()).collect();
         rng.shuffle(&mut actors);
