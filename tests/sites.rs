@@ -297,10 +297,13 @@ fn cli(m: &Mount, args: &[&str]) -> std::process::Output {
 
 /// One site's edits: pulls paused meanwhile, so each read and the change after it are one step.
 fn edit_site(i: usize, m: &Mount, round: usize, rng: &mut fastrand::Rng, book: &mut Book) {
+    let mark = m.log_text().len();
     let out = cli(m, &["pause", "--pull"]);
     assert!(out.status.success(), "pause: {out:?}");
-    // A pull already running finishes first.
-    std::thread::sleep(Duration::from_millis(400));
+    // A pull already running finishes first: the puller says it is paused only between pulls.
+    harness::wait_until(Duration::from_secs(60), "the puller to pause", || {
+        m.log_text()[mark..].contains("pulling is paused")
+    });
     let actor = format!("site{i}");
     let p = |n: &str| m.m(&format!("{DIR}/{n}"));
     for _ in 0..rng.usize(1..=OPS) {
