@@ -49,6 +49,9 @@ const OPS: usize = 3;
 /// Each site's conflict rule: two let the cloud win, one lets its own edit win.
 const CONFLICT: [&str; 3] = ["cloud-wins", "cloud-wins", "onprem-wins"];
 
+/// Each site's push delay, so that the sites' uploads race in different orders.
+const PUSH_DELAY: [&str; 3] = ["100ms", "300ms", "1s"];
+
 /// The cloud folder, as another user of the cloud edits it.
 enum Cloud {
     Dav(DavServer),
@@ -397,9 +400,15 @@ fn snapshot(sites: &[Mount], cloud: &Cloud) -> Vec<Vec<(String, Vec<u8>)>> {
     all
 }
 
-/// A site with the folder `DIR` in a set of its own, with `conflict`, deletes followed both ways.
-fn site(url: &str, extra: &[String], conflict: &str) -> Mount {
-    let mut m = Mount::prepare_with_cloud(url, &["--pull-interval", "1s"], &[]);
+/// Site `i`: the folder `DIR` in a set of its own, with the site's conflict rule and push
+/// delay, deletes followed both ways.
+fn site(url: &str, extra: &[String], i: usize) -> Mount {
+    let conflict = CONFLICT[i];
+    let mut m = Mount::prepare_with_cloud(
+        url,
+        &["--pull-interval", "1s", "--push-delay", PUSH_DELAY[i]],
+        &[],
+    );
     m.extra.extend(extra.iter().cloned());
     fs::create_dir(m.o(DIR)).unwrap();
     let conf = m.tmp.path().join("cloudsync.toml");
@@ -568,7 +577,7 @@ fn names(t: &[(String, Vec<u8>)]) -> Vec<&str> {
 fn three_sites_on_one_webdav_folder_converge_and_lose_nothing() {
     let s = DavServer::start(Profile::Sabre);
     s.mkdir_on_disk(DIR);
-    let sites: Vec<Mount> = CONFLICT.iter().map(|c| site(&s.url, &[], c)).collect();
+    let sites: Vec<Mount> = (0..3).map(|i| site(&s.url, &[], i)).collect();
     sites_converge(Cloud::Dav(s), sites);
 }
 
@@ -582,7 +591,7 @@ fn three_sites_on_one_s3_folder_converge_and_lose_nothing() {
     let bucket = srv.bucket("sites");
     let tmp = tempfile::tempdir().unwrap();
     let (url, flags) = srv.mount_args(&srv.endpoint, &bucket, "site/", tmp.path());
-    let sites: Vec<Mount> = CONFLICT.iter().map(|c| site(&url, &flags, c)).collect();
+    let sites: Vec<Mount> = (0..3).map(|i| site(&url, &flags, i)).collect();
     sites_converge(Cloud::S3(srv.raw(&bucket)), sites);
 }
 
@@ -606,7 +615,7 @@ fn copies(m: &Mount) -> Vec<(String, Vec<u8>)> {
 fn between_sites_the_later_site_settles_the_conflict_by_its_own_rule() {
     let s = DavServer::start(Profile::Sabre);
     s.mkdir_on_disk(DIR);
-    let sites: Vec<Mount> = CONFLICT.iter().map(|c| site(&s.url, &[], c)).collect();
+    let sites: Vec<Mount> = (0..3).map(|i| site(&s.url, &[], i)).collect();
     let (a, b, c) = (&sites[0], &sites[1], &sites[2]);
     let at = |m: &Mount| fs::read(m.m(&format!("{DIR}/x.txt"))).ok();
     let cloud = || fs::read(s.disk(&format!("{DIR}/x.txt"))).ok();
