@@ -1,8 +1,9 @@
 //! Several sites, one cloud folder: three mounts, each with its own on-premise folder and state
 //! directory, sync the folder `w` with one cloud folder, on SabreDAV and on SeaweedFS. Random
 //! edits (writes, deletes, renames of a few names) at all three sites and in the cloud, in
-//! rounds; then quiet. After quiet every site's folder equals the cloud folder apart from
-//! conflict copies, and no version was lost.
+//! rounds, with a site killed (kill -9) and started again now and then; then quiet. After
+//! quiet every site's folder equals the cloud folder apart from conflict copies, and no version
+//! was lost.
 //!
 //! The edits are seeded: the seed is printed, and `CLOUDSYNC_SITES_SEED=N` replays it;
 //! `CLOUDSYNC_SITES_ROUNDS=N` runs more rounds than the default.
@@ -433,7 +434,7 @@ fn seed() -> u64 {
 }
 
 /// The rounds, the quiet, and the checks.
-fn sites_converge(cloud: Cloud, sites: Vec<Mount>) {
+fn sites_converge(cloud: Cloud, mut sites: Vec<Mount>) {
     let seed = seed();
     eprintln!("seed {seed} (CLOUDSYNC_SITES_SEED={seed} replays it)");
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -464,6 +465,13 @@ fn sites_converge(cloud: Cloud, sites: Vec<Mount>) {
             }
         }
         std::thread::sleep(Duration::from_millis(rng.u64(0..1500)));
+        // Now and then a site crashes (kill -9) in the middle of its work, and starts again.
+        if rng.u8(..4) == 0 {
+            let i = rng.usize(..sites.len());
+            book.note(format!("  site{i}: kill -9, restart"));
+            sites[i].kill9();
+            sites[i].spawn();
+        }
     }
     eprintln!("edits done after {:?}", t.elapsed());
 
