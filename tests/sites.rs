@@ -17,10 +17,12 @@
 //! lost update.
 //!
 //! For "having seen it" to hold, an actor's read and its change are made one step: a site
-//! pauses pulling while it edits (so no download replaces a file between the read and the
-//! write), the WebDAV cloud's edits are renames on the server's disk (`RENAME_EXCHANGE` hands
-//! back exactly the content replaced), and the S3 cloud's edits carry `If-Match` on the ETag
-//! of the content read.
+//! either pauses pulling while it edits (so no download replaces a file between the read and
+//! the write), or keeps pulling and holds each file it changes open for writing meanwhile
+//! (the daemon never replaces, deletes or renames a file open for writing); the WebDAV
+//! cloud's edits are renames on the server's disk (`RENAME_EXCHANGE` hands back exactly the
+//! content replaced), and the S3 cloud's edits carry `If-Match` on the ETag of the content
+//! read.
 
 mod harness;
 mod support;
@@ -376,6 +378,120 @@ fn edit_site(i: usize, m: &Mount, round: usize, rng: &mut fastrand::Rng, book: &
     assert!(out.status.success(), "resume: {out:?}");
 }
 
+/// Opens `p` for writing and reads it: the handle and the content, or `None` when there is no
+/// file. While the handle is open, the daemon neither replaces, deletes nor renames the file
+/// (a download, a cloud delete or a conflict waits for the next pull), so what was read is
+/// what the change after it replaces.
+fn hold(p: &Path) -> Option<(fs::File, Vec<u8>)> {
+    use std::io::Read;
+    let mut f = fs::OpenOptions::new().read(true).write(true).open(p).ok()?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).unwrap();
+    Some((f, v))
+}
+
+/// Puts `from` (a file of the mount) at `to` without ever replacing what was not read: the
+/// content replaced, if any.
+fn place(from: &Path, to: &Path) -> Option<Vec<u8>> {
+    loop {
+        if let Some((held, old)) = hold(to) {
+            fs::rename(from, to).unwrap_or_else(|e| panic!("mv onto {}: {e}", to.display()));
+            drop(held);
+            return Some(old);
+        }
+        match rename2(from, to, libc::RENAME_NOREPLACE) {
+            Ok(()) => return None,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => panic!("mv onto {}: {e}", to.display()),
+        }
+    }
+}
+
+/// One site's edits while it keeps pulling: each read and the change after it are made one
+/// step by holding the file open for writing (see [`hold`]), and new names are taken only
+/// where nothing is (`O_EXCL`, `RENAME_NOREPLACE`).
+fn edit_site_pulling(i: usize, m: &Mount, round: usize, rng: &mut fastrand::Rng, book: &mut Book) {
+    use std::io::{Seek, Write};
+    let actor = format!("site{i}");
+    let p = |n: &str| m.m(&format!("{DIR}/{n}"));
+    for _ in 0..rng.usize(1..=OPS) {
+        let name = NAMES[rng.usize(..NAMES.len())];
+        match rng.u8(..10) {
+            0..5 => {
+                let v = book.version(&actor, round, name);
+                let old = loop {
+                    if let Some((mut f, old)) = hold(&p(name)) {
+                        f.set_len(0).unwrap();
+                        f.rewind().unwrap();
+                        f.write_all(&v).unwrap();
+                        break Some(old);
+                    }
+                    match fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(p(name))
+                    {
+                        Ok(mut f) => {
+                            f.write_all(&v).unwrap();
+                            break None;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => panic!("{actor}: create {name}: {e}"),
+                    }
+                };
+                book.note(format!(
+                    "  {actor}: write {name} {} over {} (pulling)",
+                    show(&Some(v)),
+                    show(&old)
+                ));
+                book.seen(old);
+            }
+            5 => {
+                // LibreOffice's save: a temporary renamed over the file.
+                let v = book.version(&actor, round, name);
+                let tmp = p(&format!("lu{}.tmp", book.next));
+                fs::write(&tmp, &v).unwrap();
+                let old = place(&tmp, &p(name));
+                book.note(format!(
+                    "  {actor}: editor save {name} {} over {} (pulling)",
+                    show(&Some(v)),
+                    show(&old)
+                ));
+                book.seen(old);
+            }
+            6 => {
+                let old = hold(&p(name)).map(|(held, old)| {
+                    fs::remove_file(p(name)).unwrap_or_else(|e| panic!("{actor}: rm {name}: {e}"));
+                    drop(held);
+                    old
+                });
+                book.note(format!(
+                    "  {actor}: delete {name}: {} (pulling)",
+                    show(&old)
+                ));
+                book.seen(old);
+            }
+            _ => {
+                let to = NAMES[rng.usize(..NAMES.len())];
+                if to == name {
+                    continue;
+                }
+                let Some((held, moved)) = hold(&p(name)) else {
+                    continue;
+                };
+                let old = place(&p(name), &p(to));
+                drop(held);
+                book.note(format!(
+                    "  {actor}: rename {name} ({}) to {to} over {} (pulling)",
+                    show(&Some(moved)),
+                    show(&old)
+                ));
+                book.seen(old);
+            }
+        }
+    }
+}
+
 fn edit_cloud(cloud: &Cloud, round: usize, rng: &mut fastrand::Rng, book: &mut Book) {
     for _ in 0..rng.usize(1..=OPS) {
         let name = NAMES[rng.usize(..NAMES.len())];
@@ -461,7 +577,11 @@ fn sites_converge(cloud: Cloud, mut sites: Vec<Mount>) {
             if a == sites.len() {
                 edit_cloud(&cloud, round, &mut rng, &mut book);
             } else {
-                edit_site(a, &sites[a], round, &mut rng, &mut book);
+                if rng.bool() {
+                    edit_site(a, &sites[a], round, &mut rng, &mut book);
+                } else {
+                    edit_site_pulling(a, &sites[a], round, &mut rng, &mut book);
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(rng.u64(0..1500)));
