@@ -350,3 +350,100 @@ pub fn tree(root: &Path, skip: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> 
     out.sort();
     out
 }
+
+/// Names that are not content on either side: editor temporaries and other ignored names,
+/// conflict copies (on-premise only) and downloads in progress.
+pub fn not_content(name: &str) -> bool {
+    static IGNORE: std::sync::OnceLock<cloudsync::ignore::Ignore> = std::sync::OnceLock::new();
+    IGNORE
+        .get_or_init(|| cloudsync::ignore::Ignore::new(&[]).unwrap())
+        .name_excluded(name)
+        || cloudsync::sync::reconcile::is_conflict_name(name)
+        || name.starts_with(".cloudsync-dl-")
+}
+
+/// Writes `len` bytes of cheap pseudo-random data.
+pub fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
+    use std::io::Write;
+    let mut x = seed | 1;
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path).unwrap());
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for b in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bytes = x.to_le_bytes();
+            b.copy_from_slice(&bytes[..b.len()]);
+        }
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    f.into_inner().unwrap().sync_all().unwrap();
+}
+/// Compares two files chunk by chunk, never holding either whole.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else {
+        return false;
+    };
+    if fa.metadata().unwrap().len() != fb.metadata().unwrap().len() {
+        return false;
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba).unwrap();
+        if n == 0 {
+            return true;
+        }
+        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+    }
+}
+/// What differs between two trees, by path, without dumping contents.
+pub fn diff(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> String {
+    let mut out = String::new();
+    let bm: std::collections::BTreeMap<_, _> = b.iter().map(|(p, c)| (p, c)).collect();
+    let am: std::collections::BTreeMap<_, _> = a.iter().map(|(p, c)| (p, c)).collect();
+    for (p, c) in &am {
+        match bm.get(p) {
+            None => out.push_str(&format!("  only on-premise: {p}\n")),
+            Some(d) if d != c => out.push_str(&format!(
+                "  differs: {p} ({} bytes on-premise, {} on the server)\n",
+                c.len(),
+                d.len()
+            )),
+            _ => {}
+        }
+    }
+    for p in bm.keys() {
+        if !am.contains_key(p) {
+            out.push_str(&format!("  only on the server: {p}\n"));
+        }
+    }
+    out
+}
+/// The paths the log says were uploaded, with how often, in `log`.
+pub fn uploaded_paths(log: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in log.lines().filter(|l| l.contains("uploaded")) {
+        if let Some(i) = l.find("push{path=") {
+            let rest = &l[i + "push{path=".len()..];
+            if let Some(j) = rest.find(" op=") {
+                *out.entry(rest[..j].to_string()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+/// Every conflict copy under `root`, as relative paths.
+pub fn conflict_copies(root: &Path) -> Vec<String> {
+    tree(root, &|_| false)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| cloudsync::sync::reconcile::is_conflict_name(p.rsplit('/').next().unwrap_or(p)))
+        .collect()
+}

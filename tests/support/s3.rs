@@ -202,12 +202,15 @@ impl S3Server {
                 let (v1, v1g, v2, v2g) = (free_port(), free_port(), free_port(), free_port());
                 let (f, fg, sg) = (free_port(), free_port(), free_port());
                 let w = weed.display();
+                // Every bucket is a collection that grows volumes of its own, so a test binary
+                // with a bucket per test needs many: with too few, writes to the later buckets
+                // answer 500 for good.
                 let cluster = format!(
                     "{w} master -ip={ip} -ip.bind={ip} -port={m} -port.grpc={mg} -mdir=m \
                        -volumeSizeLimitMB=64 -defaultReplication=000 -telemetry=false -peers=none &\n\
-                     {w} volume -ip={ip} -ip.bind={ip} -port={v1} -port.grpc={v1g} -dir=v1 -max=20 \
+                     {w} volume -ip={ip} -ip.bind={ip} -port={v1} -port.grpc={v1g} -dir=v1 -max=200 \
                        -master={ip}:{m}.{mg} -minFreeSpace=1 &\n\
-                     {w} volume -ip={ip} -ip.bind={ip} -port={v2} -port.grpc={v2g} -dir=v2 -max=20 \
+                     {w} volume -ip={ip} -ip.bind={ip} -port={v2} -port.grpc={v2g} -dir=v2 -max=200 \
                        -master={ip}:{m}.{mg} -minFreeSpace=1 &\n\
                      {w} filer -ip={ip} -ip.bind={ip} -port={f} -port.grpc={fg} -master={ip}:{m}.{mg} \
                        -defaultStoreDir=f &"
@@ -325,6 +328,34 @@ impl S3Server {
         }
     }
 
+    /// What a mount needs for the folder `prefix` of `bucket` on this store, reached at
+    /// `endpoint` (the store's own, or a proxy's in front of it): the cloud URL and the flags,
+    /// with the keys in a credentials file written into `dir`.
+    pub fn mount_args(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        prefix: &str,
+        dir: &Path,
+    ) -> (String, Vec<String>) {
+        let creds = dir.join("s3-credentials");
+        std::fs::write(
+            &creds,
+            format!("[default]\naws_access_key_id = {KEY}\naws_secret_access_key = {SECRET}\n"),
+        )
+        .unwrap();
+        let url = format!("s3://{bucket}/{prefix}");
+        let flags = vec![
+            "--s3-endpoint".to_string(),
+            endpoint.to_string(),
+            "--s3-region".to_string(),
+            REGION.to_string(),
+            "--credentials-file".to_string(),
+            creds.to_string_lossy().into_owned(),
+        ];
+        (url, flags)
+    }
+
     /// The log of the store so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("store.log")).unwrap_or_default()
@@ -352,6 +383,18 @@ impl Raw {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.send_head(method, url, headers, body);
+        (status, body)
+    }
+
+    /// Like [`Raw::send`], with the head of the answer too.
+    pub fn send_head(
+        &self,
+        method: &str,
+        url: &url::Url,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
         let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
         let mut s = TcpStream::connect(&host).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -384,7 +427,67 @@ impl Raw {
         {
             body = dechunk(&body);
         }
-        (status, body)
+        (status, head, body)
+    }
+
+    /// The content and ETag of `key`, if there is such an object.
+    pub fn get_tagged(&self, key: &str) -> Option<(Vec<u8>, String)> {
+        let url = self
+            .bucket
+            .get_object(Some(&self.creds), key)
+            .sign(Duration::from_secs(600));
+        match self.send_head("GET", &url, &[], b"") {
+            (200, head, b) => {
+                let etag = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("etag")
+                            .then(|| v.trim().to_string())
+                    })
+                    .expect("an ETag");
+                Some((b, etag))
+            }
+            (404, _, _) => None,
+            (s, _, b) => panic!("GET {key}: {s} {}", String::from_utf8_lossy(&b)),
+        }
+    }
+
+    /// DeleteObject of `key`, with a header (a condition, say) or none: the status.
+    pub fn delete_with(&self, key: &str, header: Option<(&str, &str)>) -> u16 {
+        let url = self
+            .bucket
+            .delete_object(Some(&self.creds), key)
+            .sign(Duration::from_secs(600));
+        self.send("DELETE", &url, header.as_slice(), b"").0
+    }
+
+    /// The files under the folder `prefix/` as `harness::tree` lists a folder:
+    /// (relative path, content, or `<dir>` for a folder, be it a marker or a prefix of keys),
+    /// skipping paths with a component `skip` accepts and the empty-folder object.
+    pub fn tree(&self, prefix: &str, skip: &dyn Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {
+        let base = format!("{}/", prefix.trim_end_matches('/'));
+        let mut out = std::collections::BTreeMap::new();
+        for key in self.keys(&base) {
+            let rel = &key[base.len()..];
+            if rel.is_empty() || rel.split('/').any(|c| !c.is_empty() && skip(c)) {
+                continue;
+            }
+            let parts: Vec<&str> = rel.trim_end_matches('/').split('/').collect();
+            for i in 1..parts.len() {
+                out.insert(parts[..i].join("/"), b"<dir>".to_vec());
+            }
+            let whole = parts.join("/");
+            if rel.ends_with('/') {
+                out.insert(whole, b"<dir>".to_vec());
+            } else if parts.last() == Some(&".cloudsync-folder") {
+                continue;
+            } else if let Some(data) = self.get(&key) {
+                out.insert(whole, data);
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// PutObject of `key`: the status.
