@@ -398,8 +398,16 @@ fn status_attributes() {
     );
     fs::create_dir(m.m("docs")).unwrap();
     fs::write(m.m("docs/report.pdf"), b"pdf").unwrap();
-    assert_eq!(m.status("docs/report.pdf").as_deref(), Some("pending"));
-    assert_eq!(m.status("docs").as_deref(), Some("pending"));
+    // Not in the cloud yet: `pending`, or `offline` while the store still refuses the new
+    // bucket's first requests (SeaweedFS answers 500 until it has grown volumes for it, which
+    // takes a moment on a loaded machine).
+    for p in ["docs/report.pdf", "docs"] {
+        let st = m.status(p);
+        assert!(
+            matches!(st.as_deref(), Some("pending" | "offline")),
+            "{p}: {st:?}"
+        );
+    }
     wait_status(&m, "docs/report.pdf", "synced");
     wait_status(&m, "docs", "synced");
     let url = xattr(&m.m("docs/report.pdf"), "user.cloudsync.cloud_url").unwrap_or_default();
