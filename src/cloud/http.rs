@@ -49,3 +49,52 @@ pub(crate) fn cause_chain(e: reqwest::Error) -> String {
     }
     msg
 }
+
+/// Streams the body of a GET answer into `dest` from its start (what it held before is cut
+/// off), and returns the number of bytes received. A body longer or shorter than the
+/// `expected` length is an error, as is a silence of `idle` (`timed_out`) or a broken
+/// connection (`transport` maps it). The content is written, not synced: making it durable
+/// is the caller's part (one sync per download, with its final times).
+pub(crate) async fn receive(
+    resp: &mut reqwest::Response,
+    dest: &std::fs::File,
+    expected: Option<u64>,
+    idle: Duration,
+    what: &str,
+    transport: impl Fn(reqwest::Error) -> super::CloudError,
+    timed_out: impl Fn() -> super::CloudError,
+) -> Result<u64, super::CloudError> {
+    use super::CloudError;
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let out = dest.try_clone()?;
+    out.set_len(0)?;
+    let mut out = tokio::fs::File::from_std(out);
+    out.seek(std::io::SeekFrom::Start(0)).await?;
+    let mut got: u64 = 0;
+    loop {
+        let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(transport(e)),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(c))) => c,
+        };
+        got += chunk.len() as u64;
+        if let Some(n) = expected
+            && got > n
+        {
+            return Err(CloudError::Transport(format!(
+                "{what}: the answer held more than the {n} bytes it announced"
+            )));
+        }
+        out.write_all(&chunk).await?;
+    }
+    if let Some(n) = expected
+        && got != n
+    {
+        return Err(CloudError::Transport(format!(
+            "{what}: the download broke off after {got} of {n} bytes"
+        )));
+    }
+    out.flush().await?;
+    Ok(got)
+}

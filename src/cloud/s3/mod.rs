@@ -43,7 +43,6 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::{
     Cloud, CloudEntry, CloudError, CloudOptions, Listing, Precondition, UploadLedger, Uploaded,
@@ -840,35 +839,16 @@ impl Cloud for S3 {
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        let out = dest.try_clone()?;
-        out.set_len(0)?;
-        let mut out = tokio::fs::File::from_std(out);
-        out.seek(std::io::SeekFrom::Start(0)).await?;
-        let mut got: u64 = 0;
-        loop {
-            let chunk = match tokio::time::timeout(self.client.idle_timeout, resp.chunk()).await {
-                Err(_) => return Err(self.client.timed_out(&what)),
-                Ok(Err(e)) => return Err(self.client.transport(&what, e)),
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(c))) => c,
-            };
-            got += chunk.len() as u64;
-            if expected.is_some_and(|n| got > n) {
-                return Err(CloudError::Transport(format!(
-                    "{what}: the store sent more than the bytes it announced"
-                )));
-            }
-            out.write_all(&chunk).await?;
-        }
-        if let Some(n) = expected
-            && got != n
-        {
-            return Err(CloudError::Transport(format!(
-                "{what}: the download broke off after {got} of {n} bytes"
-            )));
-        }
-        out.flush().await?;
-        out.sync_data().await?;
+        let got = super::http::receive(
+            &mut resp,
+            dest,
+            expected,
+            self.client.idle_timeout,
+            &what,
+            |e| self.client.transport(&what, e),
+            || self.client.timed_out(&what),
+        )
+        .await?;
         Ok(CloudEntry {
             path: path.to_string(),
             is_dir: false,

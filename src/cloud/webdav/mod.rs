@@ -40,7 +40,6 @@ use async_trait::async_trait;
 use percent_encoding::percent_decode_str;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use url::Url;
 
 use super::{
@@ -638,38 +637,16 @@ impl Cloud for WebDav {
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_http_time);
-        let out = dest.try_clone()?;
-        out.set_len(0)?;
-        let mut out = tokio::fs::File::from_std(out);
-        out.seek(std::io::SeekFrom::Start(0)).await?;
-        let mut got: u64 = 0;
-        loop {
-            let chunk = match tokio::time::timeout(self.client.idle_timeout, resp.chunk()).await {
-                Err(_) => return Err(self.client.timed_out(&what)),
-                Ok(Err(e)) => return Err(self.client.transport(&what, e)),
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(c))) => c,
-            };
-            got += chunk.len() as u64;
-            if expected.is_some_and(|n| got > n) {
-                return Err(CloudError::Transport(format!(
-                    "{what}: the server sent more than the {} bytes it announced",
-                    expected.unwrap_or(0)
-                )));
-            }
-            out.write_all(&chunk).await?;
-        }
-        if let Some(n) = expected
-            && got != n
-        {
-            return Err(CloudError::Transport(format!(
-                "{what}: the download broke off after {got} of {n} bytes"
-            )));
-        }
-        // Written, not synced: the caller syncs the file once it has its final times too
-        // (one journal commit per download rather than two).
-        out.flush().await?;
-        drop(out);
+        let got = super::http::receive(
+            &mut resp,
+            dest,
+            expected,
+            self.client.idle_timeout,
+            &what,
+            |e| self.client.transport(&what, e),
+            || self.client.timed_out(&what),
+        )
+        .await?;
         let etag = match etag {
             Some(t) => Some(t),
             // No ETag on the GET answer: take the PROPFIND one only when it plainly describes
@@ -798,6 +775,7 @@ mod tests {
     use super::parse::tests::{ms, resp};
     use super::*;
     use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
 
     fn dav(url: &str) -> WebDav {
         WebDav::new(url, &CloudOptions::default()).unwrap()
