@@ -34,6 +34,52 @@ pub(crate) fn builder(ca_file: Option<&Path>) -> anyhow::Result<reqwest::ClientB
     Ok(builder)
 }
 
+/// `s` with every non-empty secret of `secrets` replaced.
+pub(crate) fn redact(secrets: &[String], s: &str) -> String {
+    let mut s = s.to_string();
+    for secret in secrets.iter().filter(|x| !x.is_empty()) {
+        s = s.replace(secret.as_str(), "<redacted>");
+    }
+    s
+}
+
+/// What a broken request to `peer` ("server", "store") comes to, with its cause chain and no
+/// secret of `secrets`: an untrusted certificate is a configuration error (retrying cannot
+/// cure it), a connection never made is `Unreachable` (nothing of the request left this host),
+/// anything else `Transport`.
+pub(crate) fn transport_error(
+    what: &str,
+    e: reqwest::Error,
+    peer: &str,
+    secrets: &[String],
+) -> super::CloudError {
+    use super::CloudError;
+    let connect = e.is_connect();
+    let msg = cause_chain(e);
+    if msg.contains("invalid peer certificate") || msg.contains("certificate verify failed") {
+        return CloudError::Protocol(redact(
+            secrets,
+            &format!(
+                "{what}: the {peer}'s TLS certificate is not trusted ({msg}); give its CA with --ca-file"
+            ),
+        ));
+    }
+    let msg = redact(secrets, &format!("{what}: {msg}"));
+    if connect {
+        CloudError::Unreachable(msg)
+    } else {
+        CloudError::Transport(msg)
+    }
+}
+
+/// No answer from `peer` for `idle`.
+pub(crate) fn timed_out(what: &str, peer: &str, idle: Duration) -> super::CloudError {
+    super::CloudError::Transport(format!(
+        "{what}: no answer from the {peer} for {} s",
+        idle.as_secs_f32()
+    ))
+}
+
 /// A reqwest error with its whole cause chain, without the URL (which may carry a signature).
 pub(crate) fn cause_chain(e: reqwest::Error) -> String {
     let e = e.without_url();
@@ -97,4 +143,19 @@ pub(crate) async fn receive(
     }
     out.flush().await?;
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_and_empty_ones_change_nothing() {
+        let secrets = ["s3cr3t".to_string(), String::new()];
+        assert_eq!(
+            redact(&secrets, "PUT https://u:s3cr3t@h/x?sig=s3cr3t"),
+            "PUT https://u:<redacted>@h/x?sig=<redacted>"
+        );
+        assert_eq!(redact(&secrets, "plain"), "plain");
+    }
 }

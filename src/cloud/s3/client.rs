@@ -120,33 +120,16 @@ impl Client {
 
     /// Replaces every secret in `s`.
     fn redact(&self, s: &str) -> String {
-        let mut s = s.to_string();
-        for secret in &self.secrets {
-            s = s.replace(secret.as_str(), "<redacted>");
-        }
-        s
+        crate::cloud::http::redact(&self.secrets, s)
     }
 
     /// A transport error with its cause chain, never with the signed URL.
     pub(super) fn transport(&self, what: &str, e: reqwest::Error) -> CloudError {
-        let connect = e.is_connect();
-        let msg = crate::cloud::http::cause_chain(e);
-        if msg.contains("invalid peer certificate") || msg.contains("certificate verify failed") {
-            return CloudError::Protocol(self.redact(&format!(
-                "{what}: the store's TLS certificate is not trusted ({msg}); give its CA with --ca-file"
-            )));
-        }
-        if connect {
-            return CloudError::Unreachable(self.redact(&format!("{what}: {msg}")));
-        }
-        CloudError::Transport(self.redact(&format!("{what}: {msg}")))
+        crate::cloud::http::transport_error(what, e, "store", &self.secrets)
     }
 
     pub(super) fn timed_out(&self, what: &str) -> CloudError {
-        CloudError::Transport(format!(
-            "{what}: no answer from the store for {} s",
-            self.idle_timeout.as_secs_f32()
-        ))
+        crate::cloud::http::timed_out(what, "store", self.idle_timeout)
     }
 
     /// Sends a request with a small body (or none) to a signed URL.

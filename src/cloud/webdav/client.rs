@@ -114,38 +114,16 @@ impl Client {
 
     /// Replaces every secret in `s`.
     pub(super) fn redact(&self, s: &str) -> String {
-        let mut s = s.to_string();
-        for secret in &self.secrets {
-            if !secret.is_empty() {
-                s = s.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        s
+        crate::cloud::http::redact(&self.secrets, s)
     }
 
     /// A transport error with its whole cause chain, never with credentials.
     pub(super) fn transport(&self, what: &str, e: reqwest::Error) -> CloudError {
-        let connect = e.is_connect();
-        let msg = crate::cloud::http::cause_chain(e);
-        // A certificate the client does not trust will not become trusted by retrying: that
-        // is a configuration error, reported once with what to do.
-        if msg.contains("invalid peer certificate") || msg.contains("certificate verify failed") {
-            return CloudError::Protocol(self.redact(&format!(
-                "{what}: the server's TLS certificate is not trusted ({msg}); give its CA with --ca-file"
-            )));
-        }
-        if connect {
-            // Nothing of the request left this host.
-            return CloudError::Unreachable(self.redact(&format!("{what}: {msg}")));
-        }
-        CloudError::Transport(self.redact(&format!("{what}: {msg}")))
+        crate::cloud::http::transport_error(what, e, "server", &self.secrets)
     }
 
     pub(super) fn timed_out(&self, what: &str) -> CloudError {
-        CloudError::Transport(format!(
-            "{what}: no answer from the server for {} s",
-            self.idle_timeout.as_secs_f32()
-        ))
+        crate::cloud::http::timed_out(what, "server", self.idle_timeout)
     }
 
     /// A request builder with auth and the given headers.
