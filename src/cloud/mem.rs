@@ -170,6 +170,42 @@ struct State {
     /// Items that exist but that no listing can show (as a name that is not UTF-8 is on a
     /// real server): listed as skipped, deleted with their folder.
     unshowable: std::collections::BTreeSet<String>,
+    /// Reads held back after taking their snapshot, by method and path.
+    holds: Vec<(Method, String, Arc<Hold>)>,
+}
+
+/// A read held back between its snapshot and its answer ([`MemCloud::hold`]), so that a test
+/// can change the cloud or run the pusher while a pull's listing is on its way.
+#[derive(Debug, Default)]
+pub struct Hold {
+    reached: std::sync::atomic::AtomicBool,
+    open: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Hold {
+    /// True once the held read has taken its snapshot and waits.
+    pub fn reached(&self) -> bool {
+        self.reached.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets the held read answer.
+    pub fn release(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.reached.store(true, SeqCst);
+        while !self.open.load(SeqCst) {
+            let woken = self.wake.notified();
+            if self.open.load(SeqCst) {
+                break;
+            }
+            woken.await;
+        }
+    }
 }
 
 impl State {
@@ -413,6 +449,14 @@ impl MemCloud {
         self.st().chaos = p;
     }
 
+    /// Holds the next read of kind `method` of exactly `path` after it took its snapshot,
+    /// until [`Hold::release`].
+    pub fn hold(&self, method: Method, path: &str) -> Arc<Hold> {
+        let h = Arc::new(Hold::default());
+        self.st().holds.push((method, path.to_string(), h.clone()));
+        h
+    }
+
     /// The requests that reached the cloud so far, in order.
     pub fn requests(&self) -> Vec<(Method, String)> {
         self.st().log.clone()
@@ -538,7 +582,18 @@ impl MemCloud {
         }
         let r = if read {
             // A read answers what was there when it arrived.
-            let r = apply(&mut self.st());
+            let (r, hold) = {
+                let mut s = self.st();
+                let r = apply(&mut s);
+                let i = s
+                    .holds
+                    .iter()
+                    .position(|(hm, hp, _)| *hm == m && paths.first() == Some(&hp.as_str()));
+                (r, i.map(|i| s.holds.remove(i).2))
+            };
+            if let Some(h) = hold {
+                h.wait().await;
+            }
             sleep(wait).await;
             r
         } else {

@@ -234,6 +234,41 @@ fn a_cloud_move_of_a_file_being_opened_for_writing_waits_and_loses_nothing() {
 }
 
 #[test]
+fn a_push_that_ends_while_a_pull_lists_is_not_taken_for_a_cloud_delete() {
+    for b in [Backend::Mem, Backend::MemFolderEtags] {
+        let ff = synced(b, &[("a.txt", "a")]);
+        assert!(ff.cloud_remove("a.txt"));
+        ff.pull().unwrap().unwrap();
+        assert_eq!(
+            ff.status("a.txt").0,
+            Status::Failed,
+            "{b:?}: DELETED_ON_CLOUD"
+        );
+        // A sync request pushes it again, and the push ends while a pull's listing, taken
+        // before the upload, is on its way: that listing must not mark it deleted again.
+        ff.engine().request_sync(&["a.txt".into()], false).unwrap();
+        // Something else changed in the cloud, so that even a cloud with folder ETags walks.
+        ff.cloud_write("other.txt", "o");
+        let hold = ff.mem.as_ref().unwrap().hold(Method::List, "");
+        ff.pull_while_pushing(&hold).unwrap();
+        assert_eq!(
+            ff.cloud_read("a.txt").as_deref(),
+            Some("a"),
+            "{b:?}: pushed again"
+        );
+        assert_eq!(
+            ff.status("a.txt"),
+            (Status::Synced, None),
+            "{b:?}\n{}",
+            ff.describe()
+        );
+        ff.sync();
+        ff.assert_converged(false);
+        assert_eq!(ff.status("a.txt").0, Status::Synced, "{b:?}");
+    }
+}
+
+#[test]
 fn a_file_renamed_into_a_new_folder_and_edited_keeps_the_edit() {
     for b in ALL {
         let ff = synced(b, &[("a.txt", "a")]);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cloudsync::cloud::Cloud;
 use cloudsync::cloud::dir::DirCloud;
-use cloudsync::cloud::mem::MemCloud;
+use cloudsync::cloud::mem::{Hold, MemCloud};
 use cloudsync::fs::SyncHooks;
 use cloudsync::fs::handles::OpenWriters;
 use cloudsync::ignore::Ignore;
@@ -438,6 +438,35 @@ impl FakeFolder {
             .expect("a pull never ended");
         self.flush();
         Some(r)
+    }
+
+    /// One pull whose read `hold` is held once it has taken its snapshot; meanwhile the
+    /// pusher pushes until the queue is quiet, then the read answers and the pull goes on.
+    pub fn pull_while_pushing(&self, hold: &Arc<Hold>) -> Result<PullReport, SyncError> {
+        self.flush();
+        let life = self.life();
+        let (puller, pusher, hold) = (life.puller.clone(), life.pusher.clone(), hold.clone());
+        let r = life.rt.block_on(async move {
+            let pull = tokio::spawn(async move { puller.pull_counted().await });
+            let t = Instant::now();
+            while !hold.reached() {
+                assert!(t.elapsed() < STUCK, "the pull never made the held read");
+                if pull.is_finished() {
+                    panic!("the pull ended before the held read: {:?}", pull.await);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::timeout(STUCK, pusher.push_until_quiet())
+                .await
+                .expect("the pusher never went quiet");
+            hold.release();
+            tokio::time::timeout(STUCK, pull)
+                .await
+                .expect("a pull never ended")
+                .expect("the pull panicked")
+        });
+        self.flush();
+        r
     }
 
     /// Lets time pass: every retry and every delayed change is due now.

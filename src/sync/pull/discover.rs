@@ -48,9 +48,31 @@ pub(super) struct Plan {
     pub moved: HashMap<String, String>,
     /// The targets of `moved`.
     pub move_targets: HashSet<String>,
+    /// The set's records before the walk, by path: a [`fingerprint`] each.
+    before: HashMap<Box<str>, u64>,
+    /// Records the walk did not meet that a push rewrote while it was under way: merged at
+    /// the next pull.
+    pub rewritten: Vec<String>,
+}
+
+/// What a record says of its item: kind, ETag and state. A record whose fingerprint changed
+/// while the walk was under way (a push that finished, a delete pushed) cannot be judged
+/// against a listing that may predate it.
+fn fingerprint(r: &NodeRecord) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (r.kind as u8, r.etag.as_deref(), r.state as u8).hash(&mut h);
+    h.finish()
 }
 
 impl Plan {
+    /// True when `rec`, read now, says what the set's record said before the walk: the
+    /// listing can be trusted for it. A record made, rewritten or dropped since is merged at
+    /// the next pull, from a listing made after it.
+    pub fn record_as_before(&self, path: &str, rec: Option<&NodeRecord>) -> bool {
+        self.before.get(path).copied() == rec.map(fingerprint)
+    }
+
     /// Every path to merge, in order. Borrowed, not copied: a large tree's names are held
     /// once, in `found`.
     pub fn paths(&self, owns: impl Fn(&str) -> bool) -> Vec<&str> {
@@ -109,9 +131,11 @@ impl Puller {
         // The names of the set's records before the walk. A record written while the walk is
         // under way (a push finishing) may be missing from a listing made just before it, and
         // must not be taken for an item deleted in the cloud.
-        let mut known: HashSet<Box<str>> = HashSet::new();
+        // Each with a fingerprint of what it says, for a record rewritten meanwhile (below).
+        let mut before: HashMap<Box<str>, u64> = HashMap::new();
         self.parts.journal.for_each_node_under(&set.local, |r| {
-            known.insert(r.path.into_boxed_str());
+            let f = fingerprint(&r);
+            before.insert(r.path.into_boxed_str(), f);
         })?;
         let Walk {
             mut found,
@@ -139,17 +163,25 @@ impl Puller {
         // the journal: only these are held, never the whole journal. Records of paths found
         // are read one by one in the merge.
         let mut gone: HashMap<String, NodeRecord> = HashMap::new();
+        let mut rewritten = Vec::new();
         self.parts.journal.for_each_node_under(&set.local, |r| {
-            if !found.contains_key(&r.path)
-                && known.contains(r.path.as_str())
-                && !in_skipped(&r.path)
-                && self.parts.scope.owns(set, &r.path)
-                && !self.parts.scope.is_unsynced(&r.path)
+            if found.contains_key(&r.path)
+                || in_skipped(&r.path)
+                || !self.parts.scope.owns(set, &r.path)
+                || self.parts.scope.is_unsynced(&r.path)
             {
+                return;
+            }
+            let was = before.get(r.path.as_str());
+            if was.is_some() && was != Some(&fingerprint(&r)) {
+                // Rewritten by a push during the walk: the listing may predate it.
+                rewritten.push(r.path);
+                return;
+            }
+            if was.is_some() {
                 gone.insert(r.path.clone(), r);
             }
         })?;
-        drop(known);
         let moved = self.moves(&gone, &found)?;
         let move_targets: HashSet<String> = moved.values().cloned().collect();
         let plan = Plan {
@@ -159,6 +191,8 @@ impl Puller {
             gone,
             moved,
             move_targets,
+            before,
+            rewritten,
         };
         Ok((plan, requests))
     }

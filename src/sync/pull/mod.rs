@@ -316,6 +316,7 @@ impl Puller {
         } = pass;
         // A move target is merged only by its move: one not applied (its source changed, or
         // was never reached) is left for the next pull, which walks there again.
+        incomplete.extend(plan.rewritten.iter().cloned());
         incomplete.extend(
             plan.move_targets
                 .iter()
@@ -404,6 +405,23 @@ impl Puller {
                 fresh.as_ref()
             }
         };
+        let now = match plan.gone.get(path) {
+            Some(_) => self.parts.journal.node(path)?,
+            None => None,
+        };
+        let rec_now = if plan.gone.contains_key(path) {
+            now.as_ref()
+        } else {
+            rec
+        };
+        if !plan.conflicted.contains_key(path) && !plan.record_as_before(path, rec_now) {
+            debug!(
+                path,
+                "synced while the walk was under way; merged at the next pull"
+            );
+            pass.incomplete.push(path.to_string());
+            return Ok(());
+        }
         if rec.is_none()
             && !plan.conflicted.contains_key(path)
             && plan.found.get(path).is_some_and(|e| !e.is_dir)
