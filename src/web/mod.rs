@@ -369,10 +369,23 @@ async fn page() -> Response {
 async fn metrics_text(State(web): State<Shared>) -> Response {
     let c = &web.control;
     let s = c.summary();
+    use crate::status::FailureCode;
+    // Failed queue entries, and failed records (such as DELETED_ON_CLOUD), whose error reads
+    // `CODE: detail`.
     let failed = c.journal.failed_entries().unwrap_or_default();
-    let mut by_code: Vec<(crate::status::FailureCode, u64)> = Vec::new();
-    for e in &failed {
-        let code = e.failure.unwrap_or(crate::status::FailureCode::Unknown);
+    let mut codes: Vec<FailureCode> = failed
+        .iter()
+        .map(|e| e.failure.unwrap_or(FailureCode::Unknown))
+        .collect();
+    for p in c.journal.failed_nodes_under("").unwrap_or_default() {
+        if let Ok(Some(n)) = c.journal.node(&p) {
+            let word = n.error.as_deref().unwrap_or_default();
+            let word = word.split(':').next().unwrap_or_default();
+            codes.push(FailureCode::parse(word).unwrap_or(FailureCode::Unknown));
+        }
+    }
+    let mut by_code: Vec<(FailureCode, u64)> = Vec::new();
+    for code in codes {
         match by_code.iter_mut().find(|(c, _)| *c == code) {
             Some((_, n)) => *n += 1,
             None => by_code.push((code, 1)),
