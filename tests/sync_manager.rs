@@ -688,6 +688,14 @@ fn the_page_in_a_real_browser_lists_failures_first_filters_downloads_csv_and_req
     fail_by_cloud_delete(m, "reports/zz-summary.txt");
     let failed = "cloudsync_failed_items{code=\"DELETED_ON_CLOUD\"}";
     assert_eq!(sample(&s.metrics(), failed), Some(1.0));
+    // And a real conflict: both sides edit the same file; the cloud wins, and the on-premise
+    // edit is kept as a conflict copy.
+    fs::write(m.c("projects/readme.md"), "cloud edit").unwrap();
+    fs::write(m.m("projects/readme.md"), "local edit").unwrap();
+    wait_until(Duration::from_secs(20), "the conflict copy", || {
+        !harness::conflict_copies(&m.onprem).is_empty()
+    });
+    let copy = harness::conflict_copies(&m.onprem).remove(0);
 
     let tmp = tempfile::tempdir().unwrap();
     let downloads = tmp.path().join("downloads");
@@ -701,21 +709,26 @@ fn the_page_in_a_real_browser_lists_failures_first_filters_downloads_csv_and_req
         "the login leaves the token out of the address"
     );
     wait_until(Duration::from_secs(20), "the items on the page", || {
-        d.rows().len() >= 8
+        d.rows().len() >= 9
     });
-    // The failed file and its folder, which sums it up, come first, before items that sort
-    // before them by path.
+    // The failed file (and its folder, which sums it up) and the conflict copy come first,
+    // before items that sort before them by path.
     let rows = d.rows();
-    let first: Vec<&(String, String)> = rows.iter().take(2).collect();
-    assert_eq!(
-        first,
-        [
-            &("failed".to_string(), "reports".to_string()),
-            &("failed".to_string(), "reports/zz-summary.txt".to_string())
-        ],
-        "the failed items come first: {rows:?}"
+    let attention = |st: &str| st == "failed" || st == "conflict";
+    let n = rows.iter().take_while(|(st, _)| attention(st)).count();
+    assert!(
+        rows[n..].iter().all(|(st, _)| !attention(st)),
+        "the failed and conflicting items come first: {rows:?}"
     );
-    assert!(rows[2..].iter().all(|(st, _)| st != "failed"), "{rows:?}");
+    let first: Vec<&str> = rows[..n].iter().map(|(_, p)| p.as_str()).collect();
+    assert!(
+        first.contains(&"reports/zz-summary.txt") && first.contains(&copy.as_str()),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("synced".to_string(), "projects/2026/budget.ods".to_string())),
+        "{rows:?}"
+    );
     let shown = d.js(
         "return document.querySelector('#items tbody tr[data-path=\"reports/zz-summary.txt\"] .detail').textContent;",
     );
@@ -724,7 +737,10 @@ fn the_page_in_a_real_browser_lists_failures_first_filters_downloads_csv_and_req
         "{shown}"
     );
     let count = d.js("return document.getElementById('c-failed').textContent;");
-    assert_eq!(count, "1", "the card counts the file, not its folder too");
+    assert_eq!(
+        count, "2",
+        "the card counts the file and the copy, not their folders too"
+    );
     let sets = d.js("return document.querySelector('#sets tbody').innerText;");
     assert!(sets.as_str().unwrap().contains("cloud-wins"), "{sets}");
     d.screenshot(&artefacts().join("sync-manager.png"));
@@ -732,11 +748,18 @@ fn the_page_in_a_real_browser_lists_failures_first_filters_downloads_csv_and_req
     // The filters.
     d.click("button[data-filter=failed]");
     let rows = d.rows();
-    assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|(st, _)| st == "failed"), "{rows:?}");
+    assert!(
+        rows.iter().any(|(_, p)| p == "reports/zz-summary.txt"),
+        "{rows:?}"
+    );
+    d.click("button[data-filter=conflict]");
+    let rows = d.rows();
+    assert!(rows.iter().all(|(st, _)| st == "conflict"), "{rows:?}");
+    assert!(rows.iter().any(|(_, p)| p == &copy), "{rows:?}");
     d.click("button[data-filter=synced]");
     let rows = d.rows();
-    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows.len() >= 5, "{rows:?}");
     assert!(rows.iter().all(|(st, _)| st == "synced"), "{rows:?}");
     d.js("const s = document.getElementById('search'); s.value = 'budget'; s.dispatchEvent(new Event('input'));");
     assert_eq!(
@@ -755,15 +778,28 @@ fn the_page_in_a_real_browser_lists_failures_first_filters_downloads_csv_and_req
     let text = fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "path,status,error,original");
+    let status_of = |l: &str| l.split(',').nth(1).unwrap_or_default().to_string();
+    let n = lines[1..]
+        .iter()
+        .take_while(|l| attention(&status_of(l)))
+        .count();
     assert!(
-        lines[2].starts_with(&format!(
+        lines[1 + n..].iter().all(|l| !attention(&status_of(l))),
+        "failed and conflicting lines first:\n{text}"
+    );
+    assert!(
+        lines[1..=n].iter().any(|l| l.starts_with(&format!(
             "{},failed,DELETED_ON_CLOUD",
             m.m("reports/zz-summary.txt").display()
-        )),
+        ))),
         "{text}"
     );
     assert!(
-        lines[1].starts_with(&format!("{},failed,", m.m("reports").display())),
+        lines[1..=n].iter().any(|l| l.starts_with(&format!(
+            "{},conflict,,{}",
+            m.m(&copy).display(),
+            m.m("projects/readme.md").display()
+        ))),
         "{text}"
     );
     assert!(
@@ -783,6 +819,12 @@ fn the_page_in_a_real_browser_lists_failures_first_filters_downloads_csv_and_req
         "summary"
     );
     assert!(d.rows().iter().all(|(st, _)| st != "failed"));
+    assert!(
+        d.rows()
+            .iter()
+            .any(|r| r == &("conflict".to_string(), copy.clone())),
+        "the conflict copy stays until a person resolves it"
+    );
     assert_eq!(sample(&s.metrics(), failed), None);
 
     // Pause and resume from the page.
