@@ -17,6 +17,7 @@ pub mod fs;
 pub mod fuse;
 pub mod ignore;
 pub mod journal;
+pub mod metrics;
 pub mod mount;
 pub mod mount_helper;
 pub mod notify;

@@ -484,29 +484,49 @@ fn the_page_needs_the_token_and_changes_state_only_by_post_with_the_action_heade
     );
 }
 
-#[test]
-fn a_non_loopback_address_is_refused_unless_allowed() {
-    let d = tempfile::tempdir().unwrap();
+/// `cloudsync mount` of fresh folders with `--status-addr ADDR`: its output.
+fn mount_with_status_addr(d: &Path, addr: &str) -> std::process::Output {
     for sub in ["on", "mnt", "cloud"] {
-        fs::create_dir(d.path().join(sub)).unwrap();
+        let _ = fs::create_dir(d.join(sub));
     }
-    let out = Command::new(harness::bin())
+    Command::new(harness::bin())
         .arg("mount")
-        .arg(d.path().join("on"))
-        .arg(d.path().join("mnt"))
+        .arg(d.join("on"))
+        .arg(d.join("mnt"))
         .arg("--cloud")
-        .arg(format!("file://{}", d.path().join("cloud").display()))
+        .arg(format!("file://{}", d.join("cloud").display()))
         .arg("--state-dir")
-        .arg(d.path().join("state"))
-        .args(["--status-addr", "0.0.0.0:0"])
+        .arg(d.join("state"))
+        .args(["--status-addr", addr, "--daemon"])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_non_loopback_address_or_a_port_in_use_is_refused_before_mounting() {
+    let d = tempfile::tempdir().unwrap();
+    let out = mount_with_status_addr(d.path(), "0.0.0.0:0");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--status-allow-remote"), "{err}");
     assert!(
         !d.path().join("state").exists(),
         "refused before anything was made"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = mount_with_status_addr(d.path(), &addr);
+    let mnt = d.path().join("mnt");
+    if harness::is_mounted(&mnt) {
+        let _ = Command::new("fusermount3").arg("-u").arg(&mnt).status();
+        panic!("mounted although {addr} is taken");
+    }
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot serve the status page on {addr}")),
+        "{err}"
     );
 }
 

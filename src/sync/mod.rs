@@ -50,7 +50,7 @@ pub struct Shared {
     /// Push and pull counters.
     pub counters: Counters,
     /// What `GET /metrics` reports: durations, bytes and failure codes.
-    pub metrics: crate::web::metrics::SyncMetrics,
+    pub metrics: crate::metrics::SyncMetrics,
     /// Paths with changes still on their way to the journal, so status never says `synced`
     /// for a change the queue has not recorded yet.
     pub unflushed: PathCounts,

@@ -22,8 +22,6 @@
 //!
 //! Requests are never logged, so the token cannot reach a log through a URL.
 
-pub mod metrics;
-
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +39,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::control::{self, Control};
+use crate::metrics;
 
 /// The file in the state dir that holds the token.
 pub const TOKEN_FILE: &str = "web.token";

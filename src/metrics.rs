@@ -1,5 +1,6 @@
-//! The daemon's metrics: what the engine counts as pushes and pulls finish, and how
-//! `GET /metrics` renders it, with what the queue holds now, in the Prometheus text format.
+//! The daemon's metrics: what the engine counts as pushes and pulls finish, and how the Sync
+//! Manager's `GET /metrics` (`web/`) renders it, with what the queue holds now, in the
+//! Prometheus text format. It sits beside `status.rs`, below the engine that feeds it.
 //!
 //! Every metric name is a constant here. No metric carries a path, a name or a URL: the
 //! labels are a result (`ok`, `failed`) or a failure code, so scraping a mount tells nothing
