@@ -107,6 +107,13 @@ pub struct MountArgs {
     /// otherwise standard error), journal, or stderr.
     #[arg(long, value_name = "WHERE")]
     pub log_target: Option<String>,
+    /// Serve the Sync Manager page and /metrics on this address, like 127.0.0.1:8080 (off by
+    /// default; loopback only unless --status-allow-remote).
+    #[arg(long, value_name = "ADDR")]
+    pub status_addr: Option<String>,
+    /// Let --status-addr be an address other than loopback, reachable from the network.
+    #[arg(long)]
+    pub status_allow_remote: bool,
     /// Internal: a pipe on which the daemon reports readiness to its parent.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,

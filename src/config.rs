@@ -66,6 +66,10 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// Where the log goes: "auto", "journal" or "stderr".
     pub log_target: Option<String>,
+    /// Where the Sync Manager page listens, like "127.0.0.1:8080".
+    pub status_addr: Option<String>,
+    /// Let `status_addr` be other than a loopback address.
+    pub status_allow_remote: Option<bool>,
     /// Sync sets; none means the whole mount is one set.
     pub sync_set: Option<Vec<crate::sync::sets::SetConfig>>,
 }
@@ -140,6 +144,8 @@ pub struct Config {
     pub log_target: LogTarget,
     /// Which folders sync where.
     pub sets: crate::sync::sets::SyncSets,
+    /// Where the Sync Manager page listens, if anywhere.
+    pub status_addr: Option<crate::web::StatusAddr>,
 }
 
 /// Parses a duration like `2s`, `500ms` or `5m`.
@@ -350,12 +356,24 @@ impl Config {
                 std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
             }
         });
+        let status_addr = args
+            .status_addr
+            .as_deref()
+            .or(file.status_addr.as_deref())
+            .map(|a| {
+                crate::web::StatusAddr::parse(
+                    a,
+                    args.status_allow_remote || file.status_allow_remote.unwrap_or(false),
+                )
+            })
+            .transpose()?;
         let sets = crate::sync::sets::SyncSets::from_config(
             file.sync_set.as_deref().unwrap_or_default(),
             &onprem,
         )?;
         Ok(Config {
             sets,
+            status_addr,
             onprem,
             mountpoint,
             cloud,

@@ -244,7 +244,8 @@ impl Control {
         }
     }
 
-    async fn handle(&self, req: Request) -> Response {
+    /// Answers one request: the socket's and the status page's.
+    pub async fn handle(&self, req: Request) -> Response {
         match req {
             Request::Status { paths, failed } => self.status(paths, failed),
             Request::Sync { paths, now } => self.sync(paths, now).await,
@@ -288,7 +289,8 @@ impl Control {
         }
     }
 
-    fn summary(&self) -> Summary {
+    /// The summary of the mount now.
+    pub fn summary(&self) -> Summary {
         let sh = &self.engine.shared;
         let (queued, failed) = self.journal.queue_counts().unwrap_or((0, 0));
         let offline = *sh.offline_since.lock().unwrap_or_else(|p| p.into_inner());
@@ -478,6 +480,41 @@ impl Control {
             ..Default::default()
         }
     }
+}
+
+/// One mount's part of `cloudsync status --json`: its mount point, the items and the summary
+/// of a status answer.
+pub fn status_report(mountpoint: &Path, r: &Response) -> serde_json::Value {
+    serde_json::json!({ "mountpoint": mountpoint, "items": r.items, "summary": r.summary })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Items as `cloudsync status --csv` prints them: a header line, then one line per item with
+/// absolute paths.
+pub fn status_csv(mountpoint: &Path, items: &[Item]) -> String {
+    let mut out = String::from("path,status,error,original\n");
+    for i in items {
+        let original = i
+            .original
+            .as_deref()
+            .map(|o| mountpoint.join(o).to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            csv_field(&mountpoint.join(&i.path).to_string_lossy()),
+            csv_field(&i.status),
+            csv_field(i.error.as_deref().unwrap_or("")),
+            csv_field(&original)
+        ));
+    }
+    out
 }
 
 /// The original of a conflict copy: the name without ` (conflict …)`.

@@ -165,6 +165,13 @@ fn open_parts(cfg: &Config) -> Result<Opened> {
             .with_context(|| format!("cannot open the journal in {}", state.path.display()))?,
     );
     guard_clone(&journal, &cfg.onprem)?;
+    // The status page's port is taken, and its token written, before anything is mounted:
+    // a port in use is refused here.
+    let web = cfg
+        .status_addr
+        .as_ref()
+        .map(|a| crate::web::bind(a, &state.path))
+        .transpose()?;
     // Multipart uploads (S3) are recorded in the journal, so a restart resumes them.
     cloud.use_upload_ledger(Arc::new(crate::sync::ledger::JournalLedger::new(
         journal.clone(),
@@ -175,6 +182,7 @@ fn open_parts(cfg: &Config) -> Result<Opened> {
         journal,
         ignore,
         cloud,
+        web,
     })
 }
 
@@ -184,6 +192,7 @@ struct Opened {
     journal: Arc<Journal>,
     ignore: Ignore,
     cloud: Arc<dyn crate::cloud::Cloud>,
+    web: Option<crate::web::Bound>,
 }
 
 /// Unmounts `mountpoint` on SIGINT or SIGTERM, lazily when it is busy.
@@ -449,6 +458,7 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         journal,
         ignore,
         cloud,
+        web,
     } = opened;
     // Fewer malloc arenas: the daemon's threads allocate in bursts (scan, pull), and one arena
     // per thread would keep every burst's peak as resident memory.
@@ -542,6 +552,10 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         let _in_rt = rt.enter();
         crate::control::Control::bind(&socket)
     };
+    if let Some(web) = web {
+        let _in_rt = rt.enter();
+        rt.spawn(crate::web::serve(web, control.clone()));
+    }
     match bound {
         Ok(listener) => {
             rt.spawn(async move {

@@ -80,11 +80,12 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
         match (k, v) {
             ("allow_other" | "default_permissions" | "ro", None) => fuse_opts.push(k.to_string()),
             ("no_passthrough", None) => out.push("--no-passthrough".into()),
+            ("status_allow_remote", None) => out.push("--status-allow-remote".into()),
             (
                 "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
                 | "rescan_interval" | "transfers" | "user" | "password_file" | "ca_file"
                 | "s3_endpoint" | "s3_region" | "s3_addressing" | "credentials_file" | "log_level"
-                | "log_target",
+                | "log_target" | "status_addr",
                 Some(v),
             ) => {
                 out.push(format!("--{}", k.replace('_', "-")));
@@ -143,6 +144,31 @@ mod tests {
         assert!(translate(&s(&["/a", "/b", "-o", "password=hunter2"])).is_err());
         assert!(translate(&s(&["/a", "/b", "-o", "bogus=1"])).is_err());
         assert!(translate(&s(&["/a"])).is_err());
+    }
+
+    #[test]
+    fn status_page_fstab_options() {
+        let a = translate(&s(&[
+            "/srv/on",
+            "/mnt/x",
+            "-o",
+            "cloud=file:///c,status_addr=127.0.0.1:8080,status_allow_remote",
+        ]))
+        .unwrap();
+        assert_eq!(
+            a,
+            s(&[
+                "mount",
+                "/srv/on",
+                "/mnt/x",
+                "--daemon",
+                "--cloud",
+                "file:///c",
+                "--status-addr",
+                "127.0.0.1:8080",
+                "--status-allow-remote",
+            ])
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Shared {
     pub pull_paused: std::sync::atomic::AtomicBool,
     /// Push and pull counters.
     pub counters: Counters,
+    /// What `GET /metrics` reports: durations, bytes and failure codes.
+    pub metrics: crate::metrics::SyncMetrics,
     /// Paths with changes still on their way to the journal, so status never says `synced`
     /// for a change the queue has not recorded yet.
     pub unflushed: PathCounts,

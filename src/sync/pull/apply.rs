@@ -433,6 +433,9 @@ impl Puller {
         })
         .await?
         .map_err(map_io)?;
+        if let Ok(m) = tmp.file().metadata() {
+            self.parts.shared.metrics.received(m.len());
+        }
         Ok((tmp, got, hash))
     }
 

@@ -216,6 +216,10 @@ impl Puller {
             .shared
             .counters
             .pull(r.is_ok(), started.elapsed());
+        self.parts
+            .shared
+            .metrics
+            .pulled(r.is_ok(), started.elapsed());
         self.report(&r);
         r
     }

@@ -289,6 +289,7 @@ impl Pusher {
             }
         }
         let crate::cloud::Uploaded { etag, hash: sent } = put?;
+        self.parts.shared.metrics.sent(m.size());
         // A file renamed or deleted during the upload counts as changed: the cloud tag is
         // recorded, and the queue decides again.
         let after = self.parts.onprem.stat(path).ok().flatten();

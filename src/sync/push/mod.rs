@@ -284,6 +284,7 @@ impl Pusher {
         );
         if !matches!(result, Ok(Outcome::Later)) {
             self.parts.shared.counters.push(ok, started.elapsed());
+            self.parts.shared.metrics.pushed(ok, started.elapsed());
         }
         self.record_result(&e, result, started);
     }
@@ -360,6 +361,7 @@ impl Pusher {
             }
             Err(err) => {
                 let code = err.failure_code();
+                self.parts.shared.metrics.push_failed(code);
                 if err.is_unauthorized() {
                     self.parts.shared.auth_paused.store(true, Ordering::Relaxed);
                     warn!(
