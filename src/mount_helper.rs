@@ -10,6 +10,10 @@
 
 use anyhow::{Result, bail};
 
+/// The `PATH` the helper runs with when it has none: mount(8) removes `PATH` from the
+/// environment of its helpers, and `cloudsync mount` needs it to find `fusermount3`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Options mount(8) and systemd use for themselves.
 fn ignored(key: &str) -> bool {
     matches!(
