@@ -200,6 +200,11 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if name.starts_with("mount.") {
+        if std::env::var_os("PATH").is_none_or(|p| p.is_empty()) {
+            // SAFETY: no other thread has started yet, so nothing reads the environment
+            // while it changes.
+            unsafe { std::env::set_var("PATH", cloudsync::mount_helper::DEFAULT_PATH) };
+        }
         match cloudsync::mount_helper::translate(&args) {
             Ok(a) => args = a,
             Err(e) => {

@@ -1,14 +1,19 @@
 //! `mount.cloudsync`: the helper mount(8) runs for fstab entries of type `cloudsync` (or
-//! `fuse.cloudsync`), turning `SOURCE DIR -o key=value,...` into a `cloudsync mount` command
-//! line. Every `cloudsync mount` flag is a key (`cloud=`, `config=`, `state_dir=`, ...); the
-//! usual mount options that concern mount(8) or systemd (`_netdev`, `noauto`, `x-systemd.*`,
-//! ...) are ignored, and the daemon is started in the background.
+//! `fuse.cloudsync`, through the name `mount.fuse.cloudsync`), turning `SOURCE DIR -o
+//! key=value,...` into a `cloudsync mount` command line. Every `cloudsync mount` flag is a key
+//! (`cloud=`, `config=`, `state_dir=`, ...); the usual mount options that concern mount(8) or
+//! systemd (`_netdev`, `noauto`, `x-systemd.*`, ...) are ignored, and the daemon is started in
+//! the background.
 //!
 //! ```text
 //! /srv/onprem  /mnt/docs  cloudsync  cloud=https://dav.example.com/docs/,password_file=/etc/cloudsync/docs.pw,allow_other,_netdev  0 0
 //! ```
 
 use anyhow::{Result, bail};
+
+/// The `PATH` the helper runs with when it has none: mount(8) removes `PATH` from the
+/// environment of its helpers, and `cloudsync mount` needs it to find `fusermount3`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Options mount(8) and systemd use for themselves.
 fn ignored(key: &str) -> bool {
@@ -55,6 +60,10 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             ),
             // sloppy, fake, no-mtab, verbose: nothing to do.
             "-s" | "-f" | "-n" | "-v" => {}
+            // The type, which mount(8) passes to mount.fuse.cloudsync for `fuse.cloudsync`.
+            "-t" => {
+                it.next();
+            }
             s if s.starts_with('-') => bail!("mount.cloudsync: unknown flag {s}"),
             _ => pos.push(a.clone()),
         }
@@ -142,6 +151,19 @@ mod tests {
             ])
         );
         assert!(translate(&s(&["/a", "/b", "-o", "password=hunter2"])).is_err());
+        // Type fuse.cloudsync: mount(8) names it.
+        assert_eq!(
+            translate(&s(&[
+                "/a",
+                "/b",
+                "-o",
+                "cloud=file:///c",
+                "-t",
+                "fuse.cloudsync"
+            ]))
+            .unwrap(),
+            s(&["mount", "/a", "/b", "--daemon", "--cloud", "file:///c"])
+        );
         assert!(translate(&s(&["/a", "/b", "-o", "bogus=1"])).is_err());
         assert!(translate(&s(&["/a"])).is_err());
     }

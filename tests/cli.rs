@@ -276,8 +276,10 @@ fn mount_helper_for_fstab() {
         d.cloud(),
         d.p("state")
     );
+    // mount(8) runs its helpers without PATH; the helper must still find fusermount3.
     let out = Command::new(&helper)
         .args([&d.p("on"), &d.p("mnt"), "-o", &opts])
+        .env_remove("PATH")
         .output()
         .unwrap();
     assert!(
