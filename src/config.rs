@@ -302,6 +302,10 @@ impl Config {
             bail!("cannot mount: {} is not a directory", onprem.display());
         }
         let mountpoint = std::fs::canonicalize(&mountpoint).map_err(|e| {
+            let abs = std::path::absolute(&mountpoint).unwrap_or_else(|_| mountpoint.clone());
+            if e.raw_os_error() == Some(libc::ENOTCONN) && crate::stale_mount::is_dead(&abs) {
+                return crate::stale_mount::DeadMount(abs).into();
+            }
             anyhow::anyhow!(
                 "cannot mount: the mount point {} is not usable: {e} (create it with mkdir)",
                 mountpoint.display()

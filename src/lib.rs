@@ -23,6 +23,7 @@ pub mod mount_helper;
 pub mod notify;
 pub mod onprem;
 pub mod paths;
+pub mod stale_mount;
 pub mod status;
 pub mod sync;
 pub mod web;

@@ -73,8 +73,34 @@ fn init_logging(filter: &str, target: LogTarget) {
     }
 }
 
+/// The configuration of a mount, after detaching the dead mount a killed daemon left at its
+/// mount point, and only such a mount.
+fn load_detaching_a_dead_mount(args: &MountArgs) -> Result<Config> {
+    use cloudsync::stale_mount::{DeadMount, detach_if_dead, is_dead};
+    let dead = match Config::load(args) {
+        Ok(cfg) if !is_dead(&cfg.mountpoint) => return Ok(cfg),
+        Ok(cfg) => cfg.mountpoint,
+        Err(e) => match e.downcast_ref::<DeadMount>() {
+            Some(d) => d.0.clone(),
+            None => return Err(e),
+        },
+    };
+    if detach_if_dead(&dead).with_context(|| {
+        format!(
+            "cannot mount: {} is a dead cloudsync mount that cannot be detached (run fusermount3 -uz on it as root)",
+            dead.display()
+        )
+    })? {
+        eprintln!(
+            "cloudsync: detached the dead cloudsync mount at {} (its daemon had ended)",
+            dead.display()
+        );
+    }
+    Config::load(args)
+}
+
 fn mount(args: MountArgs, raw: &[String]) -> Result<()> {
-    let cfg = Config::load(&args)?;
+    let cfg = load_detaching_a_dead_mount(&args)?;
     if args.daemon {
         return spawn_daemon(&cfg, raw);
     }

@@ -61,10 +61,11 @@ impl Heartbeat {
         self.last.store(ms, Ordering::Relaxed);
     }
 
-    /// True when the last beat is younger than `max`.
+    /// True when the last beat is younger than `max`. Before its first beat, a part counts
+    /// as alive for `max` after it was made: it is still starting, not hung.
     pub fn fresh(&self, max: Duration) -> bool {
         match self.last.load(Ordering::Relaxed) {
-            0 => false,
+            0 => self.start.elapsed() <= max,
             ms => self.start.elapsed().as_millis() as u64 + 1 - ms <= max.as_millis() as u64,
         }
     }
@@ -192,7 +193,9 @@ mod tests {
     #[test]
     fn heartbeat_goes_stale() {
         let h = Heartbeat::default();
-        assert!(!h.fresh(Duration::from_secs(10)), "never beaten");
+        assert!(h.fresh(Duration::from_secs(10)), "still starting");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!h.fresh(Duration::from_millis(10)), "never beaten");
         h.beat();
         assert!(h.fresh(Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(30));

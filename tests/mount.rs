@@ -375,6 +375,32 @@ fn changes_made_straight_in_onprem_while_mounted_are_found_by_the_rescan() {
     assert_converged(&m);
 }
 
+/// A daemon killed with its mount in place leaves a dead mount ("Transport endpoint is not
+/// connected"); the next `cloudsync mount` there detaches it and mounts again, as a
+/// `Restart=` of systemd or an admin's `mount` needs.
+#[test]
+fn a_mount_point_left_by_a_killed_daemon_is_mounted_again() {
+    let mut m = Mount::start(&[]);
+    fs::write(m.m("a.txt"), "a").unwrap();
+    m.wait_status("a.txt", "synced");
+    m.kill9_leaving_the_mount();
+    let e = fs::metadata(m.m("a.txt")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
+    m.spawn();
+    wait_until(Duration::from_secs(20), "the new mount to answer", || {
+        fs::read(m.m("a.txt")).is_ok_and(|b| b == b"a")
+    });
+    assert!(
+        m.log_text().contains("detached the dead cloudsync mount"),
+        "{}",
+        m.log_text()
+    );
+    fs::write(m.m("b.txt"), "b").unwrap();
+    m.wait_status("b.txt", "synced");
+    assert_eq!(fs::read(m.c("b.txt")).unwrap(), b"b");
+    m.unmount();
+}
+
 #[test]
 fn kill9_during_a_burst_loses_nothing() {
     let mut m = Mount::start(&[]);

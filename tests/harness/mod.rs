@@ -233,6 +233,14 @@ impl Mount {
         }
     }
 
+    /// kill -9 the daemon and leave its dead mount behind, as a crash does.
+    pub fn kill9_leaving_the_mount(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// kill -9 the daemon and clear the dead mount.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
