@@ -490,6 +490,15 @@ impl Puller {
         report: &mut PullReport,
     ) -> SyncResult<()> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
+        let bytes = paths
+            .iter()
+            .filter_map(|p| found.get(*p))
+            .map(|e| e.size)
+            .sum();
+        self.parts
+            .shared
+            .progress
+            .planned_downloads(paths.len() as u64, bytes);
         let stopped = std::sync::atomic::AtomicBool::new(false);
         let mut waiting = paths.into_iter();
         let mut running = FuturesUnordered::new();
