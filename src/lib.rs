@@ -24,3 +24,4 @@ pub mod onprem;
 pub mod paths;
 pub mod status;
 pub mod sync;
+pub mod watch;
