@@ -227,6 +227,15 @@ pub fn watch(mounts: &[Located], count: Option<u64>) -> Result<u8> {
     result.map(|()| 0)
 }
 
+/// The bar's ETA: unknown until something moved (while pushing is paused, say).
+fn eta(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = if state.pos() == 0 {
+        write!(w, "unknown")
+    } else {
+        write!(w, "{}", human_secs(state.eta().as_secs()))
+    };
+}
+
 /// The progress bar of `sync --wait`, drawn on standard error when it is a terminal; nothing
 /// at all otherwise.
 pub struct WaitBar {
@@ -245,6 +254,7 @@ impl WaitBar {
                     "{spinner} [{bar:30}] {pos}/{len} files, {msg}, ETA {eta}",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .with_key("eta", eta)
                 .progress_chars("#>-"),
             );
             b.enable_steady_tick(Duration::from_millis(200));
