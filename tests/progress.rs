@@ -227,3 +227,43 @@ fn the_daemon_logs_the_initial_sync_then_stays_quiet() {
     assert_eq!(progress(&log), before, "{log}");
     assert_eq!(log.matches("initial sync done").count(), 1, "{log}");
 }
+
+#[test]
+fn downloads_of_the_first_pull_and_of_a_large_pull_later_are_logged() {
+    let mut m = Mount::start(&["--transfers", "1"]);
+    m.unmount();
+    for i in 0..300 {
+        fs::write(m.c(&format!("c{i:03}.txt")), vec![b'z'; 1024]).unwrap();
+    }
+    m.env
+        .push(("CLOUDSYNC_PROGRESS_INTERVAL".into(), "100ms".into()));
+    let skip = m.log_text().len();
+    m.spawn();
+    let log_now = || m.log_text()[skip..].to_string();
+    // The first pull's downloads are part of the initial sync.
+    wait_until(
+        Duration::from_secs(60),
+        "the end of the initial sync",
+        || log_now().contains("initial sync done"),
+    );
+    let log = log_now();
+    assert!(
+        log.contains("initial sync done files=300 bytes=307200 "),
+        "{log}"
+    );
+    assert!(!log.contains("downloading cloud changes"), "{log}");
+    // A large pull later logs its own progress.
+    for i in 0..300 {
+        fs::write(m.c(&format!("d{i:03}.txt")), vec![b'z'; 1024]).unwrap();
+    }
+    let out = cloudsync(&["sync", "--now", m.mnt.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let log = log_now();
+    assert!(
+        log.lines().any(|l| l.contains("downloading cloud changes")
+            && l.contains("files_total=300 bytes=")
+            && l.contains("bytes_total=307200 ")),
+        "{log}"
+    );
+    assert_eq!(log.matches("initial sync done").count(), 1, "{log}");
+}

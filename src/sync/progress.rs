@@ -22,6 +22,12 @@ use crate::journal::Journal;
 /// `CLOUDSYNC_PROGRESS_INTERVAL` says otherwise.
 pub const LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// A pull downloading at least this many new files after the initial sync logs its progress.
+pub const LARGE_PULL_FILES: u64 = 100;
+
+/// Or at least this many bytes.
+pub const LARGE_PULL_BYTES: u64 = 100 << 20;
+
 /// Transfer counters and the initial sync.
 #[derive(Debug)]
 pub struct Progress {
@@ -157,12 +163,24 @@ impl Progress {
     }
 
     /// A pull is about to download `files` new files of `bytes`: part of the initial sync
-    /// while it runs.
-    pub fn planned_downloads(&self, files: u64, bytes: u64) {
+    /// while it runs. Otherwise, when they are many, the returned log reports their progress.
+    pub fn planned_downloads(&self, files: u64, bytes: u64) -> DownloadLog {
         let mut i = self.lock();
-        if i.took.is_none() {
+        let initial = i.took.is_none();
+        if initial {
             i.planned_down.0 += files;
             i.planned_down.1 += bytes;
+        }
+        let t = self.transferred();
+        let every = log_every();
+        DownloadLog {
+            on: !initial && (files >= LARGE_PULL_FILES || bytes >= LARGE_PULL_BYTES),
+            files,
+            bytes,
+            start: (t.files_downloaded, t.bytes_downloaded),
+            started: Instant::now(),
+            next: Instant::now() + every,
+            every,
         }
     }
 
@@ -228,6 +246,49 @@ impl Progress {
     /// to be logged.
     fn take_end(&self) -> bool {
         !self.end_logged.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// The progress log of one large pull's downloads, after the initial sync.
+#[derive(Debug)]
+pub struct DownloadLog {
+    on: bool,
+    files: u64,
+    bytes: u64,
+    /// The download counters when the pull began.
+    start: (u64, u64),
+    started: Instant,
+    next: Instant,
+    every: Duration,
+}
+
+impl DownloadLog {
+    /// Called after each download: logs where the pull stands once per interval.
+    pub fn tick(&mut self, p: &Progress) {
+        if !self.on || Instant::now() < self.next {
+            return;
+        }
+        self.next = Instant::now() + self.every;
+        let t = p.transferred();
+        let files = t
+            .files_downloaded
+            .saturating_sub(self.start.0)
+            .min(self.files);
+        let bytes = t
+            .bytes_downloaded
+            .saturating_sub(self.start.1)
+            .min(self.bytes);
+        let secs = self.started.elapsed().as_secs_f64();
+        let eta = (bytes > 0).then(|| ((self.bytes - bytes) as f64 * secs / bytes as f64) as u64);
+        tracing::info!(
+            files,
+            files_total = self.files,
+            bytes,
+            bytes_total = self.bytes,
+            rate = %format!("{}/s", human_bytes((bytes as f64 / secs.max(0.001)) as u64)),
+            eta = %eta.map_or_else(|| "unknown".to_string(), human_secs),
+            "downloading cloud changes"
+        );
     }
 }
 

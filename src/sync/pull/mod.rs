@@ -495,7 +495,8 @@ impl Puller {
             .filter_map(|p| found.get(*p))
             .map(|e| e.size)
             .sum();
-        self.parts
+        let mut log = self
+            .parts
             .shared
             .progress
             .planned_downloads(paths.len() as u64, bytes);
@@ -512,6 +513,7 @@ impl Puller {
             let Some((path, res, r)) = running.next().await else {
                 break;
             };
+            log.tick(&self.parts.shared.progress);
             report.absorb(r);
             match res {
                 Ok(()) => {}
