@@ -143,7 +143,7 @@ pub struct StatusArgs {
     #[arg(long, conflicts_with_all = ["failed", "json", "csv"])]
     pub watch: bool,
     /// With --watch: stop after N summaries (default: until interrupted).
-    #[arg(long, value_name = "N", requires = "watch")]
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 }
 

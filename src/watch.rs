@@ -169,6 +169,27 @@ fn screen_lines(mount: &str, s: &Summary, r: Rate) -> Vec<String> {
     v
 }
 
+/// The width of the terminal on standard output, if it says.
+fn terminal_width() -> Option<usize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ only writes a winsize into the struct passed.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
+/// `line` cut to `width` characters: a line that wrapped would spoil the redraw.
+fn fit(line: &str, width: Option<usize>) -> &str {
+    match width.and_then(|w| line.char_indices().nth(w.saturating_sub(1))) {
+        Some((at, _)) => &line[..at],
+        None => line,
+    }
+}
+
 /// `cloudsync status --watch`: a summary of each mount every second, until interrupted or
 /// `count` summaries are out.
 pub fn watch(mounts: &[Located], count: Option<u64>) -> Result<u8> {
@@ -199,8 +220,9 @@ pub fn watch(mounts: &[Located], count: Option<u64>) -> Result<u8> {
                 if drawn > 0 {
                     write!(out, "\x1b[{drawn}F")?;
                 }
+                let width = terminal_width();
                 for l in &lines {
-                    writeln!(out, "{l}\x1b[K")?;
+                    writeln!(out, "{}\x1b[K", fit(l, width))?;
                 }
                 write!(out, "\x1b[J")?;
                 drawn = lines.len();
@@ -324,6 +346,13 @@ mod tests {
             r.add(t0 + Duration::from_secs(s), t(2000, 4));
         }
         assert_eq!(r.add(t0 + Duration::from_secs(20), t(2000, 4)).up, 0.0);
+    }
+
+    #[test]
+    fn lines_fit_the_terminal() {
+        assert_eq!(fit("abcdef", Some(4)), "abc");
+        assert_eq!(fit("abc", Some(4)), "abc");
+        assert_eq!(fit("abcdef", None), "abcdef");
     }
 
     #[test]

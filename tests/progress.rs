@@ -147,6 +147,8 @@ fn watch_flags_are_checked() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--watch"));
     let out = cloudsync(&["status", "--watch", "--json"]);
     assert!(!out.status.success());
+    let out = cloudsync(&["status", "--watch", "--count", "0"]);
+    assert!(!out.status.success());
 }
 
 #[test]
