@@ -144,6 +144,14 @@ pub struct StatusArgs {
     /// Print CSV.
     #[arg(long)]
     pub csv: bool,
+    /// Redraw a summary of the mount every second until interrupted: the queue, transfers in
+    /// flight, throughput, the offline state and the initial sync's ETA. One plain line per
+    /// second when standard output is not a terminal.
+    #[arg(long, conflicts_with_all = ["failed", "json", "csv"])]
+    pub watch: bool,
+    /// With --watch: stop after N summaries (default: until interrupted).
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
 }
 
 /// Flags of `cloudsync sync`.

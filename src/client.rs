@@ -163,8 +163,25 @@ fn print_items(mp: &Path, items: &[Item], json: bool, csv: bool) {
     }
 }
 
+/// The summary of the mount behind `loc`, without listing its items.
+pub fn summary_of(loc: &Located) -> Result<control::Summary> {
+    let r = ask(
+        loc,
+        &Request::Status {
+            paths: vec![String::new()],
+            failed: false,
+        },
+    )?;
+    r.summary
+        .context("the daemon's status reply holds no summary")
+}
+
 /// `cloudsync status`: exit 0, or 1 when something failed.
 pub fn status(a: StatusArgs) -> Result<u8> {
+    if a.watch {
+        let mounts: Vec<Located> = by_mount(&a.paths)?.into_iter().map(|(l, _)| l).collect();
+        return crate::watch::watch(&mounts, a.count);
+    }
     let mut any_failed = false;
     let mut json_out = Vec::new();
     for (loc, rels) in by_mount(&a.paths)? {
@@ -266,8 +283,11 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
     // The sync request is answered once its changes are queued, so the first status can be
     // trusted at once. Polling starts fast and slows down to 10 times a second.
     let mut pause = Duration::from_millis(10);
+    // On a terminal a bar shows what is sent meanwhile; piped, nothing is added.
+    let mut bar = crate::watch::WaitBar::new();
     loop {
         let mut pending = Vec::new();
+        let mut summaries = Vec::new();
         for (loc, rels) in &groups {
             let r = ask(
                 loc,
@@ -276,6 +296,7 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
                     failed: false,
                 },
             )?;
+            summaries.extend(r.summary);
             for i in r.items {
                 let name = i.path.rsplit('/').next().unwrap_or(&i.path);
                 match i.status.as_str() {
@@ -285,6 +306,7 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
                     // which may well end with no conflict at all: that is waited for.
                     "conflict" if crate::sync::reconcile::is_conflict_name(name) => {}
                     "failed" | "missing" => {
+                        bar.clear();
                         eprintln!(
                             "cloudsync: {}: {}{}",
                             loc.mountpoint.join(&i.path).display(),
@@ -297,7 +319,9 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
                 }
             }
         }
+        bar.update(&summaries);
         if pending.is_empty() {
+            bar.clear();
             // Everything is in the cloud; a conflict copy at or below a path still needs a
             // person, so the wait ends in 1 and names it.
             let mut conflicts = 0;
@@ -319,6 +343,7 @@ pub fn sync(a: SyncArgs) -> Result<u8> {
             return Ok(u8::from(conflicts > 0));
         }
         if start.elapsed() >= timeout {
+            bar.clear();
             for p in pending {
                 eprintln!("cloudsync: {}: not synced after {}", p.display(), a.timeout);
             }

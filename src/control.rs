@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::cloud::{self, Cloud, Precondition};
 use crate::journal::Journal;
 use crate::sync::conflict::is_conflict_name;
+use crate::sync::progress::{InitialSync, Transferred};
 use crate::sync::{CounterSnapshot, Engine};
 
 pub use crate::status::XATTR_CONTROL;
@@ -127,6 +128,13 @@ pub struct Summary {
     pub auth_paused: bool,
     /// Push and pull counters.
     pub counters: CounterSnapshot,
+    /// Files and bytes uploaded and downloaded since the daemon started.
+    #[serde(default)]
+    pub transferred: Transferred,
+    /// The initial sync, while it runs: the start-up scan, what it queued, and the first
+    /// pull's downloads.
+    #[serde(default)]
+    pub initial_sync: Option<InitialSync>,
 }
 
 /// The answer.
@@ -294,6 +302,11 @@ impl Control {
         let sh = &self.engine.shared;
         let (queued, failed) = self.journal.queue_counts().unwrap_or((0, 0));
         let offline = *sh.offline_since.lock().unwrap_or_else(|p| p.into_inner());
+        // Read before the summary below, which holds the in-flight lock while it is built.
+        let initial_sync = match crate::sync::progress::initial_sync(sh, (queued, failed)) {
+            (s, true) => Some(s),
+            (_, false) => None,
+        };
         Summary {
             queued,
             failed,
@@ -307,6 +320,8 @@ impl Control {
             pull_paused: sh.pull_paused.load(Ordering::Relaxed),
             auth_paused: sh.auth_paused.load(Ordering::Relaxed),
             counters: sh.counters.snapshot(),
+            transferred: sh.progress.transferred(),
+            initial_sync,
         }
     }
 

@@ -27,3 +27,4 @@ pub mod stale_mount;
 pub mod status;
 pub mod sync;
 pub mod web;
+pub mod watch;

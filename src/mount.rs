@@ -568,6 +568,13 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
             warn!(error = %e, socket = %socket.display(), "cannot open the control socket; cloudsync status/sync cannot reach this daemon")
         }
     }
+    // The initial sync's progress goes to the log every few seconds while it runs.
+    rt.spawn(crate::sync::progress::log_initial(
+        engine.shared.clone(),
+        journal.clone(),
+        crate::sync::progress::log_every(),
+        stop.clone(),
+    ));
     // The start-up scan runs beside the mount, never holding it up; then a rescan every
     // `rescan_interval` finds changes made straight in ONPREM.
     scan::spawn(scan::Scans {

@@ -85,8 +85,9 @@ fn answers_not_connected(path: &Path) -> bool {
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        // SAFETY: a valid C string and a statfs buffer of the right size.
+        // SAFETY: statfs is plain data, for which all zeroes is a valid value.
         let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid C string and a statfs buffer of the right size.
         let r = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
         let errno = if r == 0 {
             0

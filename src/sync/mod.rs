@@ -11,6 +11,7 @@ pub mod error;
 pub mod intent;
 pub mod ledger;
 pub mod parts;
+pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reconcile;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub counters: Counters,
     /// What `GET /metrics` reports: durations, bytes and failure codes.
     pub metrics: crate::metrics::SyncMetrics,
+    /// Files and bytes transferred, and the initial sync.
+    pub progress: progress::Progress,
     /// Paths with changes still on their way to the journal, so status never says `synced`
     /// for a change the queue has not recorded yet.
     pub unflushed: PathCounts,

@@ -18,6 +18,10 @@ pub struct ScanReport {
     pub seen: u64,
     /// Items queued.
     pub queued: u64,
+    /// Files among them.
+    pub files: u64,
+    /// The bytes of those files.
+    pub bytes: u64,
 }
 
 /// Scans `onprem` against the journal and queues differences, due at `not_before` (ms; 0 for
@@ -76,6 +80,10 @@ pub fn scan(
                 rec.is_some()
             };
             if changed && syncable(&path) {
+                if m.is_file() {
+                    report.files += 1;
+                    report.bytes += m.len();
+                }
                 batch.push(Change::Path(Op::Check, path));
             }
             if batch.len() >= 1000 {
@@ -126,14 +134,21 @@ pub fn spawn(s: Scans) -> std::io::Result<std::thread::JoinHandle<()>> {
         .spawn(move || {
             let syncable = |p: &str| s.engine.syncable(p);
             let t = std::time::Instant::now();
+            let progress = &s.engine.shared.progress;
             match scan(&s.onprem, &s.journal, &s.ignore, &syncable, 0) {
-                Ok(r) => info!(
-                    seen = r.seen,
-                    queued = r.queued,
-                    ms = t.elapsed().as_millis() as u64,
-                    "start-up scan done"
-                ),
-                Err(e) => warn!(error = %e, "start-up scan failed"),
+                Ok(r) => {
+                    progress.scanned(r.files, r.bytes);
+                    info!(
+                        seen = r.seen,
+                        queued = r.queued,
+                        ms = t.elapsed().as_millis() as u64,
+                        "start-up scan done"
+                    )
+                }
+                Err(e) => {
+                    progress.scanned(0, 0);
+                    warn!(error = %e, "start-up scan failed")
+                }
             }
             s.wake.notify_one();
             let Some(every) = s.every else { return };

@@ -518,6 +518,7 @@ impl Puller {
             .journal
             .put_node(&record_of(path, &m, Some(hash), etag))?;
         self.invalidate.changed(path);
+        self.parts.shared.progress.downloaded(m.size());
         info!(path, bytes = m.size(), "downloaded");
         Ok(true)
     }

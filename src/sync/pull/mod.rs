@@ -512,6 +512,16 @@ impl Puller {
         report: &mut PullReport,
     ) -> SyncResult<()> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
+        let bytes = paths
+            .iter()
+            .filter_map(|p| found.get(*p))
+            .map(|e| e.size)
+            .sum();
+        let mut log = self
+            .parts
+            .shared
+            .progress
+            .planned_downloads(paths.len() as u64, bytes);
         let stopped = std::sync::atomic::AtomicBool::new(false);
         let mut waiting = paths.into_iter();
         let mut running = FuturesUnordered::new();
@@ -525,6 +535,7 @@ impl Puller {
             let Some((path, res, r)) = running.next().await else {
                 break;
             };
+            log.tick(&self.parts.shared.progress);
             report.absorb(r);
             match res {
                 Ok(()) => {}

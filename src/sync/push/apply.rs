@@ -322,6 +322,7 @@ impl Pusher {
             .put_node_ending_intent(&record_of(path, m, Some(hash), etag))?;
         // Logged once recorded: a daemon killed before the record is written uploads the
         // file again at the next start, and the log never says "uploaded" for it twice.
+        self.parts.shared.progress.uploaded(m.size());
         info!(bytes = m.size(), "uploaded");
         Ok(Outcome::Done)
     }
