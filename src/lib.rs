@@ -26,5 +26,5 @@ pub mod paths;
 pub mod stale_mount;
 pub mod status;
 pub mod sync;
-pub mod web;
 pub mod watch;
+pub mod web;
