@@ -123,34 +123,13 @@ fn by_mount(paths: &[PathBuf]) -> Result<Vec<(Located, Vec<String>)>> {
     Ok(out)
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 fn print_items(mp: &Path, items: &[Item], json: bool, csv: bool) {
     if json {
         return;
     }
     if csv {
-        println!("path,status,error,original");
-        for i in items {
-            println!(
-                "{},{},{},{}",
-                csv_field(&mp.join(&i.path).to_string_lossy()),
-                i.status,
-                csv_field(i.error.as_deref().unwrap_or("")),
-                csv_field(
-                    &i.original
-                        .as_deref()
-                        .map(|o| mp.join(o).to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                )
-            );
-        }
+        // The same CSV as the Sync Manager's download.
+        print!("{}", control::status_csv(mp, items));
         return;
     }
     for i in items {
@@ -205,9 +184,7 @@ pub fn status(a: StatusArgs) -> Result<u8> {
         print_items(&loc.mountpoint, &r.items, a.json, a.csv);
         if let Some(s) = &r.summary {
             if a.json {
-                json_out.push(serde_json::json!({
-                    "mountpoint": loc.mountpoint, "items": r.items, "summary": s
-                }));
+                json_out.push(control::status_report(&loc.mountpoint, &r));
             } else if !a.csv {
                 let c = &s.counters;
                 println!(
