@@ -159,7 +159,8 @@ pub fn summary_of(loc: &Located) -> Result<control::Summary> {
 pub fn status(a: StatusArgs) -> Result<u8> {
     if a.watch {
         let mounts: Vec<Located> = by_mount(&a.paths)?.into_iter().map(|(l, _)| l).collect();
-        return crate::watch::watch(&mounts, a.count);
+        let points: Vec<&Path> = mounts.iter().map(|l| l.mountpoint.as_path()).collect();
+        return crate::watch::watch(&points, &|i| summary_of(&mounts[i]), a.count);
     }
     let mut any_failed = false;
     let mut json_out = Vec::new();

@@ -8,12 +8,12 @@
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::client::Located;
 use crate::control::Summary;
 use crate::sync::progress::{Transferred, human_bytes, human_secs};
 
@@ -190,9 +190,13 @@ fn fit(line: &str, width: Option<usize>) -> &str {
     }
 }
 
-/// `cloudsync status --watch`: a summary of each mount every second, until interrupted or
-/// `count` summaries are out.
-pub fn watch(mounts: &[Located], count: Option<u64>) -> Result<u8> {
+/// `cloudsync status --watch`: a summary of each of `mounts` every second, asked with
+/// `summary(i)` for the `i`th, until interrupted or `count` summaries are out.
+pub fn watch(
+    mounts: &[&Path],
+    summary: &dyn Fn(usize) -> Result<Summary>,
+    count: Option<u64>,
+) -> Result<u8> {
     catch_interrupts();
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
@@ -206,10 +210,10 @@ pub fn watch(mounts: &[Located], count: Option<u64>) -> Result<u8> {
         while !INTERRUPTED.load(Ordering::Relaxed) {
             let started = Instant::now();
             let mut lines = Vec::new();
-            for (loc, rates) in mounts.iter().zip(&mut rates) {
-                let r = crate::client::summary_of(loc)?;
+            for (i, (mount, rates)) in mounts.iter().zip(&mut rates).enumerate() {
+                let r = summary(i)?;
                 let rate = rates.add(Instant::now(), r.transferred);
-                let mp = loc.mountpoint.display().to_string();
+                let mp = mount.display().to_string();
                 if tty {
                     lines.extend(screen_lines(&mp, &r, rate));
                 } else {
