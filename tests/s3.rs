@@ -426,6 +426,99 @@ async fn listings_cross_pages(store: Store) {
     assert!(left.is_empty(), "{store:?}: {left:?}");
 }
 
+/// A new file costs one listing and its PUT, with a proxy counting the requests: the listing
+/// of its folder after its key (`start-after`) tells whether a folder has its name and proves
+/// the folders above it. The guarantees stay: a folder of the name (behind names that sort
+/// between `x` and `x/`) and a file where a folder should be are still found.
+async fn new_files_cost_a_listing_and_a_put(store: Store) {
+    use support::proxy::{Fault, FaultProxy};
+    let server = server(store);
+    let bucket = server.bucket("small");
+    let tmp = tempfile::tempdir().unwrap();
+    let addr: std::net::SocketAddr = server
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(addr);
+    proxy.set(Fault::Logged);
+    let mut o = opts(server, tmp.path(), SECRET);
+    o.s3_endpoint = Some(proxy.url(""));
+    let c = S3::new(&format!("s3://{bucket}/p/"), &o).unwrap();
+    let f = tmp.path().join("f");
+    std::fs::write(&f, vec![7u8; 4096]).unwrap();
+    let f = std::fs::File::open(&f).unwrap();
+    // The probes (conditions, listings) once, and the folder.
+    let _ = c.honours_conditions().await;
+    c.mkdir("d").await.unwrap();
+    let from = proxy.requests().len();
+    const N: usize = 20;
+    for i in 0..N {
+        c.upload(&format!("d/f{i:02}"), &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+    }
+    let sent: Vec<String> = proxy.requests()[from..].to_vec();
+    let puts = sent.iter().filter(|r| r.starts_with("PUT ")).count();
+    let lists = sent.iter().filter(|r| r.contains("list-type=2")).count();
+    assert_eq!(puts, N, "{store:?}: {sent:#?}");
+    assert_eq!(lists, N, "{store:?}: {sent:#?}");
+    assert_eq!(sent.len(), 2 * N, "{store:?}: {sent:#?}");
+    // A new folder: the first file in it looks for a file above once, the next ones do not.
+    let from = proxy.requests().len();
+    for i in 0..3 {
+        c.upload(&format!("new/f{i}"), &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+    }
+    let sent: Vec<String> = proxy.requests()[from..].to_vec();
+    assert!(sent.len() <= 2 * 3 + 2, "{store:?}: {sent:#?}");
+    // A folder of the name is found behind names that sort between `x` and `x/`.
+    let raw = server.raw(&bucket);
+    assert_eq!(raw.put("p/d/x/inner", b"in"), 200);
+    for n in ["x!", "x-1", "x.bak", "x.old", "x(1)"] {
+        assert_eq!(raw.put(&format!("p/d/{n}"), b"s"), 200);
+    }
+    let e = c
+        .upload("d/x", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CloudError::PreconditionFailed),
+        "{store:?}: {e:?}"
+    );
+    assert!(!raw.keys("p/d/").iter().any(|k| k == "p/d/x"), "{store:?}");
+    let e = c.upload("d/x", &f, &Precondition::None).await.unwrap_err();
+    assert!(
+        matches!(e, CloudError::PreconditionFailed),
+        "{store:?}: {e:?}"
+    );
+    // A file where a folder should be, in a folder never seen.
+    assert_eq!(raw.put("p/file", b"f"), 200);
+    let e = c
+        .upload("file/y", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CloudError::PreconditionFailed),
+        "{store:?}: {e:?}"
+    );
+    // A folder deleted by this client is no longer taken as one: a file of its name, made
+    // behind its back, is in the way again.
+    c.delete("new", &Precondition::None).await.unwrap();
+    if store != Store::S3sFs {
+        assert_eq!(raw.put("p/new", b"now a file"), 200);
+        let e = c
+            .upload("new/f9", &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, CloudError::PreconditionFailed),
+            "{store:?}: {e:?}"
+        );
+    }
+}
+
 /// SeaweedFS over HTTPS with a private CA: trusted with `ca_file`, refused without it, and the
 /// refusal is a configuration error, not transient trouble.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,6 +583,7 @@ on_every_store! {
     abandoned_uploads_are_aborted => abandoned_uploads_are_aborted,
     clashes_and_refused_keys => clashes_and_refused_keys,
     listings_cross_pages => listings_cross_pages,
+    new_files_cost_a_listing_and_a_put => new_files_cost_a_listing_and_a_put,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
