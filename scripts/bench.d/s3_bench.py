@@ -2,7 +2,7 @@
 """S3 benchmarks for cloudsync against SeaweedFS (standard library only).
 
     python3 scripts/bench.d/s3_bench.py [--quick] [--runs N] [--objects N] [--dir DIR]
-                                        [--only PARTS] [--out FILE]
+                                        [--only PARTS] [--bin FILE] [--out FILE]
 
   --quick        small sizes, a smoke test (a few minutes)
   --runs N       repetitions of each measurement (default 3); medians are reported
@@ -11,6 +11,7 @@
   --dir DIR      where the temporary folders go (default /var/tmp)
   --only PARTS   some parts only, comma-separated: big, small (the two uploads; `upload` is
                  both) and pull (default: all)
+  --bin FILE     the cloudsync binary to measure (default target/release/cloudsync)
   --out FILE     also write the report to FILE
 
 One SeaweedFS cluster (master, two volume servers, filer, S3 gateway with a SigV4 identity) on
@@ -351,7 +352,10 @@ def main():
     ap.add_argument("--only", default="big,small,pull")
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--bin", default=None)
     a = ap.parse_args()
+    if a.bin:
+        sb.BUILT = os.path.abspath(a.bin)
     if a.runs < 1:
         sb.die("--runs needs a positive number")
     cfg = {
