@@ -519,6 +519,82 @@ async fn new_files_cost_a_listing_and_a_put(store: Store) {
     }
 }
 
+/// A flat listing of a whole tree, with pages of three keys: the first one page after
+/// another, the next ones in ranges cut where the last one saw every third key, listed side
+/// by side; keys added before, between and after the cuts and keys deleted (cuts among them)
+/// show as they are, each once.
+async fn flat_listings_in_ranges(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("flat");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/p/"),
+        &opts(server, tmp.path(), SECRET),
+    )
+    .unwrap()
+    .with_page_size(3);
+    let f = tmp.path().join("x");
+    std::fs::write(&f, b"x").unwrap();
+    let f = std::fs::File::open(&f).unwrap();
+    let put = |p: String| {
+        let c = &c;
+        let f = &f;
+        async move {
+            c.upload(&p, f, &Precondition::IfNoneMatch).await.unwrap();
+        }
+    };
+    let mut want: std::collections::BTreeSet<(String, bool)> = Default::default();
+    for d in ["b", "d", "f"] {
+        for n in 0..4 {
+            put(format!("{d}/sub/{n}")).await;
+            want.insert((format!("{d}/sub/{n}"), false));
+        }
+        want.insert((d.to_string(), true));
+        want.insert((format!("{d}/sub"), true));
+    }
+    c.mkdir("e/empty").await.unwrap();
+    want.insert(("e".into(), true));
+    want.insert(("e/empty".into(), true));
+    let listed = |t: cloudsync::cloud::Subtree| {
+        let got: std::collections::BTreeSet<(String, bool)> = t
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.is_dir))
+            .collect();
+        assert_eq!(got.len(), t.entries.len(), "{store:?}: listed twice");
+        (got, t.requests)
+    };
+    let (got, first) = listed(c.list_tree("").await.unwrap().unwrap());
+    assert_eq!(got, want, "{store:?}");
+    let (got, again) = listed(c.list_tree("").await.unwrap().unwrap());
+    assert_eq!(got, want, "{store:?}");
+    // Ranges one key short of a page each: one page a range.
+    assert!(
+        again <= first * 3 / 2 + 1,
+        "{store:?}: {again} requests after {first}"
+    );
+    // Keys before, among and after the cuts; keys deleted.
+    for p in ["a", "b/sub/1a", "c/x", "d/sub/9/deep", "g/z", "zz"] {
+        put(p.to_string()).await;
+        want.insert((p.to_string(), false));
+    }
+    for d in ["c", "d/sub/9", "g"] {
+        want.insert((d.to_string(), true));
+    }
+    for p in ["b/sub/2", "f/sub/0", "f/sub/3"] {
+        c.delete(p, &Precondition::None).await.unwrap();
+        want.remove(&(p.to_string(), false));
+    }
+    let (got, _) = listed(c.list_tree("").await.unwrap().unwrap());
+    let (got2, _) = listed(c.list_tree("").await.unwrap().unwrap());
+    assert_eq!(got, want, "{store:?}");
+    assert_eq!(got, got2, "{store:?}");
+    assert!(matches!(
+        c.list_tree("nothing").await.unwrap(),
+        Err(CloudError::NotFound)
+    ));
+}
+
 /// SeaweedFS over HTTPS with a private CA: trusted with `ca_file`, refused without it, and the
 /// refusal is a configuration error, not transient trouble.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -584,6 +660,7 @@ on_every_store! {
     clashes_and_refused_keys => clashes_and_refused_keys,
     listings_cross_pages => listings_cross_pages,
     new_files_cost_a_listing_and_a_put => new_files_cost_a_listing_and_a_put,
+    flat_listings_in_ranges => flat_listings_in_ranges,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,8 @@
 //! how folders are made out of prefixes, and what the client finds out about a store (whether
 //! it honours conditional writes). Its parts, by job:
 //! - `client`: signing (rusty-s3) over reqwest, the requests, and the error mapping;
-//! - `keys`: keys under the prefix, and the listing parser with its key checks;
+//! - `keys`: keys under the prefix, and the listing parsers (delimited and flat) with their
+//!   key checks;
 //! - `folders`: the folders lately seen holding objects, so a new file below one is not
 //!   checked for a file in the way above it;
 //! - `multipart`: large files in parts, recorded in the [`UploadLedger`] so a restart resumes;
@@ -46,14 +47,15 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header;
+use rusty_s3::actions::ListObjectsV2Response;
 
 use super::{
-    Cloud, CloudEntry, CloudError, CloudOptions, Listing, Precondition, UploadLedger, Uploaded,
-    check_rel_path, parent,
+    Cloud, CloudEntry, CloudError, CloudOptions, Listing, Precondition, Subtree, UploadLedger,
+    Uploaded, check_rel_path, parent,
 };
 use client::{Client, Cond, header_etag};
 use folders::KnownFolders;
-use keys::{Gather, MAX_KEY, MAX_NAME};
+use keys::{Flat, Gather, MAX_KEY, MAX_NAME};
 
 /// Files from this size on go up as multipart uploads.
 pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
@@ -112,6 +114,9 @@ pub struct S3 {
     page_size: Option<usize>,
     /// Folders lately seen holding objects: no file above a new key needs looking for there.
     known: KnownFolders,
+    /// Per prefix listed flat, every 999th key of the last listing: where the next one cuts
+    /// the key space into ranges listed side by side.
+    cuts: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl fmt::Debug for S3 {
@@ -214,6 +219,7 @@ impl S3 {
             part_size: PART_SIZE,
             page_size: None,
             known: KnownFolders::default(),
+            cuts: std::sync::Mutex::default(),
         })
     }
 
@@ -840,6 +846,10 @@ impl Cloud for S3 {
         Ok(listing)
     }
 
+    async fn list_tree(&self, path: &str) -> Option<Result<Subtree, CloudError>> {
+        Some(self.list_flat(path).await)
+    }
+
     fn hashes_uploads(&self) -> bool {
         true
     }
@@ -998,6 +1008,148 @@ impl Cloud for S3 {
 }
 
 impl S3 {
+    /// Everything below the folder `path`, from one flat ListObjectsV2 of its prefix, 1000
+    /// keys a page (see [`Flat`]). The pages of a prefix listed before are asked for
+    /// [`FAN_OUT`] at a time: the key space is cut at every 999th key the last listing saw,
+    /// and each range is listed from its first key on (`start-after`) up to the next cut,
+    /// paginated further where it grew. Every key is still listed once, in about as many pages
+    /// as one after another; a store that ignores `start-after` is listed one page after
+    /// another.
+    async fn list_flat(&self, path: &str) -> Result<Subtree, CloudError> {
+        check_rel_path(path)?;
+        let prefix = self.dir_key(path);
+        let cuts = self
+            .cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&prefix)
+            .cloned()
+            .unwrap_or_default();
+        let mut ranges: Vec<(Option<String>, Option<String>)> = Vec::new();
+        let mut after = None;
+        for c in cuts {
+            ranges.push((after.take(), Some(c.clone())));
+            after = Some(c);
+        }
+        ranges.push((after, None));
+        let mut requests = 0;
+        let mut pages = Vec::new();
+        let from = prefix.as_str();
+        let mut listed = futures_util::stream::iter(ranges)
+            .map(|(a, u)| async move { self.list_range(from, a.as_deref(), u.as_deref()).await })
+            .buffered(FAN_OUT);
+        let mut in_order = true;
+        while let Some(r) = listed.next().await {
+            match r? {
+                Some((p, n)) => {
+                    requests += n;
+                    pages.extend(p);
+                }
+                None => in_order = false,
+            }
+        }
+        drop(listed);
+        if !in_order {
+            // The store ignores `start-after`: one page after another.
+            tracing::debug!(cloud = %self.shown, "the store ignores start-after; listing one page after another");
+            let (p, n) = self
+                .list_range(&prefix, None, None)
+                .await?
+                .unwrap_or_default();
+            requests += n;
+            pages = p;
+        }
+        // The cuts for the next listing: one key short of every page's worth, so that a page
+        // shows a range whole and the first key past it, and no second page is asked for.
+        let step = self.page_size.unwrap_or(1000).max(2) - 1;
+        let cuts: Vec<String> = pages
+            .iter()
+            .flat_map(|p| p.contents.iter())
+            .skip(step - 1)
+            .step_by(step)
+            .map(|o| o.key.clone())
+            .collect();
+        let mut f = Flat::new(path, &prefix);
+        for page in pages {
+            f.page(page);
+        }
+        if !path.is_empty() && !f.saw_anything() {
+            return Err(match self.client.head(&self.key(path)).await? {
+                Some(_) => not_a_folder(path),
+                None => CloudError::NotFound,
+            });
+        }
+        {
+            let mut all = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+            if in_order {
+                all.insert(prefix.clone(), cuts);
+            } else {
+                all.remove(&prefix);
+            }
+        }
+        let tree = f.finish(requests);
+        self.known.proven(path);
+        for e in tree.entries.iter().filter(|e| e.is_dir) {
+            self.known.proven(&e.path);
+        }
+        Ok(tree)
+    }
+
+    /// The pages of a flat listing of `prefix` with the keys after `after` (from the first
+    /// when `None`) up to `upto` (to the last when `None`), and the requests sent; `None` when
+    /// the store answers with keys that are not after `after` (it ignores `start-after`).
+    async fn list_range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Result<Option<(Vec<ListObjectsV2Response>, u64)>, CloudError> {
+        let encode = self.listing_caps().await.encodes;
+        let mut pages = Vec::new();
+        let mut token: Option<String> = None;
+        let mut requests = 0;
+        loop {
+            let first = token.is_none();
+            let mut page = self
+                .client
+                .list_page(
+                    prefix,
+                    false,
+                    after.filter(|_| first),
+                    token.as_deref(),
+                    self.page_size,
+                    encode,
+                )
+                .await?;
+            requests += 1;
+            if let Some(a) = after
+                && page.contents.iter().any(|o| o.key.as_str() <= a)
+            {
+                return Ok(None);
+            }
+            let next = page.next_continuation_token.take();
+            let had = page.contents.len();
+            if let Some(u) = upto {
+                page.contents.retain(|o| o.key.as_str() <= u);
+            }
+            let past = page.contents.len() < had;
+            pages.push(page);
+            if past {
+                break;
+            }
+            match next {
+                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+                Some(_) => {
+                    return Err(CloudError::Protocol(
+                        "the store repeats a listing continuation token".into(),
+                    ));
+                }
+                None => break,
+            }
+        }
+        Ok(Some((pages, requests)))
+    }
+
     async fn delete_now(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
         if self.is_folder(path).await? {
             if *cond == Precondition::IfNoneMatch {
