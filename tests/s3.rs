@@ -281,6 +281,20 @@ async fn clashes_and_refused_keys(store: Store) {
             l.skipped
         );
         assert!(c.stat("x").await.unwrap().unwrap().is_dir);
+        // The flat listing of the whole tree says the same.
+        let t = c.list_tree("").await.unwrap().unwrap();
+        let mut shown: Vec<_> = t
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.is_dir))
+            .collect();
+        shown.sort();
+        assert_eq!(shown, [("x", true), ("x/inner.txt", false)], "{store:?}");
+        assert!(
+            t.skipped.iter().any(|s| s.contains("name clash")),
+            "{store:?}: {:?}",
+            t.skipped
+        );
         assert_eq!(raw.get("p/x").unwrap(), b"file");
     }
     // The probes leave nothing behind.
