@@ -281,6 +281,20 @@ async fn clashes_and_refused_keys(store: Store) {
             l.skipped
         );
         assert!(c.stat("x").await.unwrap().unwrap().is_dir);
+        // The flat listing of the whole tree says the same.
+        let t = c.list_tree("").await.unwrap().unwrap();
+        let mut shown: Vec<_> = t
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.is_dir))
+            .collect();
+        shown.sort();
+        assert_eq!(shown, [("x", true), ("x/inner.txt", false)], "{store:?}");
+        assert!(
+            t.skipped.iter().any(|s| s.contains("name clash")),
+            "{store:?}: {:?}",
+            t.skipped
+        );
         assert_eq!(raw.get("p/x").unwrap(), b"file");
     }
     // The probes leave nothing behind.
@@ -426,6 +440,175 @@ async fn listings_cross_pages(store: Store) {
     assert!(left.is_empty(), "{store:?}: {left:?}");
 }
 
+/// A new file costs one listing and its PUT, with a proxy counting the requests: the listing
+/// of its folder after its key (`start-after`) tells whether a folder has its name and proves
+/// the folders above it. The guarantees stay: a folder of the name (behind names that sort
+/// between `x` and `x/`) and a file where a folder should be are still found.
+async fn new_files_cost_a_listing_and_a_put(store: Store) {
+    use support::proxy::{Fault, FaultProxy};
+    let server = server(store);
+    let bucket = server.bucket("small");
+    let tmp = tempfile::tempdir().unwrap();
+    let addr: std::net::SocketAddr = server
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(addr);
+    proxy.set(Fault::Logged);
+    let mut o = opts(server, tmp.path(), SECRET);
+    o.s3_endpoint = Some(proxy.url(""));
+    let c = S3::new(&format!("s3://{bucket}/p/"), &o).unwrap();
+    let f = tmp.path().join("f");
+    std::fs::write(&f, vec![7u8; 4096]).unwrap();
+    let f = std::fs::File::open(&f).unwrap();
+    // The probes (conditions, listings) once, and the folder.
+    let _ = c.honours_conditions().await;
+    c.mkdir("d").await.unwrap();
+    let from = proxy.requests().len();
+    const N: usize = 20;
+    for i in 0..N {
+        c.upload(&format!("d/f{i:02}"), &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+    }
+    let sent: Vec<String> = proxy.requests()[from..].to_vec();
+    let puts = sent.iter().filter(|r| r.starts_with("PUT ")).count();
+    let lists = sent.iter().filter(|r| r.contains("list-type=2")).count();
+    assert_eq!(puts, N, "{store:?}: {sent:#?}");
+    assert_eq!(lists, N, "{store:?}: {sent:#?}");
+    assert_eq!(sent.len(), 2 * N, "{store:?}: {sent:#?}");
+    // A new folder: the first file in it looks for a file above once, the next ones do not.
+    let from = proxy.requests().len();
+    for i in 0..3 {
+        c.upload(&format!("new/f{i}"), &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap();
+    }
+    let sent: Vec<String> = proxy.requests()[from..].to_vec();
+    assert!(sent.len() <= 2 * 3 + 2, "{store:?}: {sent:#?}");
+    // A folder of the name is found behind names that sort between `x` and `x/`.
+    let raw = server.raw(&bucket);
+    assert_eq!(raw.put("p/d/x/inner", b"in"), 200);
+    for n in ["x!", "x-1", "x.bak", "x.old", "x(1)"] {
+        assert_eq!(raw.put(&format!("p/d/{n}"), b"s"), 200);
+    }
+    let e = c
+        .upload("d/x", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CloudError::PreconditionFailed),
+        "{store:?}: {e:?}"
+    );
+    assert!(!raw.keys("p/d/").iter().any(|k| k == "p/d/x"), "{store:?}");
+    let e = c.upload("d/x", &f, &Precondition::None).await.unwrap_err();
+    assert!(
+        matches!(e, CloudError::PreconditionFailed),
+        "{store:?}: {e:?}"
+    );
+    // A file where a folder should be, in a folder never seen.
+    assert_eq!(raw.put("p/file", b"f"), 200);
+    let e = c
+        .upload("file/y", &f, &Precondition::IfNoneMatch)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CloudError::PreconditionFailed),
+        "{store:?}: {e:?}"
+    );
+    // A folder deleted by this client is no longer taken as one: a file of its name, made
+    // behind its back, is in the way again.
+    c.delete("new", &Precondition::None).await.unwrap();
+    if store != Store::S3sFs {
+        assert_eq!(raw.put("p/new", b"now a file"), 200);
+        let e = c
+            .upload("new/f9", &f, &Precondition::IfNoneMatch)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, CloudError::PreconditionFailed),
+            "{store:?}: {e:?}"
+        );
+    }
+}
+
+/// A flat listing of a whole tree, with pages of three keys: the first one page after
+/// another, the next ones in ranges cut where the last one saw every third key, listed side
+/// by side; keys added before, between and after the cuts and keys deleted (cuts among them)
+/// show as they are, each once.
+async fn flat_listings_in_ranges(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("flat");
+    let tmp = tempfile::tempdir().unwrap();
+    let c = S3::new(
+        &format!("s3://{bucket}/p/"),
+        &opts(server, tmp.path(), SECRET),
+    )
+    .unwrap()
+    .with_page_size(3);
+    let f = tmp.path().join("x");
+    std::fs::write(&f, b"x").unwrap();
+    let f = std::fs::File::open(&f).unwrap();
+    let put = |p: String| {
+        let c = &c;
+        let f = &f;
+        async move {
+            c.upload(&p, f, &Precondition::IfNoneMatch).await.unwrap();
+        }
+    };
+    let mut want: std::collections::BTreeSet<(String, bool)> = Default::default();
+    for d in ["b", "d", "f"] {
+        for n in 0..4 {
+            put(format!("{d}/sub/{n}")).await;
+            want.insert((format!("{d}/sub/{n}"), false));
+        }
+        want.insert((d.to_string(), true));
+        want.insert((format!("{d}/sub"), true));
+    }
+    c.mkdir("e/empty").await.unwrap();
+    want.insert(("e".into(), true));
+    want.insert(("e/empty".into(), true));
+    let listed = |t: cloudsync::cloud::Subtree| {
+        let got: std::collections::BTreeSet<(String, bool)> = t
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.is_dir))
+            .collect();
+        assert_eq!(got.len(), t.entries.len(), "{store:?}: listed twice");
+        (got, t.requests)
+    };
+    let (got, first) = listed(c.list_tree("").await.unwrap().unwrap());
+    assert_eq!(got, want, "{store:?}");
+    let (got, again) = listed(c.list_tree("").await.unwrap().unwrap());
+    assert_eq!(got, want, "{store:?}");
+    // Ranges one key short of a page each: one page a range.
+    assert!(
+        again <= first * 3 / 2 + 1,
+        "{store:?}: {again} requests after {first}"
+    );
+    // Keys before, among and after the cuts; keys deleted.
+    for p in ["a", "b/sub/1a", "c/x", "d/sub/9/deep", "g/z", "zz"] {
+        put(p.to_string()).await;
+        want.insert((p.to_string(), false));
+    }
+    for d in ["c", "d/sub/9", "g"] {
+        want.insert((d.to_string(), true));
+    }
+    for p in ["b/sub/2", "f/sub/0", "f/sub/3"] {
+        c.delete(p, &Precondition::None).await.unwrap();
+        want.remove(&(p.to_string(), false));
+    }
+    let (got, _) = listed(c.list_tree("").await.unwrap().unwrap());
+    let (got2, _) = listed(c.list_tree("").await.unwrap().unwrap());
+    assert_eq!(got, want, "{store:?}");
+    assert_eq!(got, got2, "{store:?}");
+    assert!(matches!(
+        c.list_tree("nothing").await.unwrap(),
+        Err(CloudError::NotFound)
+    ));
+}
+
 /// SeaweedFS over HTTPS with a private CA: trusted with `ca_file`, refused without it, and the
 /// refusal is a configuration error, not transient trouble.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,6 +673,8 @@ on_every_store! {
     abandoned_uploads_are_aborted => abandoned_uploads_are_aborted,
     clashes_and_refused_keys => clashes_and_refused_keys,
     listings_cross_pages => listings_cross_pages,
+    new_files_cost_a_listing_and_a_put => new_files_cost_a_listing_and_a_put,
+    flat_listings_in_ranges => flat_listings_in_ranges,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -426,3 +426,81 @@ fn status_attributes() {
     assert!(err.starts_with("DELETED_ON_CLOUD"), "{err}");
     assert_eq!(fs::read(m.o("docs/report.pdf")).unwrap(), b"pdf");
 }
+
+/// The journal's files (the database and its log): their lengths and modification times.
+fn journal_stamp(m: &Mount) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(&m.state).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("journal.db") {
+            let md = e.metadata().unwrap();
+            out.push((name, md.len(), md.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// An idle pull over a tree of folders is one flat listing (a page per 1000 keys), not one
+/// per folder, and writes nothing to the journal; the folder wins over a file of its name, and
+/// a change deep in the tree is still seen.
+#[test]
+fn an_idle_pull_is_one_flat_listing_and_no_journal_write() {
+    let srv = server();
+    let bucket = srv.bucket("idle");
+    let raw = srv.raw(&bucket);
+    for d in 0..6 {
+        for f in 0..5 {
+            assert_eq!(raw.put(&key(&format!("d{d}/sub/f{f}.txt")), b"x"), 200);
+        }
+    }
+    // A file and a folder of one name: the folder wins.
+    assert_eq!(raw.put(&key("d1/sub"), b"a file"), 200);
+    let addr: std::net::SocketAddr = srv.endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = FaultProxy::start(addr);
+    proxy.set(Fault::Logged);
+    let m = mount(srv, &proxy.url(""), &bucket, &[], |_: &mut Mount| {});
+    wait_until(Duration::from_secs(90), "the first download", || {
+        m.o("d5/sub/f4.txt").exists()
+    });
+    m.wait_all_synced();
+    let sync_now = |m: &Mount| {
+        let out = std::process::Command::new(harness::bin())
+            .args(["pause", "--pull"])
+            .arg(&m.mnt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let out = std::process::Command::new(harness::bin())
+            .args(["sync", "--now"])
+            .arg(&m.mnt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    // One pull to settle, then the idle one, measured.
+    sync_now(&m);
+    std::thread::sleep(Duration::from_millis(1100));
+    let stamp = journal_stamp(&m);
+    let from = proxy.requests().len();
+    let said = sync_now(&m);
+    let sent: Vec<String> = proxy.requests()[from..].to_vec();
+    assert!(said.contains(" requests"), "{said}");
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(
+        sent[0].contains("list-type=2") && !sent[0].contains("delimiter"),
+        "{sent:#?}"
+    );
+    assert_eq!(
+        journal_stamp(&m),
+        stamp,
+        "an idle pull wrote to the journal"
+    );
+    assert!(m.o("d1/sub").is_dir() && m.o("d1/sub/f0.txt").is_file());
+    // A change deep down is seen by the next pull.
+    assert_eq!(raw.put(&key("d3/sub/f2.txt"), b"changed"), 200);
+    sync_now(&m);
+    assert_eq!(fs::read(m.o("d3/sub/f2.txt")).unwrap(), b"changed");
+}

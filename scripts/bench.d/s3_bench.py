@@ -2,13 +2,16 @@
 """S3 benchmarks for cloudsync against SeaweedFS (standard library only).
 
     python3 scripts/bench.d/s3_bench.py [--quick] [--runs N] [--objects N] [--dir DIR]
-                                        [--out FILE]
+                                        [--only PARTS] [--bin FILE] [--out FILE]
 
   --quick        small sizes, a smoke test (a few minutes)
   --runs N       repetitions of each measurement (default 3); medians are reported
   --objects N    objects for the idle pulls (default 100000; 2000 with --quick); the first
                  download is timed on 10000 more (as many with --quick)
   --dir DIR      where the temporary folders go (default /var/tmp)
+  --only PARTS   some parts only, comma-separated: big, small (the two uploads; `upload` is
+                 both) and pull (default: all)
+  --bin FILE     the cloudsync binary to measure (default target/release/cloudsync)
   --out FILE     also write the report to FILE
 
 One SeaweedFS cluster (master, two volume servers, filer, S3 gateway with a SigV4 identity) on
@@ -188,43 +191,53 @@ def bench_upload(base, store, creds, cfg):
     src = os.path.join(base, "src")
     os.makedirs(os.path.join(src, "small"), exist_ok=True)
     big_src = os.path.join(src, "big.bin")
-    with open(big_src, "wb") as f:
-        chunk = os.urandom(8 << 20)
-        for _ in range(big // len(chunk)):
-            f.write(chunk)
+    if cfg["big"]:
+        with open(big_src, "wb") as f:
+            chunk = os.urandom(8 << 20)
+            for _ in range(big // len(chunk)):
+                f.write(chunk)
     for i in range(n):
         sb.write_file(os.path.join(src, "small", "f%04d.bin" % i), os.urandom(4096))
     res = {"cs_big": [], "curl_big": [], "rc_big": [], "cs_small": [], "curl_small": [],
            "rc_small": []}
+
     for r in range(cfg["runs"]):
         bucket = "up%d" % r
         if not store.make_bucket(bucket):
             sb.die("cannot make the bucket " + bucket)
         m = S3Mount(base, "up%d" % r, store, bucket, "cs", creds, push_delay="0s")
-        # The big file: written with pushing paused, timed from the resume.
         run = subprocess.run
-        run([sb.BIN, "pause", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
-        sb.copy_file(big_src, os.path.join(m.mnt, "big.bin"))
-        t = time.perf_counter()
-        run([sb.BIN, "resume", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
-        m.sync_wait()
-        res["cs_big"].append(big / (time.perf_counter() - t))
-        # The small files, the same way.
-        run([sb.BIN, "pause", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
-        os.makedirs(os.path.join(m.mnt, "small"))
-        for name in sorted(os.listdir(os.path.join(src, "small"))):
-            shutil.copyfile(os.path.join(src, "small", name), os.path.join(m.mnt, "small", name))
-        t = time.perf_counter()
-        run([sb.BIN, "resume", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
-        m.sync_wait()
-        res["cs_small"].append(n / (time.perf_counter() - t))
+        if cfg["big"]:
+            # The big file: written with pushing paused, timed from the resume.
+            run([sb.BIN, "pause", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
+            sb.copy_file(big_src, os.path.join(m.mnt, "big.bin"))
+            t = time.perf_counter()
+            run([sb.BIN, "resume", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
+            m.sync_wait()
+            res["cs_big"].append(big / (time.perf_counter() - t))
+        if cfg["small"]:
+            # The small files, the same way.
+            run([sb.BIN, "pause", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
+            os.makedirs(os.path.join(m.mnt, "small"))
+            for name in sorted(os.listdir(os.path.join(src, "small"))):
+                shutil.copyfile(os.path.join(src, "small", name),
+                                os.path.join(m.mnt, "small", name))
+            t = time.perf_counter()
+            run([sb.BIN, "resume", "--push", m.mnt], check=True, stdout=subprocess.DEVNULL)
+            m.sync_wait()
+            res["cs_small"].append(n / (time.perf_counter() - t))
         m.unmount()
         # The bare store: one PUT, then one curl process for the small files.
-        t = time.perf_counter()
-        st = store.curl(["-T", big_src, "%s/%s/bare/big.bin" % (store.endpoint, bucket)])
-        if st != 200:
-            sb.die("curl PUT of the big file answered %d" % st)
-        res["curl_big"].append(big / (time.perf_counter() - t))
+        if cfg["big"]:
+            t = time.perf_counter()
+            st = store.curl(["-T", big_src, "%s/%s/bare/big.bin" % (store.endpoint, bucket)])
+            if st != 200:
+                sb.die("curl PUT of the big file answered %d" % st)
+            res["curl_big"].append(big / (time.perf_counter() - t))
+            res["rc_big"].append(
+                big / store.rclone("copyto", big_src, ":s3:%s/rc/big.bin" % bucket))
+        if not cfg["small"]:
+            continue
         args = []
         for name in sorted(os.listdir(os.path.join(src, "small"))):
             args += ["-T", os.path.join(src, "small", name),
@@ -236,29 +249,30 @@ def bench_upload(base, store, creds, cfg):
         if p.returncode != 0:
             sb.die("curl PUT of the small files failed (%d)" % p.returncode)
         res["curl_small"].append(n / (time.perf_counter() - t))
-        # rclone.
-        res["rc_big"].append(big / store.rclone("copyto", big_src, ":s3:%s/rc/big.bin" % bucket))
         res["rc_small"].append(
             n / store.rclone("copy", os.path.join(src, "small"), ":s3:%s/rc/small" % bucket))
     return res
 
 
 def report_upload(res, cfg):
-    med = {k: sb.median(v) for k, v in res.items()}
+    med = {k: sb.median(v) for k, v in res.items() if v}
     mib = lambda x: "%.0f MiB/s" % (x / (1 << 20))  # noqa: E731
     fps = lambda x: "%.0f files/s" % x  # noqa: E731
-    rows = [
+    rows = []
+    if cfg["big"]:
+        rows.append(
         ["upload %d MiB, resume → synced" % cfg["big_mib"], mib(med["cs_big"]),
          "%s (%.2f×)" % (mib(med["curl_big"]), med["cs_big"] / med["curl_big"]),
          "%s (%.2f×)" % (mib(med["rc_big"]), med["cs_big"] / med["rc_big"]),
          "≥ 0.9× bare store: %s" % ("met" if med["cs_big"] >= 0.9 * med["curl_big"]
-                                    else "**missed**")],
+                                    else "**missed**")])
+    if cfg["small"]:
+        rows.append(
         ["upload %d × 4 KiB, resume → synced" % cfg["small_n"], fps(med["cs_small"]),
          "%s (%.2f×)" % (fps(med["curl_small"]), med["cs_small"] / med["curl_small"]),
          "%s (%.2f×)" % (fps(med["rc_small"]), med["cs_small"] / med["rc_small"]),
          "≥ 2× rclone: %s" % ("met" if med["cs_small"] >= 2 * med["rc_small"]
-                              else "**missed**")],
-    ]
+                              else "**missed**")])
     return ("### Uploads to SeaweedFS (medians of %d runs)\n\n" % cfg["runs"]
             + sb.table(["measurement", "cloudsync", "bare store (curl --aws-sigv4)",
                         "rclone", "target"], rows) + "\n")
@@ -335,10 +349,13 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--objects", type=int, default=None)
-    ap.add_argument("--only", default="upload,pull")
+    ap.add_argument("--only", default="big,small,pull")
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--bin", default=None)
     a = ap.parse_args()
+    if a.bin:
+        sb.BUILT = os.path.abspath(a.bin)
     if a.runs < 1:
         sb.die("--runs needs a positive number")
     cfg = {
@@ -381,9 +398,14 @@ def main():
                         time.strftime("%Y-%m-%d %H:%M"), os.cpu_count(),
                         " ".join(weed.split()[:3]) or "SeaweedFS",
                         open("/proc/loadavg").read().split()[0], a.runs))
-        store = Seaweed(base)
         only = [w.strip() for w in a.only.split(",") if w.strip()]
-        if "upload" in only:
+        for w in only:
+            if w not in ("big", "small", "upload", "pull"):
+                sb.die("unknown part %r: big, small, upload or pull" % w)
+        cfg["big"] = "big" in only or "upload" in only
+        cfg["small"] = "small" in only or "upload" in only
+        store = Seaweed(base)
+        if cfg["big"] or cfg["small"]:
             parts.append(report_upload(bench_upload(base, store, creds, cfg), cfg))
         if "pull" in only:
             parts.append(report_pull(bench_pull(base, store, creds, cfg), cfg))

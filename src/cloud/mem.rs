@@ -27,7 +27,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::{
-    Cloud, CloudEntry, CloudError, Listing, Precondition, Uploaded, check_rel_path, is_within,
+    Cloud, CloudEntry, CloudError, Listing, Precondition, Subtree, Uploaded, check_rel_path,
+    is_within,
 };
 
 /// The request kinds the engine sends, for matching faults and counting requests.
@@ -379,6 +380,8 @@ impl State {
 pub struct MemCloud {
     state: Mutex<State>,
     folder_etags: bool,
+    /// Lists whole trees in one pass ([`Cloud::list_tree`]), as an object store does.
+    trees: bool,
 }
 
 impl Default for MemCloud {
@@ -396,6 +399,17 @@ impl MemCloud {
                 ..State::default()
             }),
             folder_etags: false,
+            trees: false,
+        }
+    }
+
+    /// An empty cloud without folder ETags that lists a whole tree in one request
+    /// ([`Cloud::list_tree`], logged as a [`Method::List`] of the folder), as an object
+    /// store's flat listing does.
+    pub fn listing_trees() -> MemCloud {
+        MemCloud {
+            trees: true,
+            ..MemCloud::new()
         }
     }
 
@@ -673,6 +687,40 @@ impl Cloud for MemCloud {
             Ok(Listing { entries, skipped })
         })
         .await
+    }
+
+    async fn list_tree(&self, path: &str) -> Option<Result<Subtree, CloudError>> {
+        if !self.trees {
+            return None;
+        }
+        let below = |p: &str| p != path && is_within(p, path);
+        Some(
+            self.request(Method::List, &[path], true, |s| {
+                if !s.is_dir(path) {
+                    return Err(if s.items.contains_key(path) {
+                        CloudError::Status {
+                            status: 409,
+                            detail: format!("{path} is a file"),
+                        }
+                    } else {
+                        CloudError::NotFound
+                    });
+                }
+                let entries = s
+                    .items
+                    .keys()
+                    .filter(|k| below(k))
+                    .filter_map(|k| s.entry(k, false))
+                    .collect();
+                let skipped = s.unshowable.iter().filter(|u| below(u)).cloned().collect();
+                Ok(Subtree {
+                    entries,
+                    skipped,
+                    requests: 1,
+                })
+            })
+            .await,
+        )
     }
 
     async fn upload(

@@ -66,6 +66,19 @@ impl<T> Listing<T> {
     }
 }
 
+/// What a listing of a whole subtree in one pass found ([`Cloud::list_tree`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subtree {
+    /// Every item below the folder (never the folder itself), each with a checked path, in no
+    /// set order: files, and every folder, also those that exist only by what lies below
+    /// them. Folders carry no ETag.
+    pub entries: Vec<CloudEntry>,
+    /// What the listing saw but cannot represent, as for [`Listing::skipped`].
+    pub skipped: Vec<String>,
+    /// Requests sent.
+    pub requests: u64,
+}
+
 /// A condition on a write, so that a newer cloud version is never silently overwritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
@@ -308,6 +321,17 @@ pub trait Cloud: Send + Sync {
     /// `MissingParent` when the folder of `to` does not exist, and `InvalidName` when the
     /// backend cannot store the new name.
     async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError>;
+
+    /// Everything below the folder at `path`, in one pass, where the cloud lists a whole tree
+    /// more cheaply than folder by folder (an object store's flat, paginated listing of a
+    /// prefix); `None` where it does not, and the caller lists folder by folder with
+    /// [`Cloud::list`]. The same paths pass the same checks as in [`Cloud::list`] (a key that
+    /// fails them is skipped, never shown), and a file and a folder of one name show the folder.
+    /// `NotFound` when nothing is at `path`; `Status { status: 409, .. }` when it is a file.
+    async fn list_tree(&self, path: &str) -> Option<Result<Subtree, CloudError>> {
+        let _ = path;
+        None
+    }
 
     /// True when a folder's ETag changes whenever anything below it changes, so an unchanged
     /// folder can be skipped whole. Only some servers promise that.

@@ -7,11 +7,17 @@ use std::time::Duration;
 
 use cloudsync::cloud::mem::{Fault, Method, Rule};
 use cloudsync::status::Status;
+use cloudsync::sync::pull::MAX_DEPTH;
 use cloudsync::sync::sets::SetConfig;
 
 use crate::fake::{Backend, FakeFolder, Options};
 
-const ALL: [Backend; 3] = [Backend::Dir, Backend::Mem, Backend::MemFolderEtags];
+const ALL: [Backend; 4] = [
+    Backend::Dir,
+    Backend::Mem,
+    Backend::MemFolderEtags,
+    Backend::MemTrees,
+];
 
 /// A fake folder over `b` holding `init`, synced once.
 fn synced(b: Backend, init: &[(&str, &str)]) -> FakeFolder {
@@ -517,4 +523,53 @@ fn a_deleted_on_cloud_file_deleted_or_moved_on_premise_leaves_a_new_cloud_file_a
             }
         }
     }
+}
+
+/// Where the cloud lists a whole tree in one pass (an object store), a pull takes from it what
+/// a walk folder by folder takes: nothing below an excluded folder, nothing below the depth
+/// limit (and nothing there is taken for deleted), the rest as it is; in one request.
+#[test]
+fn a_tree_listed_in_one_pass_is_taken_as_folder_by_folder() {
+    let deep: String = (0..MAX_DEPTH + 4)
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    let mut trees = Vec::new();
+    for b in [Backend::Mem, Backend::MemTrees] {
+        let mut o = Options::new(b);
+        o.ignore = vec!["build".into()];
+        let ff = FakeFolder::new(o, &[("a.txt", "a")]);
+        ff.sync();
+        ff.cloud_write(&format!("{deep}/f.txt"), "deep");
+        ff.cloud_write("build/out.o", "o");
+        ff.cloud_write("x/y/z.txt", "z");
+        ff.cloud_mkdir("x/empty");
+        ff.sync();
+        assert_eq!(ff.read("x/y/z.txt").as_deref(), Some("z"), "{b:?}");
+        assert!(!ff.path("build").exists(), "{b:?}");
+        assert!(!ff.path(&format!("{deep}/f.txt")).exists(), "{b:?}");
+        assert!(
+            ff.path(&deep[..deep.find("/d200").unwrap()]).is_dir(),
+            "{b:?}"
+        );
+        // An idle pull: nothing changes; the tree is one request where it is listed whole.
+        let mem = ff.mem.clone().unwrap();
+        let from = mem.requests().len();
+        ff.pull().unwrap().unwrap();
+        let lists = mem.requests()[from..]
+            .iter()
+            .filter(|(m, _)| *m == Method::List)
+            .count();
+        if b == Backend::MemTrees {
+            assert_eq!(lists, 1, "{b:?}");
+        } else {
+            assert!(lists > MAX_DEPTH, "{b:?}: {lists}");
+        }
+        assert_eq!(
+            ff.cloud_read(&format!("{deep}/f.txt")).as_deref(),
+            Some("deep")
+        );
+        trees.push(ff.local_tree());
+    }
+    assert_eq!(trees[0], trees[1]);
 }

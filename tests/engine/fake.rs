@@ -43,6 +43,8 @@ pub enum Backend {
     Mem,
     /// The in-memory cloud with Nextcloud-style folder ETags.
     MemFolderEtags,
+    /// The in-memory cloud listing whole trees in one pass, as an object store does.
+    MemTrees,
 }
 
 /// How a fake folder is set up.
@@ -127,11 +129,11 @@ impl FakeFolder {
         }
         let (mem, cloud): (Option<Arc<MemCloud>>, Arc<dyn Cloud>) = match opts.backend {
             Backend::Dir => (None, Arc::new(DirCloud::new(&cloud_dir).unwrap())),
-            Backend::Mem | Backend::MemFolderEtags => {
-                let m = Arc::new(if opts.backend == Backend::Mem {
-                    MemCloud::new()
-                } else {
-                    MemCloud::with_folder_etags()
+            Backend::Mem | Backend::MemFolderEtags | Backend::MemTrees => {
+                let m = Arc::new(match opts.backend {
+                    Backend::Mem => MemCloud::new(),
+                    Backend::MemTrees => MemCloud::listing_trees(),
+                    _ => MemCloud::with_folder_etags(),
                 });
                 (Some(m.clone()), m)
             }

@@ -205,4 +205,9 @@ proptest! {
     fn model_mem_cloud_rough_weather(seed in any::<u64>(), rounds in prop::collection::vec(round(), 1..5)) {
         run(Backend::Mem, Weather::Rough, seed, &rounds);
     }
+
+    #[test]
+    fn model_tree_listing_cloud_rough_weather(seed in any::<u64>(), rounds in prop::collection::vec(round(), 1..5)) {
+        run(Backend::MemTrees, Weather::Rough, seed, &rounds);
+    }
 }

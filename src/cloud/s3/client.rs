@@ -227,12 +227,14 @@ impl Client {
         }
     }
 
-    /// One page of ListObjectsV2 under `prefix`, grouped at `/` when `delimited`, with keys
-    /// URL-encoded on the way when `encode`.
+    /// One page of ListObjectsV2 under `prefix`, grouped at `/` when `delimited`, from the
+    /// first key after `start_after` when given, with keys URL-encoded on the way when `encode`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn list_page(
         &self,
         prefix: &str,
         delimited: bool,
+        start_after: Option<&str>,
         token: Option<&str>,
         max_keys: Option<usize>,
         encode: bool,
@@ -244,6 +246,9 @@ impl Client {
         action.with_prefix(prefix);
         if delimited {
             action.with_delimiter("/");
+        }
+        if let Some(a) = start_after {
+            action.with_start_after(a);
         }
         if let Some(t) = token {
             action.with_continuation_token(t);

@@ -6,7 +6,10 @@
 //! how folders are made out of prefixes, and what the client finds out about a store (whether
 //! it honours conditional writes). Its parts, by job:
 //! - `client`: signing (rusty-s3) over reqwest, the requests, and the error mapping;
-//! - `keys`: keys under the prefix, and the listing parser with its key checks;
+//! - `keys`: keys under the prefix, and the listing parsers (delimited and flat) with their
+//!   key checks;
+//! - `folders`: the folders lately seen holding objects, so a new file below one is not
+//!   checked for a file in the way above it;
 //! - `multipart`: large files in parts, recorded in the [`UploadLedger`] so a restart resumes;
 //! - `creds`: where the keys come from.
 //!
@@ -32,6 +35,7 @@
 
 mod client;
 mod creds;
+mod folders;
 mod keys;
 mod multipart;
 
@@ -43,13 +47,15 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header;
+use rusty_s3::actions::ListObjectsV2Response;
 
 use super::{
-    Cloud, CloudEntry, CloudError, CloudOptions, Listing, Precondition, UploadLedger, Uploaded,
-    check_rel_path, parent,
+    Cloud, CloudEntry, CloudError, CloudOptions, Listing, Precondition, Subtree, UploadLedger,
+    Uploaded, check_rel_path, parent,
 };
 use client::{Client, Cond, header_etag};
-use keys::{Gather, MAX_KEY, MAX_NAME};
+use folders::KnownFolders;
+use keys::{Flat, Gather, MAX_KEY, MAX_NAME};
 
 /// Files from this size on go up as multipart uploads.
 pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
@@ -106,6 +112,11 @@ pub struct S3 {
     part_size: u64,
     /// Keys per listing page; `None` for the store's default (1000 on AWS).
     page_size: Option<usize>,
+    /// Folders lately seen holding objects: no file above a new key needs looking for there.
+    known: KnownFolders,
+    /// Per prefix listed flat, every 999th key of the last listing: where the next one cuts
+    /// the key space into ranges listed side by side.
+    cuts: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl fmt::Debug for S3 {
@@ -207,6 +218,8 @@ impl S3 {
             multipart_threshold: MULTIPART_THRESHOLD,
             part_size: PART_SIZE,
             page_size: None,
+            known: KnownFolders::default(),
+            cuts: std::sync::Mutex::default(),
         })
     }
 
@@ -270,7 +283,69 @@ impl S3 {
         let page = self
             .list_page(&self.dir_key(path), true, None, Some(1))
             .await?;
-        Ok(!page.contents.is_empty() || !page.common_prefixes.is_empty())
+        let yes = !page.contents.is_empty() || !page.common_prefixes.is_empty();
+        if yes {
+            self.known.proven(path);
+        }
+        Ok(yes)
+    }
+
+    /// What one listing of the folder of `path` tells about a new file at `path`, from the
+    /// first keys after its key (`start-after`): whether a folder is at `path` (`None` when
+    /// the listing cannot tell: the store ignores `start-after`, or names that sort between
+    /// `x` and `x/`, such as `x.bak`, fill the page), and whether the folder of `path` holds
+    /// objects (then every folder above it does, and no file above is in the way).
+    async fn place(&self, path: &str) -> Result<(Option<bool>, bool), CloudError> {
+        const AFTER: usize = 4;
+        let key = self.key(path);
+        let dir = self.dir_key(parent(path));
+        let folder = format!("{key}/");
+        let encode = self.listing_caps().await.encodes;
+        let page = self
+            .client
+            .list_page(&dir, true, Some(&key), None, Some(AFTER), encode)
+            .await?;
+        let items: Vec<&str> = page
+            .contents
+            .iter()
+            .map(|o| o.key.as_str())
+            .chain(page.common_prefixes.iter().map(|p| p.prefix.as_str()))
+            .collect();
+        let holds = items.iter().any(|k| k.starts_with(&dir));
+        if holds {
+            self.known.proven(parent(path));
+        }
+        if items
+            .iter()
+            .any(|k| !k.starts_with(&dir) || *k <= key.as_str())
+        {
+            // Not what was asked for: the store ignores `start-after`.
+            return Ok((None, holds));
+        }
+        if items.iter().any(|k| k.starts_with(&folder)) {
+            return Ok((Some(true), holds));
+        }
+        let complete = page.next_continuation_token.is_none() && items.len() < AFTER;
+        let past = items.iter().any(|k| *k > folder.as_str());
+        Ok(((complete || past).then_some(false), holds))
+    }
+
+    /// True when something is in the way of a new file at `path`: a folder of its name, or a
+    /// file where one of its folders should be. One listing (see `place`) mostly tells both;
+    /// a folder above known to hold objects needs no look (it wins over a file of its name).
+    async fn in_the_way(&self, path: &str) -> Result<bool, CloudError> {
+        let (here, holds) = self.place(path).await?;
+        let here = match here {
+            Some(h) => h,
+            None => self.is_folder(path).await?,
+        };
+        if here {
+            return Ok(true);
+        }
+        if holds {
+            return Ok(false);
+        }
+        self.file_above(path).await
     }
 
     /// True when a file and no folder is at `path`. The folder is asked first: some stores
@@ -289,11 +364,12 @@ impl S3 {
         }
     }
 
-    /// A file in the way of `path`: one of its parents is a file and no folder.
+    /// A file in the way of `path`: one of its parents is a file and no folder. The parents
+    /// from the nearest folder known to hold objects up are not looked at: they are folders.
     async fn file_above(&self, path: &str) -> Result<bool, CloudError> {
         let mut ancestors = Vec::new();
         let mut p = parent(path);
-        while !p.is_empty() {
+        while !self.known.holds_objects(p) {
             ancestors.push(p);
             p = parent(p);
         }
@@ -488,7 +564,10 @@ impl S3 {
                     return Err(e);
                 }
             }
-            let page = self.client.list_page(&dir, true, None, None, true).await;
+            let page = self
+                .client
+                .list_page(&dir, true, None, None, None, true)
+                .await;
             self.remove_probe(&file).await;
             self.remove_probe(&dir).await;
             let page = page?;
@@ -530,7 +609,7 @@ impl S3 {
     ) -> Result<rusty_s3::actions::ListObjectsV2Response, CloudError> {
         let encode = self.listing_caps().await.encodes;
         self.client
-            .list_page(prefix, delimited, token, max_keys, encode)
+            .list_page(prefix, delimited, None, token, max_keys, encode)
             .await
     }
 
@@ -759,7 +838,16 @@ impl Cloud for S3 {
                 None => CloudError::NotFound,
             });
         }
-        Ok(g.finish())
+        let listing = g.finish();
+        self.known.proven(path);
+        for e in listing.entries.iter().filter(|e| e.is_dir) {
+            self.known.proven(&e.path);
+        }
+        Ok(listing)
+    }
+
+    async fn list_tree(&self, path: &str) -> Option<Result<Subtree, CloudError>> {
+        Some(self.list_flat(path).await)
     }
 
     fn hashes_uploads(&self) -> bool {
@@ -776,13 +864,10 @@ impl Cloud for S3 {
         let key = self.check_key(path)?;
         // Once per run, at the first upload: abandoned multipart uploads of our own go.
         self.sweep_abandoned().await;
-        if !matches!(cond, Precondition::IfMatch(_)) {
+        if !matches!(cond, Precondition::IfMatch(_)) && self.in_the_way(path).await? {
             // A folder at the path, or a file where one of its folders should be, is in the
             // way; S3 itself would take the key beside them.
-            let (folder, above) = tokio::join!(self.is_folder(path), self.file_above(path));
-            if folder? || above? {
-                return Err(CloudError::PreconditionFailed);
-            }
+            return Err(CloudError::PreconditionFailed);
         }
         let size = src.metadata()?.len();
         if size >= self.multipart_threshold {
@@ -814,6 +899,7 @@ impl Cloud for S3 {
             }
             _ => return Err(self.client.error(resp, &key).await),
         }
+        self.known.file_written(path);
         let etag = match header_etag(resp.headers()) {
             Some(t) => Some(t),
             None => self.client.head(&key).await?.and_then(|h| h.etag),
@@ -865,8 +951,19 @@ impl Cloud for S3 {
             return Ok(());
         }
         self.check_key(path)?;
-        // A file at the path, or where one of its parents should be, is in the way.
-        let (here, above) = tokio::join!(self.file_only(path), self.file_above(path));
+        // A file at the path, or where one of its parents should be, is in the way (not where
+        // a folder is known to hold objects: it wins over a file of its name).
+        let known = self.known.holds_objects(path);
+        let (here, above) = tokio::join!(
+            async {
+                if known {
+                    Ok(false)
+                } else {
+                    self.file_only(path).await
+                }
+            },
+            self.file_above(path)
+        );
         if here? || above? {
             return Err(CloudError::PreconditionFailed);
         }
@@ -883,11 +980,177 @@ impl Cloud for S3 {
                 .map(|f| async move { self.put_marker(&self.dir_key(f)).await }),
         )
         .await;
-        puts.into_iter().collect()
+        puts.into_iter().collect::<Result<(), CloudError>>()?;
+        self.known.proven(path);
+        Ok(())
     }
 
     async fn delete(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
         name_op_path(path)?;
+        let done = self.delete_now(path, cond).await;
+        // Whatever happened, what the delete may have emptied is no longer known to hold objects.
+        self.known.forget(path);
+        done
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError> {
+        name_op_path(from)?;
+        name_op_path(to)?;
+        self.check_key(to)?;
+        let done = self.rename_now(from, to).await;
+        self.known.forget(from);
+        done
+    }
+
+    fn use_upload_ledger(&self, ledger: Arc<dyn UploadLedger>) {
+        let _ = self.ledger.set(ledger);
+    }
+}
+
+impl S3 {
+    /// Everything below the folder `path`, from one flat ListObjectsV2 of its prefix, 1000
+    /// keys a page (see [`Flat`]). The pages of a prefix listed before are asked for
+    /// [`FAN_OUT`] at a time: the key space is cut at every 999th key the last listing saw,
+    /// and each range is listed from its first key on (`start-after`) up to the next cut,
+    /// paginated further where it grew. Every key is still listed once, in about as many pages
+    /// as one after another; a store that ignores `start-after` is listed one page after
+    /// another.
+    async fn list_flat(&self, path: &str) -> Result<Subtree, CloudError> {
+        check_rel_path(path)?;
+        let prefix = self.dir_key(path);
+        let cuts = self
+            .cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&prefix)
+            .cloned()
+            .unwrap_or_default();
+        let mut ranges: Vec<(Option<String>, Option<String>)> = Vec::new();
+        let mut after = None;
+        for c in cuts {
+            ranges.push((after.take(), Some(c.clone())));
+            after = Some(c);
+        }
+        ranges.push((after, None));
+        let mut requests = 0;
+        let mut pages = Vec::new();
+        let from = prefix.as_str();
+        let mut listed = futures_util::stream::iter(ranges)
+            .map(|(a, u)| async move { self.list_range(from, a.as_deref(), u.as_deref()).await })
+            .buffered(FAN_OUT);
+        let mut in_order = true;
+        while let Some(r) = listed.next().await {
+            match r? {
+                Some((p, n)) => {
+                    requests += n;
+                    pages.extend(p);
+                }
+                None => in_order = false,
+            }
+        }
+        drop(listed);
+        if !in_order {
+            // The store ignores `start-after`: one page after another.
+            tracing::debug!(cloud = %self.shown, "the store ignores start-after; listing one page after another");
+            let (p, n) = self
+                .list_range(&prefix, None, None)
+                .await?
+                .unwrap_or_default();
+            requests += n;
+            pages = p;
+        }
+        // The cuts for the next listing: one key short of every page's worth, so that a page
+        // shows a range whole and the first key past it, and no second page is asked for.
+        let step = self.page_size.unwrap_or(1000).max(2) - 1;
+        let cuts: Vec<String> = pages
+            .iter()
+            .flat_map(|p| p.contents.iter())
+            .skip(step - 1)
+            .step_by(step)
+            .map(|o| o.key.clone())
+            .collect();
+        let mut f = Flat::new(path, &prefix);
+        for page in pages {
+            f.page(page);
+        }
+        if !path.is_empty() && !f.saw_anything() {
+            return Err(match self.client.head(&self.key(path)).await? {
+                Some(_) => not_a_folder(path),
+                None => CloudError::NotFound,
+            });
+        }
+        {
+            let mut all = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+            if in_order {
+                all.insert(prefix.clone(), cuts);
+            } else {
+                all.remove(&prefix);
+            }
+        }
+        let tree = f.finish(requests);
+        self.known.proven(path);
+        for e in tree.entries.iter().filter(|e| e.is_dir) {
+            self.known.proven(&e.path);
+        }
+        Ok(tree)
+    }
+
+    /// The pages of a flat listing of `prefix` with the keys after `after` (from the first
+    /// when `None`) up to `upto` (to the last when `None`), and the requests sent; `None` when
+    /// the store answers with keys that are not after `after` (it ignores `start-after`).
+    async fn list_range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Result<Option<(Vec<ListObjectsV2Response>, u64)>, CloudError> {
+        let encode = self.listing_caps().await.encodes;
+        let mut pages = Vec::new();
+        let mut token: Option<String> = None;
+        let mut requests = 0;
+        loop {
+            let first = token.is_none();
+            let mut page = self
+                .client
+                .list_page(
+                    prefix,
+                    false,
+                    after.filter(|_| first),
+                    token.as_deref(),
+                    self.page_size,
+                    encode,
+                )
+                .await?;
+            requests += 1;
+            if let Some(a) = after
+                && page.contents.iter().any(|o| o.key.as_str() <= a)
+            {
+                return Ok(None);
+            }
+            let next = page.next_continuation_token.take();
+            let had = page.contents.len();
+            if let Some(u) = upto {
+                page.contents.retain(|o| o.key.as_str() <= u);
+            }
+            let past = page.contents.len() < had;
+            pages.push(page);
+            if past {
+                break;
+            }
+            match next {
+                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+                Some(_) => {
+                    return Err(CloudError::Protocol(
+                        "the store repeats a listing continuation token".into(),
+                    ));
+                }
+                None => break,
+            }
+        }
+        Ok(Some((pages, requests)))
+    }
+
+    async fn delete_now(&self, path: &str, cond: &Precondition) -> Result<(), CloudError> {
         if self.is_folder(path).await? {
             if *cond == Precondition::IfNoneMatch {
                 return Err(CloudError::PreconditionFailed);
@@ -916,10 +1179,7 @@ impl Cloud for S3 {
         self.client.delete_if(&key, tag).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<(), CloudError> {
-        name_op_path(from)?;
-        name_op_path(to)?;
-        self.check_key(to)?;
+    async fn rename_now(&self, from: &str, to: &str) -> Result<(), CloudError> {
         let src = self.stat(from).await?.ok_or(CloudError::NotFound)?;
         if self.stat(to).await?.is_some() {
             return Err(CloudError::PreconditionFailed);
@@ -976,10 +1236,6 @@ impl Cloud for S3 {
             }
         }
         self.delete_tree(tree).await
-    }
-
-    fn use_upload_ledger(&self, ledger: Arc<dyn UploadLedger>) {
-        let _ = self.ledger.set(ledger);
     }
 }
 

@@ -2,9 +2,10 @@
 //! is decided.
 //!
 //! It walks the set's cloud folder (skipping folders whose ETag did not change, where the server
-//! sums subtrees in folder ETags), adds the paths whose upload met a 412 or 404, finds the
-//! records the walk did not meet (gone from the cloud) and pairs gone files with new paths of
-//! the same ETag (cloud moves). It also takes the snapshot of what the pusher holds, so that a
+//! sums subtrees in folder ETags; in one flat pass where the cloud lists a whole tree at once
+//! and has no such ETags, as an object store does), adds the paths whose upload met a 412 or
+//! 404, finds the records the walk did not meet (gone from the cloud) and pairs gone files with
+//! new paths of the same ETag (cloud moves). It also takes the snapshot of what the pusher holds, so that a
 //! busy path is left alone. Nothing here changes ONPREM or the journal.
 
 use crate::sync::SyncResult;
@@ -293,6 +294,39 @@ impl Puller {
                 root_tag,
             });
         }
+        if !trust && let Some(tree) = self.parts.cloud.list_tree(&set.cloud).await {
+            // One pass over the whole tree where the cloud lists it flat (an object store):
+            // what the walk below would find, folder for folder, with the same checks.
+            let tree = tree?;
+            requests += tree.requests;
+            let mut entries = tree.entries;
+            // Path order puts every folder before what lies below it.
+            entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+            let mut walked: HashSet<String> = HashSet::from([set.cloud.clone()]);
+            for e in entries {
+                if e.path == set.cloud
+                    || cloud::check_rel_path(&e.path).is_err()
+                    || !cloud::is_within(&e.path, &set.cloud)
+                {
+                    warn!(path = %e.path, "refusing a cloud entry outside the listed folder");
+                    continue;
+                }
+                if !walked.contains(cloud::parent(&e.path)) {
+                    // Below a folder the walk would not list (left out, or too deep).
+                    continue;
+                }
+                let cpath = e.path.clone();
+                if self.take(set, e, trust, &mut found, &mut skipped)? {
+                    walked.insert(cpath);
+                }
+            }
+            return Ok(Walk {
+                found,
+                skipped,
+                requests,
+                root_tag,
+            });
+        }
         let mut pending = vec![set.cloud.clone()];
         let mut tasks = tokio::task::JoinSet::new();
         loop {
@@ -315,26 +349,10 @@ impl Puller {
                     warn!(path = %e.path, "refusing a cloud entry outside the listed folder");
                     continue;
                 }
-                let name = e.path.rsplit('/').next().unwrap_or_default();
-                if self.parts.scope.ignore.name_excluded(name)
-                    || crate::sync::conflict::is_conflict_name(name)
-                {
-                    continue;
+                let cpath = e.path.clone();
+                if self.take(set, e, trust, &mut found, &mut skipped)? {
+                    pending.push(cpath);
                 }
-                let local = set.to_local(&e.path);
-                if !self.parts.scope.owns(set, &local) {
-                    continue;
-                }
-                if e.is_dir {
-                    if self.walks_into(&local, &e, trust)? {
-                        pending.push(e.path.clone());
-                    } else {
-                        skipped.push(local.clone());
-                    }
-                }
-                let mut e = e;
-                e.path = local.clone();
-                found.insert(local, e);
             }
         }
         Ok(Walk {
@@ -343,6 +361,39 @@ impl Puller {
             requests,
             root_tag,
         })
+    }
+
+    /// Takes the cloud entry `e` (a checked path in a folder the walk lists) into `found`,
+    /// unless its name is excluded or a conflict copy's, or the set leaves it out. True when
+    /// it is a folder the walk lists too; a folder it does not list goes to `skipped`.
+    fn take(
+        &self,
+        set: &SyncSet,
+        mut e: CloudEntry,
+        trust: bool,
+        found: &mut BTreeMap<String, CloudEntry>,
+        skipped: &mut Vec<String>,
+    ) -> SyncResult<bool> {
+        let name = e.path.rsplit('/').next().unwrap_or_default();
+        if self.parts.scope.ignore.name_excluded(name)
+            || crate::sync::conflict::is_conflict_name(name)
+        {
+            return Ok(false);
+        }
+        let local = set.to_local(&e.path);
+        if !self.parts.scope.owns(set, &local) {
+            return Ok(false);
+        }
+        let mut walk = false;
+        if e.is_dir {
+            walk = self.walks_into(&local, &e, trust)?;
+            if !walk {
+                skipped.push(local.clone());
+            }
+        }
+        e.path = local.clone();
+        found.insert(local, e);
+        Ok(walk)
     }
 
     /// True when the walk lists the cloud folder `e` (on-premise path `local`); false when it
