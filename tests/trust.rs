@@ -97,6 +97,44 @@ fn symlink_made_through_the_mount_never_lets_a_cloud_file_out() {
     assert_eq!(fs::read_to_string(m.c("x/keep")).unwrap(), "overwritten");
 }
 
+/// A blocked item is warned about and queued once, not at every pull; a sync request (made
+/// once the link is gone, say) looks at it again.
+#[test]
+fn a_blocked_item_is_warned_about_once_until_a_sync_request() {
+    let outside = tempfile::tempdir().unwrap();
+    let m = Mount::start(&["--pull-interval", "1s"]);
+    symlink(outside.path(), m.m("x")).unwrap();
+    fs::create_dir_all(m.c("x")).unwrap();
+    fs::write(m.c("x/evil"), "pwned").unwrap();
+    let warned = |m: &Mount| {
+        m.log_text()
+            .lines()
+            .filter(|l| l.contains("pull::apply") && l.contains("goes through a symbolic link"))
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the blocked item warned about",
+        || warned(&m) > 0,
+    );
+    let once = warned(&m);
+    // Three more pulls.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        warned(&m),
+        once,
+        "warned again at a pull:\n{}",
+        m.log_text()
+    );
+    sync_now(&m);
+    wait_until(
+        Duration::from_secs(20),
+        "warned again after the request",
+        || warned(&m) > once,
+    );
+    assert!(fs::read_dir(outside.path()).unwrap().next().is_none());
+}
+
 /// With `onprem-wins`, a link to an outside folder used to make the pusher upload the outside
 /// files and rename them to conflict copies. Nothing outside is read, renamed or sent.
 #[test]

@@ -64,6 +64,9 @@ pub struct Shared {
     /// starts it once the queue is drained, so that the two do not compete for the server, or
     /// after [`PULL_AFTER_SYNC_WAIT`] whatever the queue holds.
     pub pull_requested_at: std::sync::atomic::AtomicI64,
+    /// Sync requests so far: what a request asks for again (a blocked item warned about and
+    /// queued once, say) is done again after the next one.
+    pub sync_requests: std::sync::atomic::AtomicU64,
 }
 
 /// The longest a pull asked for by a sync request waits for the queue to drain.
@@ -520,6 +523,7 @@ impl Engine {
             }
         }
         j.enqueue(&changes, 0).and_then(|_| j.expedite())?;
+        self.shared.sync_requests.fetch_add(1, Ordering::Relaxed);
         if self.shared.auth_paused.swap(false, Ordering::Relaxed) {
             tracing::info!(
                 "a sync was requested: pushing resumes after the authentication failure"

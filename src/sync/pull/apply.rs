@@ -10,6 +10,7 @@ use crate::sync::{SyncError, SyncResult};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tracing::{debug, info, warn};
 
@@ -393,6 +394,17 @@ impl Puller {
     /// A cloud item whose on-premise path goes through a link or a special file: left alone,
     /// and shown failed until the way is clear and a sync is requested.
     pub(super) fn blocked(&self, path: &str) -> SyncResult<()> {
+        // Said and queued once, not at every pull; again after a sync request (the user
+        // replaced the link, say).
+        let asked = self.parts.shared.sync_requests.load(Ordering::Relaxed);
+        {
+            let mut seen = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(path) == Some(&asked) {
+                return Ok(());
+            }
+            seen.retain(|_, at| *at == asked);
+            seen.insert(path.to_string(), asked);
+        }
         warn!(path, "{}", onprem::crossing_detail(path));
         self.parts
             .journal
