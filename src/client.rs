@@ -18,27 +18,6 @@ pub struct Located {
     pub socket: PathBuf,
 }
 
-/// Mount points of cloudsync mounts, from /proc/self/mountinfo.
-fn cloudsync_mounts() -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut it = post.split(' ');
-            let (fstype, source) = (it.next()?, it.next()?);
-            (fstype.starts_with("fuse") && source.starts_with("cloudsync:")).then(|| {
-                let mp = pre.split(' ').nth(4).unwrap_or_default();
-                PathBuf::from(
-                    mp.replace("\\040", " ")
-                        .replace("\\011", "\t")
-                        .replace("\\012", "\n")
-                        .replace("\\134", "\\"),
-                )
-            })
-        })
-        .collect()
-}
-
 fn lgetxattr(path: &Path, name: &str) -> std::io::Result<Option<String>> {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
     let n = std::ffi::CString::new(name)?;
@@ -71,7 +50,7 @@ pub fn locate(path: &Path) -> Result<(Located, String)> {
             Ok::<_, anyhow::Error>(std::fs::canonicalize(parent)?.join(name))
         })
         .with_context(|| format!("{}: no such file or folder", path.display()))?;
-    let mut mounts = cloudsync_mounts();
+    let mut mounts = crate::mountinfo::cloudsync_mounts();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     let Some(mp) = mounts.into_iter().find(|m| canon.starts_with(m)) else {
         bail!("{}: not inside a cloudsync mount", path.display());

@@ -20,6 +20,7 @@ pub mod journal;
 pub mod metrics;
 pub mod mount;
 pub mod mount_helper;
+pub mod mountinfo;
 pub mod notify;
 pub mod onprem;
 pub mod paths;

@@ -179,7 +179,7 @@ fn spawn_daemon(cfg: &Config, raw: &[String]) -> Result<()> {
 fn unmount(args: UnmountArgs) -> Result<()> {
     let mp = std::fs::canonicalize(&args.mountpoint)
         .with_context(|| format!("cannot unmount {}", args.mountpoint.display()))?;
-    if !cloudsync::mount::is_mount_point(&mp) {
+    if !cloudsync::mountinfo::is_mount_point(&mp) {
         bail!("{} is not mounted", mp.display());
     }
     // A mount is busy for the instant of any request on its path, the daemon's own watchdog

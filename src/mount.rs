@@ -33,24 +33,6 @@ pub fn which(name: &str) -> Option<PathBuf> {
         })
 }
 
-/// True when `path` is a mount point.
-pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    text.lines().any(|l| {
-        l.split(' ').nth(4).is_some_and(|mp| {
-            // mountinfo escapes spaces and the like as octal.
-            mp.replace("\\040", " ")
-                .replace("\\011", "\t")
-                .replace("\\012", "\n")
-                .replace("\\134", "\\")
-                == want
-        })
-    })
-}
-
 /// Checks what the kernel side needs before anything is created.
 pub fn preflight(cfg: &Config) -> Result<()> {
     if !Path::new("/dev/fuse").exists() {
@@ -64,7 +46,7 @@ pub fn preflight(cfg: &Config) -> Result<()> {
     if !meta.is_dir() {
         bail!("cannot mount on {}: not a directory", mp.display());
     }
-    if is_mount_point(mp) {
+    if crate::mountinfo::is_mount_point(mp) {
         bail!(
             "cannot mount on {}: something is already mounted there (cloudsync unmount {} first)",
             mp.display(),

@@ -21,7 +21,10 @@ pub struct DeadMount(pub PathBuf);
 
 /// True when `path` is a cloudsync mount whose daemon is gone.
 pub fn is_dead(path: &Path) -> bool {
-    is_cloudsync_mount(path) && answers_not_connected(path)
+    crate::mountinfo::entries()
+        .iter()
+        .any(|e| e.is_cloudsync() && e.mountpoint == path)
+        && answers_not_connected(path)
 }
 
 /// Detaches the dead cloudsync mount at `path`, if that is what is there. Returns true when
@@ -49,31 +52,6 @@ pub fn detach_if_dead(path: &Path) -> io::Result<bool> {
             abs.display()
         )))
     }
-}
-
-/// True when /proc/self/mountinfo has a FUSE mount of a cloudsync daemon at `path`.
-fn is_cloudsync_mount(path: &Path) -> bool {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines().any(|l| {
-        let Some((pre, post)) = l.split_once(" - ") else {
-            return false;
-        };
-        let mut it = post.split(' ');
-        let (fstype, source) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
-        fstype.starts_with("fuse")
-            && source.starts_with("cloudsync:")
-            && pre.split(' ').nth(4).map(unescape) == Some(path.to_path_buf())
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> PathBuf {
-    PathBuf::from(
-        s.replace("\\040", " ")
-            .replace("\\011", "\t")
-            .replace("\\012", "\n")
-            .replace("\\134", "\\"),
-    )
 }
 
 /// statfs always reaches the daemon (a stat may be answered from the kernel's cache): a dead
