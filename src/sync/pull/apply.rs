@@ -7,7 +7,7 @@
 //! journal is written only after the on-premise change is made.
 
 use crate::sync::{SyncError, SyncResult};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -399,11 +399,12 @@ impl Puller {
         let asked = self.parts.shared.sync_requests.load(Ordering::Relaxed);
         {
             let mut seen = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.get(path) == Some(&asked) {
+            if seen.0 != asked {
+                *seen = (asked, HashSet::new());
+            }
+            if !seen.1.insert(path.to_string()) {
                 return Ok(());
             }
-            seen.retain(|_, at| *at == asked);
-            seen.insert(path.to_string(), asked);
         }
         warn!(path, "{}", onprem::crossing_detail(path));
         self.parts

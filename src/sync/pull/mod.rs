@@ -10,7 +10,7 @@
 //! writing through the mount is never replaced under its writer; it waits for the next pull.
 
 use crate::sync::{SyncError, SyncResult};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,9 +125,9 @@ pub struct Puller {
     pub pulls: std::sync::atomic::AtomicU64,
     /// Downloads sent so far, for the pull report.
     pub gets: std::sync::atomic::AtomicU64,
-    /// Paths found blocked on-premise (a link on the way), with the sync request count when
-    /// they were warned about and queued: once, until the next sync request.
-    pub blocked: std::sync::Mutex<HashMap<String, u64>>,
+    /// Paths found blocked on-premise (a link on the way) and warned about since the sync
+    /// request whose count is held with them: once each, until the next sync request.
+    pub blocked: std::sync::Mutex<(u64, HashSet<String>)>,
 }
 
 /// Cloud folders deeper than this many levels are not walked: each level costs a listing, and
@@ -174,7 +174,7 @@ impl Puller {
             running: tokio::sync::Mutex::new(()),
             pulls: std::sync::atomic::AtomicU64::new(1),
             gets: std::sync::atomic::AtomicU64::new(0),
-            blocked: std::sync::Mutex::new(HashMap::new()),
+            blocked: std::sync::Mutex::new((0, HashSet::new())),
         }
     }
 
