@@ -261,6 +261,20 @@ impl State {
         })
     }
 
+    /// A listing needs a folder: a file there is 409, nothing there 404.
+    fn folder_to_list(&self, path: &str) -> Result<(), CloudError> {
+        if self.is_dir(path) {
+            Ok(())
+        } else if self.items.contains_key(path) {
+            Err(CloudError::Status {
+                status: 409,
+                detail: format!("{path} is a file"),
+            })
+        } else {
+            Err(CloudError::NotFound)
+        }
+    }
+
     fn children(&self, path: &str) -> impl Iterator<Item = &String> {
         let lo = if path.is_empty() {
             String::new()
@@ -667,16 +681,7 @@ impl Cloud for MemCloud {
     async fn list(&self, path: &str) -> Result<Listing, CloudError> {
         let fe = self.folder_etags;
         self.request(Method::List, &[path], true, |s| {
-            if !s.is_dir(path) {
-                return Err(if s.items.contains_key(path) {
-                    CloudError::Status {
-                        status: 409,
-                        detail: format!("{path} is a file"),
-                    }
-                } else {
-                    CloudError::NotFound
-                });
-            }
+            s.folder_to_list(path)?;
             let entries = s.children(path).filter_map(|k| s.entry(k, fe)).collect();
             let skipped = s
                 .unshowable
@@ -696,16 +701,7 @@ impl Cloud for MemCloud {
         let below = |p: &str| p != path && is_within(p, path);
         Some(
             self.request(Method::List, &[path], true, |s| {
-                if !s.is_dir(path) {
-                    return Err(if s.items.contains_key(path) {
-                        CloudError::Status {
-                            status: 409,
-                            detail: format!("{path} is a file"),
-                        }
-                    } else {
-                        CloudError::NotFound
-                    });
-                }
+                s.folder_to_list(path)?;
                 let entries = s
                     .items
                     .keys()
