@@ -86,19 +86,8 @@ pub struct Bound {
 /// A fresh token: 32 random bytes from the kernel, in hex.
 fn new_token() -> Result<String> {
     let mut buf = [0u8; 32];
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e).context("cannot get random bytes for the status page token");
-        }
-        got += n as usize;
-    }
+    getrandom::fill(&mut buf)
+        .map_err(|e| anyhow::anyhow!("cannot get random bytes for the status page token: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
