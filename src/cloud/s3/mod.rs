@@ -64,8 +64,13 @@ use keys::{Flat, Gather, MAX_KEY, MAX_NAME};
 /// Files from this size on go up as multipart uploads.
 pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
 
-/// The part size of multipart uploads (S3 takes at least 5 MiB, at most 10 000 parts).
+/// The part size of multipart uploads (S3 takes at least 5 MiB, at most 10 000 parts). Part
+/// sizes are powers of two: each part's hash is then a subtree of the file's BLAKE3 tree, and
+/// the hash of the whole file is made of them, whatever order the parts went in.
 pub const PART_SIZE: u64 = 16 << 20;
+
+/// How many parts of one multipart upload go at once.
+pub const PARTS_IN_FLIGHT: usize = 4;
 
 /// The marker of an empty folder on a store that keeps no `name/` markers (s3s-fs maps keys
 /// onto a directory and lists no empty folder): a zero-byte object inside it. Its name is in
@@ -231,7 +236,8 @@ impl S3 {
     /// ones; S3 takes parts of at least 5 MiB but the last).
     pub fn with_multipart(mut self, threshold: u64, part_size: u64) -> S3 {
         self.multipart_threshold = threshold.max(1);
-        self.part_size = part_size.max(1);
+        // A power of two, so that each part is a whole subtree of the file's BLAKE3 tree.
+        self.part_size = part_size.max(blake3::CHUNK_LEN as u64).next_power_of_two();
         self
     }
 
