@@ -504,6 +504,17 @@ fn passthrough_without_cap_sys_admin_is_a_warning_that_says_why() {
         c["detail"].as_str().unwrap().contains("CAP_SYS_ADMIN"),
         "{raw}"
     );
+    // The transport is named, with what the kernel offers besides.
+    let t = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "fuse.transport")
+        .unwrap();
+    assert_eq!(t["verdict"], "ok", "{raw}");
+    let detail = t["detail"].as_str().unwrap();
+    assert!(detail.starts_with("requests go over /dev/fuse"), "{raw}");
+    assert!(detail.contains("io_uring"), "{raw}");
     // Turned off in the configuration, it is not a fault.
     let text = fs::read_to_string(&s.config).unwrap() + "passthrough = false\n";
     fs::write(&s.config, text).unwrap();

@@ -367,6 +367,21 @@ fn passthrough_missing() -> Option<(String, String)> {
     None
 }
 
+/// Which transport carries FUSE requests, and what the kernel would offer besides.
+fn transport_detail() -> String {
+    const URING: &str = "/sys/module/fuse/parameters/enable_uring";
+    let uring = match std::fs::read_to_string(URING) {
+        Ok(v) if matches!(v.trim(), "Y" | "1") => {
+            format!("the kernel has FUSE over io_uring turned on ({URING} is Y)")
+        }
+        Ok(_) => format!(
+            "the kernel offers FUSE over io_uring, turned off (echo 1 > {URING} as root turns it on)"
+        ),
+        Err(_) => "the kernel offers no FUSE over io_uring (Linux 6.14 or later with CONFIG_FUSE_IO_URING)".to_string(),
+    };
+    format!("requests go over /dev/fuse; {uring}, which this version of cloudsync does not use yet")
+}
+
 /// The kernel's build configuration, where it can be read.
 fn kernel_config(release: &str) -> Option<String> {
     if let Ok(t) = std::fs::read_to_string(format!("/boot/config-{release}")) {
@@ -404,6 +419,7 @@ fn target_checks(t: &Target, report: &mut Report) {
             ),
         }
     }
+    report.add("fuse.transport", Verdict::Ok, transport_detail());
     server_checks(t, report);
     password_file_check(t, report);
     space_check(report, "space.onprem", &t.onprem);
