@@ -790,6 +790,7 @@ impl Cloud for S3 {
             size: 0,
             mtime: None,
             etag: None,
+            file_id: None,
         };
         if path.is_empty() {
             return Ok(Some(dir));
@@ -808,6 +809,7 @@ impl Cloud for S3 {
             size: h.size,
             mtime: h.mtime,
             etag: h.etag,
+            file_id: None,
         }))
     }
 
@@ -941,6 +943,7 @@ impl Cloud for S3 {
             size: got,
             mtime,
             etag,
+            file_id: None,
         })
     }
 
