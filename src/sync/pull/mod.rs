@@ -323,10 +323,14 @@ impl Puller {
         let busy = self.busy_check()?;
         let is_busy = |p: &str| busy.is_busy(p);
         // Moves first: folders, each in one rename with its records, then single files.
-        let held = self.move_folders(set, &mut plan, &busy, report).await?;
-        let moved = {
+        // Nothing gone from the cloud, nothing moved: a quiet pull indexes nothing.
+        let (held, moved) = if plan.gone.is_empty() {
+            Default::default()
+        } else {
+            let held = self.move_folders(set, &mut plan, &busy, report).await?;
             let ix = self.move_index(&plan.gone, &plan.found);
-            self.file_moves(&ix, &held)?
+            let moved = self.file_moves(&ix, &held)?;
+            (held, moved)
         };
         plan.move_targets = moved.values().cloned().collect();
         plan.moved = moved;
@@ -418,10 +422,11 @@ impl Puller {
     /// Remembers the cloud's ids of the items found, where the cloud gives ids: the next pull
     /// recognises a move by them.
     fn remember_ids(&self, plan: &Plan, incomplete: &[String]) -> SyncResult<()> {
+        let incomplete: HashSet<&str> = incomplete.iter().map(String::as_str).collect();
         let ids: Vec<(&str, &str)> = plan
             .found
             .iter()
-            .filter(|(p, _)| !incomplete.iter().any(|i| i == *p))
+            .filter(|(p, _)| !incomplete.contains(p.as_str()))
             .filter_map(|(p, e)| e.file_id.as_deref().map(|id| (p.as_str(), id)))
             .collect();
         if !ids.is_empty() {

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Puller, free, tag};
 use crate::cloud::{self, CloudEntry};
-use crate::journal::{NodeKind, NodeRecord};
+use crate::journal::{NodeKind, NodeRecord, NodeState};
 use crate::sync::SyncResult;
 use crate::sync::sets::SyncSet;
 
@@ -120,7 +120,9 @@ impl Puller {
             }
         }
         let mut sorted = BTreeMap::new();
-        for (p, r) in gone {
+        // A record kept as DELETED_ON_CLOUD stays where it is until a sync is requested: it
+        // is no move's source.
+        for (p, r) in gone.iter().filter(|(_, r)| r.state != NodeState::Failed) {
             if r.kind == NodeKind::File
                 && let Some((k, weak)) = Keys::key_of(&r.etag, r.size)
             {
