@@ -328,7 +328,7 @@ impl Puller {
             Default::default()
         } else {
             let held = self.move_folders(set, &mut plan, &busy, report).await?;
-            let ix = self.move_index(&plan.gone, &plan.found);
+            let ix = moves::index(&plan.gone, &plan.found);
             let moved = self.file_moves(&ix, &held)?;
             (held, moved)
         };
@@ -391,7 +391,7 @@ impl Puller {
         report: &mut PullReport,
     ) -> SyncResult<Vec<String>> {
         let pairs = {
-            let ix = self.move_index(&plan.gone, &plan.found);
+            let ix = moves::index(&plan.gone, &plan.found);
             self.folder_moves(set, &ix, &plan.rewritten)?
         };
         let mut held = Vec::new();

@@ -90,57 +90,56 @@ pub(super) struct Index<'a> {
     gone: BTreeMap<String, &'a NodeRecord>,
 }
 
-impl Puller {
-    /// Indexes the walk and the gone records for move detection.
-    pub(super) fn move_index<'a>(
-        &self,
-        gone: &'a HashMap<String, NodeRecord>,
-        found: &'a BTreeMap<String, CloudEntry>,
-    ) -> Index<'a> {
-        let mut keys = Keys {
-            seen: HashMap::new(),
-        };
-        let mut new_by_key: HashMap<Key<'a>, Vec<&'a str>> = HashMap::new();
-        let mut by_id: HashMap<&'a str, Option<&'a str>> = HashMap::new();
-        for (p, e) in found {
-            if let Some(id) = e.file_id.as_deref() {
-                by_id
-                    .entry(id)
-                    .and_modify(|v| *v = None)
-                    .or_insert(Some(p.as_str()));
-            }
-            if e.is_dir {
-                continue;
-            }
-            if let Some((k, weak)) = Keys::key_of(&e.etag, e.size) {
-                let s = keys.seen.entry(k).or_default();
-                s.new += 1;
-                s.weak |= weak;
-                new_by_key.entry(k).or_default().push(p.as_str());
-            }
+/// Indexes the walk and the gone records for move detection.
+pub(super) fn index<'a>(
+    gone: &'a HashMap<String, NodeRecord>,
+    found: &'a BTreeMap<String, CloudEntry>,
+) -> Index<'a> {
+    let mut keys = Keys {
+        seen: HashMap::new(),
+    };
+    let mut new_by_key: HashMap<Key<'a>, Vec<&'a str>> = HashMap::new();
+    let mut by_id: HashMap<&'a str, Option<&'a str>> = HashMap::new();
+    for (p, e) in found {
+        if let Some(id) = e.file_id.as_deref() {
+            by_id
+                .entry(id)
+                .and_modify(|v| *v = None)
+                .or_insert(Some(p.as_str()));
         }
-        let mut sorted = BTreeMap::new();
-        // A record kept as DELETED_ON_CLOUD stays where it is until a sync is requested: it
-        // is no move's source.
-        for (p, r) in gone.iter().filter(|(_, r)| r.state != NodeState::Failed) {
-            if r.kind == NodeKind::File
-                && let Some((k, weak)) = Keys::key_of(&r.etag, r.size)
-            {
-                let s = keys.seen.entry(k).or_default();
-                s.gone += 1;
-                s.weak |= weak;
-            }
-            sorted.insert(p.clone(), r);
+        if e.is_dir {
+            continue;
         }
-        Index {
-            found,
-            keys,
-            new_by_key,
-            by_id,
-            gone: sorted,
+        if let Some((k, weak)) = Keys::key_of(&e.etag, e.size) {
+            let s = keys.seen.entry(k).or_default();
+            s.new += 1;
+            s.weak |= weak;
+            new_by_key.entry(k).or_default().push(p.as_str());
         }
     }
+    let mut sorted = BTreeMap::new();
+    // A record kept as DELETED_ON_CLOUD stays where it is until a sync is requested: it
+    // is no move's source.
+    for (p, r) in gone.iter().filter(|(_, r)| r.state != NodeState::Failed) {
+        if r.kind == NodeKind::File
+            && let Some((k, weak)) = Keys::key_of(&r.etag, r.size)
+        {
+            let s = keys.seen.entry(k).or_default();
+            s.gone += 1;
+            s.weak |= weak;
+        }
+        sorted.insert(p.clone(), r);
+    }
+    Index {
+        found,
+        keys,
+        new_by_key,
+        by_id,
+        gone: sorted,
+    }
+}
 
+impl Puller {
     /// True when `p` is a found path free for a move to land on: no record, nothing
     /// on-premise, not unsynced.
     fn landing(&self, p: &str) -> SyncResult<bool> {
@@ -441,6 +440,34 @@ mod tests {
         );
         assert!(keys.pairs(&kw) && keys.unique(&kw));
         assert!(!keys.pairs(&("\"other\"", 3)));
+    }
+
+    fn entry(path: &str, id: &str, etag: &str) -> CloudEntry {
+        CloudEntry {
+            path: path.into(),
+            is_dir: false,
+            size: 1,
+            mtime: None,
+            etag: Some(etag.into()),
+            file_id: Some(id.into()),
+        }
+    }
+
+    #[test]
+    fn an_id_a_server_shows_twice_is_never_trusted() {
+        let mut found = BTreeMap::new();
+        for (p, id, t) in [
+            ("x", "7", "\"1\""),
+            ("y", "7", "\"2\""),
+            ("z", "8", "\"2\""),
+        ] {
+            found.insert(p.to_string(), entry(p, id, t));
+        }
+        let gone = HashMap::new();
+        let ix = index(&gone, &found);
+        assert_eq!(ix.by_id.get("7"), Some(&None));
+        assert_eq!(ix.by_id.get("8"), Some(&Some("z")));
+        assert_eq!(ix.new_by_key[&("\"2\"", 1)], vec!["y", "z"]);
     }
 
     #[test]
