@@ -10,8 +10,8 @@
 //!   strong ETag), no file of A is matched twice, more than half of A's files are matched,
 //!   and no other pair of folders matches the same way: the pairing is unique.
 //!
-//! ETags that are empty never pair; weak ones pair only when no other file, gone or new,
-//! carries the same. A file gone from the cloud is a file move when exactly one new file
+//! ETags that are empty never pair; weak ones (as the listing shows them now) pair only when
+//! no other file, gone or new, carries the same. A file gone from the cloud is a file move when exactly one new file
 //! carries its ETag and size and no other gone file does, or when the cloud's id says so
 //! (with the same ETag and size). Anything else is merged file by file, as deletes and new
 //! files: nothing is ever paired on a guess.
@@ -121,12 +121,12 @@ pub(super) fn index<'a>(
     // A record kept as DELETED_ON_CLOUD stays where it is until a sync is requested: it
     // is no move's source.
     for (p, r) in gone.iter().filter(|(_, r)| r.state != NodeState::Failed) {
+        // Whether a tag is weak is the cloud's word now: a record's tag was weak only for
+        // the second after its write (Apache), and the listing shows it strong since.
         if r.kind == NodeKind::File
-            && let Some((k, weak)) = Keys::key_of(&r.etag, r.size)
+            && let Some((k, _)) = Keys::key_of(&r.etag, r.size)
         {
-            let s = keys.seen.entry(k).or_default();
-            s.gone += 1;
-            s.weak |= weak;
+            keys.seen.entry(k).or_default().gone += 1;
         }
         sorted.insert(p.clone(), r);
     }
