@@ -628,8 +628,12 @@ impl Puller {
         self.parts.journal.begin_pull_move(from, to)?;
         if let Err(e) = self.parts.onprem.rename_noreplace(from, to) {
             self.parts.journal.drop_pull_move(from)?;
-            if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) {
-                return Ok(FolderMove::No); // taken meanwhile: file by file
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EEXIST) | Some(libc::ENOTEMPTY) | Some(libc::EXDEV)
+            ) {
+                // Taken meanwhile, or on another file system: file by file.
+                return Ok(FolderMove::No);
             }
             return Err(map_io(e));
         }

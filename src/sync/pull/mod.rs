@@ -410,6 +410,8 @@ impl Puller {
                 // as they are, file by file.
                 Ok(apply::FolderMove::No) => {}
                 Err(e) if ends_pull(&e) => return Err(e),
+                // A link on the way: merged file by file, where each path meets it as today.
+                Err(e) if crossing(&e) => {}
                 Err(e) => {
                     warn!(from = %from, to = %to, error = %e, "cannot move a folder the cloud moved; trying again at the next pull");
                     held.extend([from, to]);
