@@ -447,3 +447,28 @@ fn a_folder_move_waits_while_a_file_below_is_open_for_writing() {
         assert_eq!(ff.gets(), 0, "{b:?}");
     }
 }
+
+#[test]
+fn a_cloud_move_onto_a_path_through_an_on_premise_link_follows_no_link() {
+    for b in MOVES {
+        let ff = synced(b, TREE);
+        let outside = tempfile::tempdir().unwrap();
+        // A link made straight in ONPREM, to a folder outside it; the cloud moves `d` to
+        // where the link stands.
+        std::os::unix::fs::symlink(outside.path(), ff.path("link")).unwrap();
+        ff.cloud_mkdir("link");
+        assert!(ff.cloud_rename("d", "link/d"));
+        for _ in 0..3 {
+            let _ = ff.pull();
+            let _ = ff.push();
+        }
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "{b:?}: nothing written through the link"
+        );
+        // Nothing lost: the folder stays where it was on-premise.
+        assert_eq!(ff.read("d/sub/b.txt").as_deref(), Some("b"), "{b:?}");
+        assert_eq!(ff.read("d/a.txt").as_deref(), Some("a"), "{b:?}");
+    }
+}
