@@ -65,6 +65,10 @@ pub struct MountArgs {
     /// (not through the mount), like 10m; 0 turns them off.
     #[arg(long, value_name = "DUR")]
     pub rescan_interval: Option<String>,
+    /// How long a file may stay open for writing (a log, a recording) before a snapshot of it
+    /// is pushed, and again after each such interval while it changes, like 5m; 0 for never.
+    #[arg(long, value_name = "DUR")]
+    pub open_push_interval: Option<String>,
     /// Return once the mount is ready, leaving the daemon in the background.
     #[arg(long)]
     pub daemon: bool,

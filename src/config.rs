@@ -19,6 +19,8 @@ pub const DEFAULT_PUSH_DELAY: Duration = Duration::from_secs(2);
 pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time between two rescans of the on-premise folder.
 pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(600);
+/// Default time a file stays open for writing before a snapshot of it is pushed.
+pub const DEFAULT_OPEN_PUSH_INTERVAL: Duration = Duration::from_secs(300);
 /// Default number of parallel transfers.
 pub const DEFAULT_TRANSFERS: usize = 4;
 
@@ -40,6 +42,9 @@ pub struct FileConfig {
     pub pull_interval: Option<String>,
     /// Time between rescans of the on-premise folder, like "10m"; "0" for none.
     pub rescan_interval: Option<String>,
+    /// How long a file may stay open for writing before a snapshot of it is pushed, like
+    /// "5m"; "0" for never.
+    pub open_push_interval: Option<String>,
     /// Mount options.
     pub options: Option<Vec<String>>,
     /// Parallel transfers.
@@ -126,6 +131,9 @@ pub struct Config {
     pub pull_interval: Duration,
     /// Time between rescans of the on-premise folder; `None` for none.
     pub rescan_interval: Option<Duration>,
+    /// How long a file may stay open for writing before a snapshot of it is pushed (and
+    /// again after each such interval while it changes); `None` for never.
+    pub open_push_interval: Option<Duration>,
     /// Mount options.
     pub mount: MountOptions,
     /// Parallel transfers.
@@ -281,6 +289,18 @@ impl Config {
             bail!("rescan_interval must be 0 (no rescans) or at least 1s");
         }
         let rescan_interval = Some(rescan_interval).filter(|d| !d.is_zero());
+        let open_push_interval = match args
+            .open_push_interval
+            .as_ref()
+            .or(file.open_push_interval.as_ref())
+        {
+            Some(s) => parse_duration("open_push_interval", s)?,
+            None => DEFAULT_OPEN_PUSH_INTERVAL,
+        };
+        if !open_push_interval.is_zero() && open_push_interval < Duration::from_secs(1) {
+            bail!("open_push_interval must be 0 (never) or at least 1s");
+        }
+        let open_push_interval = Some(open_push_interval).filter(|d| !d.is_zero());
         let mut opts = file.options.unwrap_or_default();
         opts.extend(args.options.iter().cloned());
         let mount = parse_options(&opts)?;
@@ -385,6 +405,7 @@ impl Config {
             push_delay,
             pull_interval,
             rescan_interval,
+            open_push_interval,
             mount,
             transfers,
             passthrough: !args.no_passthrough && file.passthrough.unwrap_or(true),

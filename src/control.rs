@@ -103,7 +103,8 @@ pub struct Item {
     pub path: String,
     /// Status word.
     pub status: String,
-    /// `CODE: detail` when failed.
+    /// `CODE: detail` when failed; for a `pending` file, why, when there is more to say
+    /// (`open for writing`).
     pub error: Option<String>,
     /// The original, for a conflict copy.
     pub original: Option<String>,

@@ -475,6 +475,7 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         cloud_url: Some(cloud.url()),
     });
     let fs_core = Arc::new(Fs::new(&cfg.onprem, engine.clone(), cfg.mount.read_only)?);
+    let _ = engine.shared.writers.set(fs_core.writers());
     let parts = Parts::of(
         &engine,
         cloud.clone(),
@@ -483,12 +484,15 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         cfg.transfers,
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    let pusher = Arc::new(Pusher::new(
-        parts.clone(),
-        wake.clone(),
-        pull_now.clone(),
-        cfg.push_delay,
-    ));
+    let pusher = Arc::new(
+        Pusher::new(
+            parts.clone(),
+            wake.clone(),
+            pull_now.clone(),
+            cfg.push_delay,
+        )
+        .with_open_push_interval(cfg.open_push_interval),
+    );
     let pusher_task = rt.spawn(pusher.run(stop.clone()));
 
     let fuse_fs = FuseFs::new(fs_core.clone(), &cfg.onprem, cfg.passthrough);

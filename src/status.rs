@@ -11,6 +11,9 @@ pub const XATTR_PREFIX: &str = "user.cloudsync.";
 pub const XATTR_STATUS: &str = "user.cloudsync.status";
 /// `CODE: detail`, present only when the item failed.
 pub const XATTR_ERROR: &str = "user.cloudsync.error";
+/// Why an item that has not failed is not `synced` yet, when there is more to say than its
+/// status: `open for writing`.
+pub const XATTR_DETAIL: &str = "user.cloudsync.detail";
 /// RFC 3339 time of the last successful sync.
 pub const XATTR_SYNCED_AT: &str = "user.cloudsync.synced_at";
 /// The cloud ETag recorded at the last sync.

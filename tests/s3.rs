@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use cloudsync::cloud::s3::S3;
 use cloudsync::cloud::{
-    Cloud, CloudError, CloudOptions, MultipartUpload, PartDone, Precondition, UploadLedger,
+    Cloud, CloudError, CloudOptions, MovedObject, MultipartUpload, PartDone, Precondition,
+    UploadLedger,
 };
 use cloudsync::journal::{Intent, Journal};
 use cloudsync::sync::ledger::JournalLedger;
@@ -72,10 +73,28 @@ impl UploadLedger for Counting {
     fn abandoned(&self) -> std::io::Result<Vec<MultipartUpload>> {
         self.inner.abandoned()
     }
+    fn move_plan(&self, from: &str, to: &str) -> std::io::Result<Option<Vec<MovedObject>>> {
+        self.inner.move_plan(from, to)
+    }
+    fn begin_move(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.begin_move(from, to)
+    }
+    fn object_copied(&self, from: &str, to: &str, object: &MovedObject) -> std::io::Result<()> {
+        self.inner.object_copied(from, to, object)?;
+        if self.parts.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_after {
+            self.stop.notify_one();
+        }
+        Ok(())
+    }
+    fn end_move(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.ended.lock().unwrap().push(format!("{from} -> {to}"));
+        self.inner.end_move(from, to)
+    }
 }
 
-/// A 12 MiB file in 5 MiB parts: cut short after two parts, then resumed with only the third
-/// sent; the object is the file, the hash is the file's, and the record is gone.
+/// A 69 MiB file in 8 MiB parts, four at a time: cut short once two parts are recorded (more
+/// may land meanwhile), then resumed with only the parts not recorded sent; the object is the
+/// file, the hash is the file's (made of the parts' hashes), and the record is gone.
 async fn multipart_resumes(store: Store) {
     let server = server(store);
     let bucket = server.bucket("multipart");
@@ -97,7 +116,8 @@ async fn multipart_resumes(store: Store) {
         stop: tokio::sync::Notify::new(),
         ended: Mutex::new(Vec::new()),
     });
-    let data: Vec<u8> = (0..12 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    // Nine parts of 8 MiB (the last 5 MiB), four at a time.
+    let data: Vec<u8> = (0..69 * MIB).map(|i| (i * 7 % 251) as u8).collect();
     let path = tmp.path().join("big.bin");
     std::fs::write(&path, &data).unwrap();
     let open = || {
@@ -106,7 +126,7 @@ async fn multipart_resumes(store: Store) {
             &opts(server, tmp.path(), SECRET),
         )
         .unwrap()
-        .with_multipart(6 * MIB, 5 * MIB)
+        .with_multipart(6 * MIB, 8 * MIB)
     };
 
     let first = open();
@@ -123,7 +143,11 @@ async fn multipart_resumes(store: Store) {
         .multipart_upload("big.bin")
         .unwrap()
         .expect("a record");
-    assert_eq!(rec.parts.len(), 2, "{store:?}");
+    let before = rec.parts.len();
+    assert!(
+        (2..9).contains(&before),
+        "{store:?}: {before} parts recorded"
+    );
     assert_eq!(
         journal.multipart_uploads().unwrap().len(),
         1,
@@ -139,8 +163,8 @@ async fn multipart_resumes(store: Store) {
         .unwrap_or_else(|e| panic!("{store:?}: resume: {e}"));
     assert_eq!(
         ledger.parts.load(Ordering::SeqCst),
-        3,
-        "{store:?}: only the third part went again"
+        9,
+        "{store:?}: {before} parts recorded before, each part went up once"
     );
     assert_eq!(
         up.hash.as_deref(),
@@ -307,6 +331,124 @@ async fn clashes_and_refused_keys(store: Store) {
     );
 }
 
+/// A folder move cut short after five copies (as by a kill -9: the future is dropped, copies
+/// in flight may land unrecorded) and run again by a new client on the same journal: it goes
+/// on without taking its own copies for someone else's, moves the file edited meanwhile in its
+/// new version, never replaces an object someone put at the new name (that source stays under
+/// the old name), and ends its record.
+async fn folder_moves_resume(store: Store) {
+    let server = server(store);
+    let bucket = server.bucket("moves");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&tmp.path().join("j.db")).unwrap());
+    let ledger = Arc::new(Counting {
+        inner: JournalLedger::new(journal.clone(), SyncSets::whole()),
+        parts: AtomicUsize::new(0),
+        stop_after: 5,
+        stop: tokio::sync::Notify::new(),
+        ended: Mutex::new(Vec::new()),
+    });
+    let open = || {
+        let c = S3::new(
+            &format!("s3://{bucket}/site/"),
+            &opts(server, tmp.path(), SECRET),
+        )
+        .unwrap();
+        c.use_upload_ledger(ledger.clone());
+        c
+    };
+    let raw = server.raw(&bucket);
+    let first = open();
+    first.mkdir("a").await.unwrap();
+    first.mkdir("a/sub").await.unwrap();
+    first.mkdir("a/empty").await.unwrap();
+    let mut want: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..25 {
+        want.push((format!("f{i:02}"), format!("file {i}").into_bytes()));
+    }
+    want.push(("sub/s1".into(), b"s1".to_vec()));
+    want.push(("sub/s2".into(), b"s2".to_vec()));
+    for (rel, data) in &want {
+        assert_eq!(raw.put(&format!("site/a/{rel}"), data), 200, "{store:?}");
+    }
+    assert_eq!(raw.put("site/a/z.txt", b"ours"), 200);
+
+    tokio::select! {
+        r = first.rename("a", "b") => panic!("{store:?}: the move was not cut short: {r:?}"),
+        _ = ledger.stop.notified() => {}
+    }
+    drop(first);
+    assert!(
+        journal.cloud_move("a", "b").unwrap().is_some(),
+        "{store:?}: the move is on record"
+    );
+    for (rel, data) in &want {
+        assert_eq!(
+            raw.get(&format!("site/a/{rel}")).as_ref(),
+            Some(data),
+            "{store:?}: no source goes before every copy is made"
+        );
+    }
+    // While the daemon is down: an edit under the old name, and someone's file at the new one.
+    assert_eq!(raw.put("site/a/f24", b"edited meanwhile"), 200);
+    want[24].1 = b"edited meanwhile".to_vec();
+    assert_eq!(raw.put("site/b/z.txt", b"someone else's"), 200);
+
+    let second = open();
+    second
+        .rename("a", "b")
+        .await
+        .unwrap_or_else(|e| panic!("{store:?}: resume: {e}"));
+    for (rel, data) in &want {
+        assert_eq!(
+            raw.get(&format!("site/b/{rel}")).as_ref(),
+            Some(data),
+            "{store:?}: b/{rel}"
+        );
+        assert_eq!(
+            raw.get(&format!("site/a/{rel}")),
+            None,
+            "{store:?}: a/{rel}"
+        );
+    }
+    assert_eq!(raw.get("site/b/z.txt").unwrap(), b"someone else's");
+    assert_eq!(
+        raw.get("site/a/z.txt").unwrap(),
+        b"ours",
+        "{store:?}: a source whose new name is taken stays"
+    );
+    assert!(
+        second.stat("b/empty").await.unwrap().unwrap().is_dir,
+        "{store:?}"
+    );
+    assert!(
+        second.stat("b/sub").await.unwrap().unwrap().is_dir,
+        "{store:?}"
+    );
+    assert!(second.stat("a/empty").await.unwrap().is_none(), "{store:?}");
+    assert!(second.stat("a/sub").await.unwrap().is_none(), "{store:?}");
+    assert_eq!(journal.cloud_move("a", "b").unwrap(), None, "{store:?}");
+    assert_eq!(*ledger.ended.lock().unwrap(), ["a -> b"], "{store:?}");
+    // Each object once, but the edited one and the one whose new name was taken may have been
+    // copied by the first run too.
+    let recorded = ledger.parts.load(Ordering::SeqCst);
+    assert!(
+        recorded <= want.len() + 2,
+        "{store:?}: {recorded} copies recorded for {} objects",
+        want.len()
+    );
+
+    // A move of the whole folder back, begun and finished in one run, leaves no record.
+    second.rename("b", "c").await.unwrap();
+    assert_eq!(raw.get("site/c/f00").unwrap(), b"file 0");
+    assert!(
+        raw.keys("site/b/").is_empty(),
+        "{store:?}: {:?}",
+        raw.keys("site/b/")
+    );
+    assert_eq!(journal.cloud_move("b", "c").unwrap(), None);
+}
+
 /// SeaweedFS's S3 gateway is killed and started again in the middle of a multipart upload: the
 /// attempt fails as transient trouble (offline, retried), and the retry goes on with the parts
 /// the journal recorded, once the gateway is back.
@@ -337,14 +479,14 @@ async fn seaweedfs_gateway_restart_mid_multipart() {
         stop: tokio::sync::Notify::new(),
         ended: Mutex::new(Vec::new()),
     });
-    let data: Vec<u8> = (0..30 * MIB).map(|i| (i * 13 % 253) as u8).collect();
+    let data: Vec<u8> = (0..45 * MIB).map(|i| (i * 13 % 253) as u8).collect();
     let path = tmp.path().join("big.bin");
     std::fs::write(&path, &data).unwrap();
     let o = opts(&server, tmp.path(), SECRET);
     let c = Arc::new(
         S3::new(&format!("s3://{bucket}/"), &o)
             .unwrap()
-            .with_multipart(6 * MIB, 5 * MIB),
+            .with_multipart(6 * MIB, 8 * MIB),
     );
     c.use_upload_ledger(ledger.clone());
     let (c2, p2) = (c.clone(), path.clone());
@@ -675,6 +817,7 @@ on_every_store! {
     listings_cross_pages => listings_cross_pages,
     new_files_cost_a_listing_and_a_put => new_files_cost_a_listing_and_a_put,
     flat_listings_in_ranges => flat_listings_in_ranges,
+    folder_moves_resume => folder_moves_resume,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

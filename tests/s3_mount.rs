@@ -249,6 +249,84 @@ fn kill9_in_the_middle_of_a_multipart_upload_resumes_with_the_parts_done() {
     assert!(conflict_copies(&m.onprem).is_empty());
 }
 
+/// Copies (PUTs with a copy source) that landed at a key below `site/<folder>/`.
+fn copies_into(proxy: &FaultProxy, folder: &str) -> usize {
+    let below = format!("/{PREFIX}/{folder}/");
+    proxy
+        .exchanges()
+        .iter()
+        .filter(|e| e.starts_with("PUT ") && e.contains(&below) && e.contains(" 200"))
+        .filter(|e| {
+            let target = e.split_whitespace().nth(1).unwrap_or("");
+            let key = target.split('?').next().unwrap_or("");
+            !key.ends_with('/')
+        })
+        .count()
+}
+
+/// kill -9 in the middle of a folder move of 200 files (copies slowed down by a proxy): no
+/// source is gone before every copy is made, and the restarted daemon resumes the move from
+/// its record: each object copied once in all, the old folder gone, no conflict copy.
+#[test]
+fn kill9_in_the_middle_of_a_folder_move_resumes_it() {
+    const FILES: usize = 200;
+    let srv = server();
+    let bucket = srv.bucket("kill9-move");
+    let raw = srv.raw(&bucket);
+    let proxy = FaultProxy::start(srv.endpoint.trim_start_matches("http://").parse().unwrap());
+    proxy.set(Fault::Logged);
+    let endpoint = format!("http://{}", proxy.addr);
+    let mut m = mount(srv, &endpoint, &bucket, &[], |m: &mut Mount| {
+        fs::create_dir_all(m.o("proj/docs")).unwrap();
+        for i in 0..FILES {
+            let sub = if i % 4 == 0 { "proj/docs" } else { "proj" };
+            fs::write(m.o(&format!("{sub}/f{i:03}")), format!("file {i}")).unwrap();
+        }
+    });
+    wait_converged(&m, &raw, Duration::from_secs(120));
+    proxy.set(Fault::Only(
+        "PUT".into(),
+        Box::new(Fault::Delay(Duration::from_millis(100))),
+    ));
+    fs::rename(m.m("proj"), m.m("moved")).unwrap();
+    wait_until(Duration::from_secs(60), "40 objects copied", || {
+        copies_into(&proxy, "moved") >= 40
+    });
+    m.kill9();
+    let before = copies_into(&proxy, "moved");
+    assert!(before < FILES, "the whole move was done before the kill");
+    assert_eq!(
+        raw.keys(&key("proj/"))
+            .iter()
+            .filter(|k| !k.ends_with('/'))
+            .count(),
+        FILES,
+        "a source went before every copy was made"
+    );
+    proxy.set(Fault::Logged);
+    let mark = m.log_text().len();
+    m.spawn();
+    wait_converged(&m, &raw, Duration::from_secs(180));
+    let log = m.log_text()[mark..].to_string();
+    assert!(
+        log.contains("resuming a folder move"),
+        "the move was not resumed:\n{log}"
+    );
+    let after = copies_into(&proxy, "moved") - before;
+    assert_eq!(
+        before + after,
+        FILES,
+        "{before} copies before the kill, {after} after"
+    );
+    assert!(
+        raw.keys(&key("proj/")).is_empty(),
+        "{:?}",
+        raw.keys(&key("proj/"))
+    );
+    assert!(conflict_copies(&m.onprem).is_empty());
+    assert!(uploaded_paths(&log).is_empty(), "{log}");
+}
+
 /// The store cannot be reached (every connection reset): writes go on, the files read
 /// `offline`, and once the store is back the queue drains by itself.
 #[test]

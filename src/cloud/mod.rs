@@ -237,8 +237,20 @@ pub struct MultipartUpload {
     pub parts: Vec<PartDone>,
 }
 
-/// Where a cloud keeps its resumable uploads across restarts (the journal). A cloud without
-/// one still uploads, it just starts over after a restart.
+/// An object that a folder move under way has copied to the new name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedObject {
+    /// Its key below the folder (the same below the old and the new name).
+    pub rel: String,
+    /// The ETag of the source that was copied.
+    pub source_etag: String,
+    /// The ETag of the copy, when the store gave one.
+    pub copy_etag: Option<String>,
+}
+
+/// Where a cloud keeps its resumable work across restarts (the journal): multipart uploads
+/// with their parts, and folder moves with the objects already copied. A cloud without one
+/// still uploads and moves; it just starts over after a restart.
 pub trait UploadLedger: Send + Sync {
     /// The upload under way to `path`, if one is recorded.
     fn upload(&self, path: &str) -> std::io::Result<Option<MultipartUpload>>;
@@ -251,6 +263,15 @@ pub trait UploadLedger: Send + Sync {
     /// The recorded uploads that nothing waits for any more (their path has no pending
     /// upload), to be aborted.
     fn abandoned(&self) -> std::io::Result<Vec<MultipartUpload>>;
+    /// The objects already copied by the folder move from `from` to `to`, if that move is
+    /// under way (begun by an earlier run that did not finish it).
+    fn move_plan(&self, from: &str, to: &str) -> std::io::Result<Option<Vec<MovedObject>>>;
+    /// Records that the folder move from `from` to `to` has begun.
+    fn begin_move(&self, from: &str, to: &str) -> std::io::Result<()>;
+    /// Records an object the folder move from `from` to `to` has copied.
+    fn object_copied(&self, from: &str, to: &str, object: &MovedObject) -> std::io::Result<()>;
+    /// Forgets the folder move from `from` to `to`.
+    fn end_move(&self, from: &str, to: &str) -> std::io::Result<()>;
 }
 
 /// The operations the sync engine needs from any cloud.

@@ -45,7 +45,8 @@ pub struct OpenWriters {
 
 #[derive(Debug, Default)]
 struct WriterState {
-    counts: HashMap<u64, u32>,
+    /// Per inode: how many handles have it open for writing, and since when one has.
+    counts: HashMap<u64, (u32, std::time::Instant)>,
     opening: HashMap<String, u32>,
     claimed: HashSet<String>,
 }
@@ -89,17 +90,27 @@ impl OpenWriters {
     }
 
     fn add(&self, st_ino: u64) {
-        *self.lock().counts.entry(st_ino).or_default() += 1;
+        self.lock()
+            .counts
+            .entry(st_ino)
+            .or_insert((0, std::time::Instant::now()))
+            .0 += 1;
     }
 
     fn remove(&self, st_ino: u64) {
         let mut st = self.lock();
-        if let Some(n) = st.counts.get_mut(&st_ino) {
+        if let Some((n, _)) = st.counts.get_mut(&st_ino) {
             *n -= 1;
             if *n == 0 {
                 st.counts.remove(&st_ino);
             }
         }
+    }
+
+    /// Since when the inode has been open for writing through the mount without a break
+    /// (from the first of the handles open now), if it is.
+    pub fn open_since(&self, st_ino: u64) -> Option<std::time::Instant> {
+        self.lock().counts.get(&st_ino).map(|(_, t)| *t)
     }
 
     /// True while some process has the inode open for writing through the mount.

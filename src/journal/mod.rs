@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::cloud::{MultipartUpload, PartDone, Precondition};
+use crate::cloud::{MovedObject, MultipartUpload, PartDone, Precondition};
 use crate::status::FailureCode;
 
 /// Errors of the journal layer.
@@ -128,7 +128,24 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL,
         PRIMARY KEY(upload_id, number)
      ) WITHOUT ROWID;",
-    // 5 -> 6: the cloud's stable id of each item (`oc:fileid`, a `file://` inode), so a folder
+    // 5 -> 6: folder moves under way on clouds that move object by object (S3), with the
+    // objects already copied, so a restart resumes the move instead of taking the copies at
+    // the new name for someone else's.
+    "CREATE TABLE cloud_moves(
+        from_path TEXT NOT NULL,
+        to_path TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        PRIMARY KEY(from_path, to_path)
+     ) WITHOUT ROWID;
+     CREATE TABLE cloud_move_objects(
+        from_path TEXT NOT NULL,
+        to_path TEXT NOT NULL,
+        rel TEXT NOT NULL,
+        source_etag TEXT NOT NULL,
+        copy_etag TEXT,
+        PRIMARY KEY(from_path, to_path, rel)
+     ) WITHOUT ROWID;",
+    // 6 -> 7: the cloud's stable id of each item (`oc:fileid`, a `file://` inode), so a folder
     // moved in the cloud is recognised as a move; and the cloud moves the puller is carrying
     // out on-premise, so a crash between the on-premise rename and the journal's is finished
     // at the next start rather than taken for a delete and a new folder.
@@ -1119,6 +1136,83 @@ impl Journal {
             out.push(up);
         }
         Ok(out)
+    }
+
+    // ---------------------------------------------------------------- cloud folder moves
+
+    /// The objects already copied by the folder move from `from` to `to` (cloud paths), if
+    /// one is under way.
+    pub fn cloud_move(&self, from: &str, to: &str) -> Result<Option<Vec<MovedObject>>> {
+        let c = self.w();
+        let started: bool = c.one(
+            "SELECT count(*) > 0 FROM cloud_moves WHERE from_path = ?1 AND to_path = ?2",
+            params![from, to],
+            |r| r.get(0),
+        )?;
+        if !started {
+            return Ok(None);
+        }
+        let mut st = c.prepare_cached(
+            "SELECT rel, source_etag, copy_etag FROM cloud_move_objects
+             WHERE from_path = ?1 AND to_path = ?2 ORDER BY rel",
+        )?;
+        let rows = st
+            .query_map(params![from, to], |r| {
+                Ok(MovedObject {
+                    rel: r.get(0)?,
+                    source_etag: r.get(1)?,
+                    copy_etag: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some(rows))
+    }
+
+    /// Records that a folder move from `from` to `to` has begun (keeping what an earlier,
+    /// interrupted run of it recorded).
+    pub fn begin_cloud_move(&self, from: &str, to: &str) -> Result<()> {
+        self.w().run(
+            "INSERT OR IGNORE INTO cloud_moves(from_path, to_path, started_at) VALUES(?1, ?2, ?3)",
+            params![from, to, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Records an object copied by the folder move from `from` to `to`.
+    pub fn cloud_move_copied(&self, from: &str, to: &str, o: &MovedObject) -> Result<()> {
+        let c = self.w();
+        let started: bool = c.one(
+            "SELECT count(*) > 0 FROM cloud_moves WHERE from_path = ?1 AND to_path = ?2",
+            params![from, to],
+            |r| r.get(0),
+        )?;
+        if !started {
+            return Err(JournalError::Corrupt(format!(
+                "an object of the move of {from:?} to {to:?}, which was never begun"
+            )));
+        }
+        c.run(
+            "INSERT OR REPLACE INTO cloud_move_objects(from_path, to_path, rel, source_etag, copy_etag)
+             VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![from, to, o.rel, o.source_etag, o.copy_etag],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the folder move from `from` to `to` (done, or given up).
+    pub fn end_cloud_move(&self, from: &str, to: &str) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        tx.run(
+            "DELETE FROM cloud_move_objects WHERE from_path = ?1 AND to_path = ?2",
+            params![from, to],
+        )?;
+        tx.run(
+            "DELETE FROM cloud_moves WHERE from_path = ?1 AND to_path = ?2",
+            params![from, to],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     // ---------------------------------------------------------------- queue

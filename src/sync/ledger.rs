@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::cloud::{MultipartUpload, PartDone, UploadLedger};
+use crate::cloud::{MovedObject, MultipartUpload, PartDone, UploadLedger};
 use crate::journal::Journal;
 use crate::paths;
 use crate::sync::sets::SyncSets;
@@ -72,6 +72,22 @@ impl UploadLedger for JournalLedger {
             }
         }
         Ok(out)
+    }
+
+    fn move_plan(&self, from: &str, to: &str) -> std::io::Result<Option<Vec<MovedObject>>> {
+        self.journal.cloud_move(from, to).map_err(io)
+    }
+
+    fn begin_move(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.journal.begin_cloud_move(from, to).map_err(io)
+    }
+
+    fn object_copied(&self, from: &str, to: &str, object: &MovedObject) -> std::io::Result<()> {
+        self.journal.cloud_move_copied(from, to, object).map_err(io)
+    }
+
+    fn end_move(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.journal.end_cloud_move(from, to).map_err(io)
     }
 }
 

@@ -67,7 +67,13 @@ pub struct Shared {
     /// Sync requests so far: what a request asks for again (a blocked item warned about and
     /// queued once, say) is done again after the next one.
     pub sync_requests: std::sync::atomic::AtomicU64,
+    /// Files open for writing through the mount (set once the mount is made), so a status
+    /// read can say why a file is `pending`.
+    pub writers: std::sync::OnceLock<Arc<crate::fs::handles::OpenWriters>>,
 }
+
+/// The detail of a `pending` file that a process holds open for writing through the mount.
+pub const OPEN_FOR_WRITING: &str = "open for writing";
 
 /// The longest a pull asked for by a sync request waits for the queue to drain.
 pub const PULL_AFTER_SYNC_WAIT: Duration = Duration::from_secs(10);
@@ -604,7 +610,10 @@ impl Engine {
             return (Status::Unsynced, None);
         };
         if let Some(st) = self.subtree_status(path, dir) {
-            return st;
+            return match st {
+                (Status::Pending, None) => self.pending(meta),
+                st => st,
+            };
         }
         if path.is_empty() || (path == set.local && !set.is_file) {
             return (Status::Synced, None);
@@ -626,12 +635,24 @@ impl Engine {
                     if same {
                         (synced, None)
                     } else {
-                        (Status::Pending, None)
+                        self.pending(meta)
                     }
                 }
             },
-            _ => (Status::Pending, None),
+            _ => self.pending(meta),
         }
+    }
+
+    /// `pending`, with the detail `open for writing` for a file some process holds open for
+    /// writing through the mount.
+    fn pending(&self, meta: &Metadata) -> (Status, Option<String>) {
+        let open = meta.is_file()
+            && self
+                .shared
+                .writers
+                .get()
+                .is_some_and(|w| w.is_open(meta.ino()));
+        (Status::Pending, open.then(|| OPEN_FOR_WRITING.to_string()))
     }
 
     /// What the queue says of `path` (and of its subtree, for a folder), if anything.
@@ -753,8 +774,10 @@ impl SyncHooks for Engine {
         {
             v.push((crate::status::XATTR_CONTROL, s.clone()));
         }
-        if let Some(e) = err.filter(|_| st == Status::Failed) {
-            v.push((status::XATTR_ERROR, e));
+        match err {
+            Some(e) if st == Status::Failed => v.push((status::XATTR_ERROR, e)),
+            Some(d) => v.push((status::XATTR_DETAIL, d)),
+            None => {}
         }
         if !matches!(st, Status::Excluded | Status::Unsynced | Status::Conflict)
             && let Some(set) = self.scope.sets.set_for(path)

@@ -11,6 +11,7 @@
 //! - `folders`: the folders lately seen holding objects, so a new file below one is not
 //!   checked for a file in the way above it;
 //! - `multipart`: large files in parts, recorded in the [`UploadLedger`] so a restart resumes;
+//! - `moves`: folder moves, object by object, recorded in the ledger so a restart resumes;
 //! - `creds`: where the keys come from.
 //!
 //! Signing: rusty-s3 is sans-IO (it only builds presigned URLs), so requests go over the same
@@ -31,12 +32,15 @@
 //!   checked with a HEAD first, and a change landing between the HEAD and the write is
 //!   overwritten (the window is listed in doc/SEMANTICS.md).
 //! - **Moves and folder deletes are not atomic.** A rename is a CopyObject and a DeleteObject
-//!   per object; a folder delete deletes each object below the prefix, its marker last.
+//!   per object, each source deleted only once its copy is made and only while it is still
+//!   the version copied; a folder move is recorded in the ledger as it goes, so a restart
+//!   resumes it. A folder delete deletes each object below the prefix, its marker last.
 
 mod client;
 mod creds;
 mod folders;
 mod keys;
+mod moves;
 mod multipart;
 
 use std::fmt;
@@ -60,8 +64,13 @@ use keys::{Flat, Gather, MAX_KEY, MAX_NAME};
 /// Files from this size on go up as multipart uploads.
 pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
 
-/// The part size of multipart uploads (S3 takes at least 5 MiB, at most 10 000 parts).
+/// The part size of multipart uploads (S3 takes at least 5 MiB, at most 10 000 parts). Part
+/// sizes are powers of two: each part's hash is then a subtree of the file's BLAKE3 tree, and
+/// the hash of the whole file is made of them, whatever order the parts went in.
 pub const PART_SIZE: u64 = 16 << 20;
+
+/// How many parts of one multipart upload go at once.
+pub const PARTS_IN_FLIGHT: usize = 4;
 
 /// The marker of an empty folder on a store that keeps no `name/` markers (s3s-fs maps keys
 /// onto a directory and lists no empty folder): a zero-byte object inside it. Its name is in
@@ -227,7 +236,8 @@ impl S3 {
     /// ones; S3 takes parts of at least 5 MiB but the last).
     pub fn with_multipart(mut self, threshold: u64, part_size: u64) -> S3 {
         self.multipart_threshold = threshold.max(1);
-        self.part_size = part_size.max(1);
+        // A power of two, so that each part is a whole subtree of the file's BLAKE3 tree.
+        self.part_size = part_size.max(blake3::CHUNK_LEN as u64).next_power_of_two();
         self
     }
 
@@ -660,7 +670,8 @@ impl S3 {
                         return Err(bad(&o.key));
                     }
                     if !rest.is_empty() {
-                        tree.objects.push(o.key);
+                        let etag = o.etag.as_deref().and_then(client::normalize_etag);
+                        tree.objects.push((o.key, etag));
                     }
                 }
                 for p in page.common_prefixes {
@@ -690,7 +701,7 @@ impl S3 {
     /// Deletes the objects of `tree`, then its folder markers, deepest first, a few at a time:
     /// the folder itself goes last, so a delete cut short leaves it in place.
     async fn delete_tree(&self, tree: Tree) -> Result<(), CloudError> {
-        let mut keys: Vec<String> = tree.objects;
+        let mut keys: Vec<String> = tree.objects.into_iter().map(|(k, _)| k).collect();
         let mut folders: Vec<String> = tree
             .folders
             .into_iter()
@@ -748,11 +759,11 @@ struct ListingCaps {
     encodes: bool,
 }
 
-/// What a folder holds, as keys: its objects, and the folder keys of it and every folder
-/// below (which may or may not be marker objects).
+/// What a folder holds, as keys: its objects (with their ETags), and the folder keys of it
+/// and every folder below (which may or may not be marker objects).
 #[derive(Default)]
 struct Tree {
-    objects: Vec<String>,
+    objects: Vec<(String, Option<String>)>,
     folders: Vec<String>,
 }
 
@@ -1183,6 +1194,12 @@ impl S3 {
     }
 
     async fn rename_now(&self, from: &str, to: &str) -> Result<(), CloudError> {
+        // A folder move that an earlier run began goes on where it stopped: the copies it
+        // made are at the new name already, and the source may be gone in part or in whole.
+        if let Some(copied) = self.move_plan(from, to)? {
+            tracing::info!(from, to, "resuming a folder move begun by an earlier run");
+            return self.move_folder(from, to, Some(copied)).await;
+        }
         let src = self.stat(from).await?.ok_or(CloudError::NotFound)?;
         if self.stat(to).await?.is_some() {
             return Err(CloudError::PreconditionFailed);
@@ -1207,38 +1224,7 @@ impl S3 {
                 .delete_if(&self.key(from), src.etag.as_deref())
                 .await;
         }
-        // A folder: every object is copied, and every folder made, then every source deleted
-        // (its marker last), so a crash in between leaves both names, never neither.
-        let from_prefix = self.dir_key(from);
-        let to_prefix = self.dir_key(to);
-        let tree = self.walk(from).await?;
-        let moved = |k: &str| format!("{to_prefix}{}", &k[from_prefix.len()..]);
-        if tree
-            .objects
-            .iter()
-            .chain(&tree.folders)
-            .any(|k| moved(k).len() > MAX_KEY)
-        {
-            return Err(CloudError::InvalidName(format!(
-                "{to:?}: a key below it would be longer than S3's {MAX_KEY} bytes"
-            )));
-        }
-        let copies: Vec<(String, String)> =
-            tree.objects.iter().map(|k| (k.clone(), moved(k))).collect();
-        let mut copies = futures_util::stream::iter(copies)
-            .map(|(k, target)| async move { self.client.copy(&k, &target, None).await })
-            .buffer_unordered(FAN_OUT);
-        while let Some(r) = copies.next().await {
-            r?;
-        }
-        // Every folder gets a marker at the new name, so empty ones move too (where the store
-        // keeps no `name/` markers, the copied marker objects already did that).
-        if self.keeps_markers().await {
-            for f in &tree.folders {
-                self.put_marker(&moved(f)).await?;
-            }
-        }
-        self.delete_tree(tree).await
+        self.move_folder(from, to, None).await
     }
 }
 

@@ -15,12 +15,14 @@
 //! conditions on PutObject does on completion: on such a store a change landing between that
 //! HEAD and the completion is overwritten.
 
-use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::S3;
+use futures_util::StreamExt;
+
 use super::client::Cond;
-use crate::cloud::body::Body;
+use super::{PARTS_IN_FLIGHT, S3};
+use crate::cloud::body::{self, Body};
 use crate::cloud::{CloudError, MultipartUpload, PartDone, Precondition, Uploaded};
 
 /// S3 takes at most this many parts.
@@ -32,42 +34,13 @@ fn ledger_err(e: std::io::Error) -> CloudError {
     )))
 }
 
-/// BLAKE3 of `len` bytes of `f` from `offset`, fed to `whole` too.
-fn hash_range(
-    f: &std::fs::File,
-    offset: u64,
-    len: u64,
-    whole: &Mutex<blake3::Hasher>,
-) -> std::io::Result<String> {
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0;
-    while done < len {
-        let want = buf.len().min((len - done) as usize);
-        let n = f.read_at(&mut buf[..want], offset + done)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the local file shrank during the upload",
-            ));
-        }
-        h.update(&buf[..n]);
-        whole
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .update(&buf[..n]);
-        done += n as u64;
-    }
-    Ok(h.finalize().to_hex().to_string())
-}
-
 impl S3 {
     /// The part size for a file of `size` bytes: the configured one, larger when the file
     /// would need more than 10 000 parts.
     fn part_size_for(&self, size: u64) -> u64 {
         let min = size.div_ceil(MAX_PARTS);
-        self.part_size
-            .max(min.next_multiple_of(1 << 20).min(5 << 30))
+        // A power of two (see PART_SIZE), and at most 4 GiB (S3 takes parts up to 5 GiB).
+        self.part_size.max(min).next_power_of_two().min(4 << 30)
     }
 
     /// Uploads `src` (of `size` bytes) to `key` in parts under `cond`.
@@ -171,8 +144,9 @@ impl S3 {
         }
     }
 
-    /// Sends the parts `up` does not have yet (or whose bytes changed), recording each; returns
-    /// the ETags in part order and the hash of the whole file.
+    /// Sends the parts `up` does not have yet (or whose bytes changed), a few at once, and
+    /// records each as it lands; returns the ETags in part order and the hash of the whole
+    /// file, made of the parts' own hashes.
     async fn send_parts(
         &self,
         key: &str,
@@ -180,65 +154,75 @@ impl S3 {
         up: &mut MultipartUpload,
         ledger: &Option<Arc<dyn crate::cloud::UploadLedger>>,
     ) -> Result<(Vec<String>, String), CloudError> {
-        let whole = Arc::new(Mutex::new(blake3::Hasher::new()));
-        let count = up.size.div_ceil(up.part_size).max(1);
-        let mut etags = Vec::with_capacity(count as usize);
-        for i in 0..count {
-            let number = (i + 1) as u16;
-            let offset = i * up.part_size;
-            let len = up.part_size.min(up.size - offset);
-            let recorded = up.parts.iter().find(|p| p.number == number).cloned();
-            if let Some(p) = recorded {
-                // Still the same bytes? Then the store has them already.
-                let f = src.try_clone()?;
-                let w = whole.clone();
-                let mark = w.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let h = tokio::task::spawn_blocking(move || hash_range(&f, offset, len, &w))
-                    .await
-                    .map_err(|e| CloudError::Io(std::io::Error::other(e)))??;
-                if h == p.hash {
-                    etags.push(p.etag);
-                    continue;
+        let (size, part_size) = (up.size, up.part_size);
+        let count = size.div_ceil(part_size).max(1);
+        let recorded: HashMap<u16, PartDone> =
+            up.parts.iter().map(|p| (p.number, p.clone())).collect();
+        let work: Vec<_> = (0..count)
+            .map(|i| {
+                let number = (i + 1) as u16;
+                let offset = i * part_size;
+                (number, offset, part_size.min(size - offset))
+            })
+            .collect();
+        let (upload_id, path) = (up.upload_id.as_str(), up.path.as_str());
+        let recorded = &recorded;
+        let mut parts = futures_util::stream::iter(work)
+            .map(|(number, offset, len)| async move {
+                if let Some(p) = recorded.get(&number) {
+                    // Still the same bytes? Then the store has them already.
+                    let f = src.try_clone()?;
+                    let cv = tokio::task::spawn_blocking(move || body::subtree_cv(&f, offset, len))
+                        .await
+                        .map_err(|e| CloudError::Io(std::io::Error::other(e)))??;
+                    if cv == p.hash {
+                        return Ok(p.clone());
+                    }
                 }
-                // Changed since: undo what the check fed into the whole hash, and send it.
-                *whole.lock().unwrap_or_else(|e| e.into_inner()) = mark;
-                up.parts.retain(|q| q.number != number);
-            }
-            let body = Body::range(src, offset, len, Some(whole.clone()))?;
-            let (etag, hash) = self
-                .client
-                .upload_part(key, &up.upload_id, number, body)
-                .await?;
-            let hash = hash.ok_or_else(|| {
-                CloudError::Io(std::io::Error::new(
-                    std::io::ErrorKind::Interrupted,
-                    "a part did not go out whole; it will be sent again",
-                ))
-            })?;
-            let part = PartDone {
-                number,
-                etag: etag.clone(),
-                hash,
-            };
-            if let Some(l) = ledger {
-                l.part_done(&up.path, &up.upload_id, &part)
-                    .map_err(ledger_err)?;
-            }
-            up.parts.push(part);
-            etags.push(etag);
+                let body = Body::range(src, offset, len)?;
+                let (etag, hash) = self
+                    .client
+                    .upload_part(key, upload_id, number, body)
+                    .await?;
+                let hash = hash.ok_or_else(|| {
+                    CloudError::Io(std::io::Error::new(
+                        std::io::ErrorKind::Interrupted,
+                        "a part did not go out whole; it will be sent again",
+                    ))
+                })?;
+                let part = PartDone { number, etag, hash };
+                if let Some(l) = ledger {
+                    l.part_done(path, upload_id, &part).map_err(ledger_err)?;
+                }
+                Ok::<_, CloudError>(part)
+            })
+            .buffer_unordered(PARTS_IN_FLIGHT);
+        let mut done: Vec<Option<PartDone>> = vec![None; count as usize];
+        while let Some(p) = parts.next().await {
+            let p = p?;
+            let i = p.number as usize - 1;
+            done[i] = Some(p);
         }
-        if src.metadata()?.len() != up.size {
+        drop(parts);
+        let done: Vec<PartDone> = done.into_iter().flatten().collect();
+        up.parts = done.clone();
+        if src.metadata()?.len() != size {
             return Err(CloudError::Io(std::io::Error::new(
                 std::io::ErrorKind::Interrupted,
                 "the local file changed size during the upload; it will be sent again",
             )));
         }
-        let hash = whole
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .finalize()
-            .to_hex()
-            .to_string();
-        Ok((etags, hash))
+        let cvs: Vec<String> = done.iter().map(|p| p.hash.clone()).collect();
+        let hash = match body::root_hash(&cvs, part_size, size) {
+            Some(h) => h,
+            // One part: its hash needs the bytes again.
+            None => {
+                let f = src.try_clone()?;
+                tokio::task::spawn_blocking(move || crate::onprem::hash_file(&f))
+                    .await
+                    .map_err(|e| CloudError::Io(std::io::Error::other(e)))??
+            }
+        };
+        Ok((done.into_iter().map(|p| p.etag).collect(), hash))
     }
 }

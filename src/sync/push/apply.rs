@@ -95,7 +95,58 @@ impl Pusher {
                 self.mkdir_and_list(path, cpath, &stat()?).await
             }
             PathAction::PushFile => self.push_file(path, cpath, set, stat()?, facts.rec).await,
+            PathAction::PushSnapshot => self.push_snapshot(path, cpath, stat()?, facts.rec).await,
         }
+    }
+
+    /// Pushes a snapshot of the file `path` (stat `m`, record `rec`) that a writer keeps
+    /// open: a reflink clone where the filesystem can, otherwise a copy of its first
+    /// `m.size()` bytes (a consistent prefix of a file that is only appended to), in a private
+    /// nameless file beside it. What goes is recorded as the cloud's version (its ETag, for
+    /// the next upload's `If-Match`) but not as synced content while the file stays open; the
+    /// final version goes once it is closed.
+    async fn push_snapshot(
+        &self,
+        path: &str,
+        cpath: &str,
+        m: std::fs::Metadata,
+        rec: Option<NodeRecord>,
+    ) -> SyncResult<Outcome> {
+        let src = match self.parts.onprem.open_file(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Later),
+            Err(e) if crate::onprem::is_crossing(&e) => {
+                return Err(SyncError::Blocked(crate::onprem::crossing_detail(path)));
+            }
+            Err(e) => return Err(SyncError::Local(e)),
+        };
+        if src.metadata()?.ino() != m.ino() {
+            return Ok(Outcome::Later);
+        }
+        let mut new = self
+            .parts
+            .onprem
+            .create_temp(cloud::parent(path))
+            .map_err(SyncError::Local)?;
+        let snap = Arc::new(new.file.try_clone()?);
+        let (s, size) = (snap.clone(), m.size());
+        let made = Self::blocking(move || take_snapshot(&src, &s, size)).await;
+        let r = match made {
+            Ok(true) => {
+                let cond = crate::sync::intent::precondition_for(rec.as_ref());
+                let r = self.upload(path, cpath, &m, &snap, cond, None).await;
+                if r.is_ok() {
+                    self.snapshot_sent(path);
+                    info!(bytes = size, "pushed a snapshot of a file open for writing");
+                }
+                r
+            }
+            // It shrank meanwhile: decide again from what it is then.
+            Ok(false) => Ok(Outcome::Later),
+            Err(e) => Err(e),
+        };
+        self.parts.onprem.discard(&mut new);
+        r
     }
 
     /// Deletes in the cloud the folder `path`, gone on-premise, keeping what changed there.
@@ -611,4 +662,57 @@ impl Pusher {
         }
         Ok(self.parts.journal.put_nodes(&missing)?)
     }
+}
+
+/// Makes `dst` (new and empty) a snapshot of the first `size` bytes of `src`: a reflink clone
+/// where the filesystem offers one (one instant of the file), otherwise a copy (a consistent
+/// prefix of a file that is only appended to). False when `src` holds fewer bytes by now.
+fn take_snapshot(src: &std::fs::File, dst: &std::fs::File, size: u64) -> std::io::Result<bool> {
+    if rustix::fs::ioctl_ficlone(dst, src).is_ok() {
+        if dst.metadata()?.len() < size {
+            return Ok(false);
+        }
+        dst.set_len(size)?;
+        return Ok(true);
+    }
+    let (mut off_in, mut off_out) = (0u64, 0u64);
+    while off_in < size {
+        let want = (size - off_in).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            // Not offered between these two files: read and write.
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP,
+            ) => return copy_range(src, dst, off_in, size),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// Copies bytes `from..size` of `src` to the same offsets of `dst`; false when `src` ends
+/// first.
+fn copy_range(
+    src: &std::fs::File,
+    dst: &std::fs::File,
+    from: u64,
+    size: u64,
+) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = from;
+    while off < size {
+        let want = (size - off).min(buf.len() as u64) as usize;
+        let n = src.read_at(&mut buf[..want], off)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        dst.write_all_at(&buf[..n], off)?;
+        off += n as u64;
+    }
+    Ok(true)
 }

@@ -40,6 +40,9 @@ pub(crate) enum Local {
     File {
         /// Open for writing through the mount.
         open_for_writing: bool,
+        /// Open for writing for longer than `open_push_interval`, and changed since its last
+        /// snapshot went: a snapshot of it is due.
+        snapshot_due: bool,
     },
     /// A symbolic link or a special file: stays on-premise.
     Special,
@@ -86,6 +89,9 @@ pub(crate) enum PathAction {
     },
     /// A file: open it through the door and decide on its content ([`decide_file`]).
     PushFile,
+    /// A file kept open for writing: push a consistent snapshot of it, recorded as the
+    /// cloud's version but never as synced content, and decide again later.
+    PushSnapshot,
 }
 
 /// What a change of a path asks for, from what is at the path, its record, and whether its
@@ -141,8 +147,15 @@ pub(crate) fn decide(local: Local, rec: Option<&NodeRecord>, cloud_delete: bool)
             },
             _ => PathAction::MkdirAndList,
         },
+        // Open for writing: the final version goes once the last writer closes it; a writer
+        // that keeps it open past `open_push_interval` gets a snapshot pushed meanwhile.
         Local::File {
             open_for_writing: true,
+            snapshot_due: true,
+        } => PathAction::PushSnapshot,
+        Local::File {
+            open_for_writing: true,
+            ..
         } => PathAction::Later,
         Local::File { .. } => PathAction::PushFile,
         Local::Special => PathAction::Nothing,
@@ -304,7 +317,14 @@ mod tests {
         };
         let absent = gone_here(false, false);
         let dir_here = |ino| Local::Dir { ino };
-        let file_here = |open_for_writing| Local::File { open_for_writing };
+        let file_here = |open_for_writing| Local::File {
+            open_for_writing,
+            snapshot_due: false,
+        };
+        let snapshot_due = Local::File {
+            open_for_writing: true,
+            snapshot_due: true,
+        };
         let file = rec(File, Synced, Some("e"));
         let untagged = rec(File, Synced, None);
         let gone = rec(File, Failed, Some("e"));
@@ -362,6 +382,8 @@ mod tests {
                 },
             ),
             (file_here(true), Some(&file), true, Later),
+            (snapshot_due, Some(&file), true, PushSnapshot),
+            (snapshot_due, None, true, PushSnapshot),
             (file_here(false), Some(&file), true, PushFile),
             (file_here(false), Some(&dir), true, PushFile),
             (file_here(false), None, true, PushFile),

@@ -27,7 +27,9 @@ use self::decide::{Local, Source};
 use super::busy::Busy;
 use super::parts::Parts;
 use crate::cloud::CloudError;
-use crate::journal::{Change, Journal, NodeKind, NodeState, Op, QueueEntry, QueueState, now_ms};
+use crate::journal::{
+    Change, Journal, NodeKind, NodeRecord, NodeState, Op, QueueEntry, QueueState, now_ms,
+};
 
 /// Longest wait between two retries of a transient failure.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -56,6 +58,11 @@ pub struct Pusher {
     pub pull_now: Arc<Notify>,
     /// Quiet time before a push.
     pub push_delay: Duration,
+    /// How long a file may stay open for writing before a snapshot of it goes; `None` for
+    /// never.
+    pub open_push_interval: Option<Duration>,
+    /// When the last snapshot of each file kept open for writing went.
+    snapshots: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 #[cfg(test)]
@@ -95,7 +102,44 @@ impl Pusher {
             wake,
             pull_now,
             push_delay,
+            open_push_interval: Some(crate::config::DEFAULT_OPEN_PUSH_INTERVAL),
+            snapshots: std::sync::Mutex::default(),
         }
+    }
+
+    /// The same pusher, pushing snapshots of files kept open for writing after `interval`
+    /// (`None`: never).
+    pub fn with_open_push_interval(mut self, interval: Option<Duration>) -> Self {
+        self.open_push_interval = interval;
+        self
+    }
+
+    /// True when a snapshot of the file `path` (stat `m`, record `rec`), open for writing,
+    /// is due: open without a break for `open_push_interval`, the last snapshot at least that
+    /// long ago, and changed since the record.
+    fn snapshot_due(&self, path: &str, m: &std::fs::Metadata, rec: Option<&NodeRecord>) -> bool {
+        let Some(every) = self.open_push_interval else {
+            return false;
+        };
+        let open_long = self
+            .parts
+            .writers
+            .open_since(m.ino())
+            .is_some_and(|t| t.elapsed() >= every);
+        let mut last = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget files no longer open, so the map holds only the open ones.
+        last.retain(|p, t| p == path || t.elapsed() < every * 4);
+        open_long
+            && last.get(path).is_none_or(|t| t.elapsed() >= every)
+            && !rec.is_some_and(|r| r.unchanged(m))
+    }
+
+    /// Notes that a snapshot of `path` went now.
+    pub(super) fn snapshot_sent(&self, path: &str) {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_string(), std::time::Instant::now());
     }
 
     /// Runs until `stop` is cancelled. In-flight transfers are abandoned at stop; their entries
@@ -429,12 +473,19 @@ impl Pusher {
                 renamed_over: false,
             },
             Some(m) if m.is_dir() => Local::Dir { ino: m.ino() },
-            Some(m) if m.is_file() => Local::File {
-                open_for_writing: self.parts.writers.is_open(m.ino()),
-            },
+            Some(m) if m.is_file() => {
+                let open = self.parts.writers.is_open(m.ino());
+                facts.rec = self.parts.journal.node(path)?;
+                Local::File {
+                    open_for_writing: open,
+                    snapshot_due: open && self.snapshot_due(path, m, facts.rec.as_ref()),
+                }
+            }
             Some(_) => Local::Special,
         };
-        facts.rec = self.parts.journal.node(path)?;
+        if facts.rec.is_none() {
+            facts.rec = self.parts.journal.node(path)?;
+        }
         if let Local::Absent {
             unflushed_above: false,
             renamed_over,
