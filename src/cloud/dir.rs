@@ -67,6 +67,8 @@ fn entry_of(path: String, meta: &fs::Metadata) -> CloudEntry {
         size: if meta.is_dir() { 0 } else { meta.size() },
         mtime: meta.modified().ok(),
         etag: (!meta.is_dir()).then(|| etag_of(meta)),
+        // The inode: a rename keeps it, so a folder moved in this cloud keeps its id.
+        file_id: Some(format!("{:x}:{:x}", meta.dev(), meta.ino())),
     }
 }
 

@@ -133,11 +133,21 @@ enum Item {
         data: Arc<Vec<u8>>,
         etag: String,
         mtime: SystemTime,
+        id: u64,
     },
     Dir {
         etag: String,
         mtime: SystemTime,
+        id: u64,
     },
+}
+
+impl Item {
+    fn id(&self) -> u64 {
+        match self {
+            Item::File { id, .. } | Item::Dir { id, .. } => *id,
+        }
+    }
 }
 
 /// The longest name the in-memory cloud stores, in bytes, as a file system would.
@@ -161,6 +171,13 @@ struct State {
     /// The root folder's ETag.
     root_etag: String,
     next_tag: u64,
+    /// The last item id given out: ids stay with an item through moves and edits.
+    next_id: u64,
+    /// Items report their ids ([`MemCloud::with_file_ids`]).
+    ids: bool,
+    /// A file's ETag is a hash of its content ([`MemCloud::with_content_etags`]), so files of
+    /// the same bytes share it.
+    content_etags: bool,
     rules: Vec<Rule>,
     /// Requests that reached the cloud, faulted or not.
     log: Vec<(Method, String)>,
@@ -241,24 +258,36 @@ impl State {
                 size: 0,
                 mtime: None,
                 etag: folder_etags.then(|| self.root_etag.clone()),
+                file_id: self.ids.then(|| "root".to_string()),
             });
         }
-        Some(match self.items.get(path)? {
-            Item::File { data, etag, mtime } => CloudEntry {
+        let item = self.items.get(path)?;
+        let file_id = self.ids.then(|| format!("id{}", item.id()));
+        Some(match item {
+            Item::File {
+                data, etag, mtime, ..
+            } => CloudEntry {
                 path: path.to_string(),
                 is_dir: false,
                 size: data.len() as u64,
                 mtime: Some(*mtime),
                 etag: Some(etag.clone()),
+                file_id,
             },
-            Item::Dir { etag, mtime } => CloudEntry {
+            Item::Dir { etag, mtime, .. } => CloudEntry {
                 path: path.to_string(),
                 is_dir: true,
                 size: 0,
                 mtime: Some(*mtime),
                 etag: folder_etags.then(|| etag.clone()),
+                file_id,
             },
         })
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
     }
 
     /// A listing needs a folder: a file there is 409, nothing there 404.
@@ -309,13 +338,26 @@ impl State {
         if !self.is_dir(super::parent(path)) {
             return Err(CloudError::MissingParent);
         }
-        let etag = self.tag();
+        let etag = if self.content_etags {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            data.hash(&mut h);
+            format!("\"c{:016x}\"", h.finish())
+        } else {
+            self.tag()
+        };
+        // An edit keeps the item's id, as Nextcloud keeps a file's.
+        let id = match self.items.get(path) {
+            Some(item) => item.id(),
+            None => self.new_id(),
+        };
         self.items.insert(
             path.to_string(),
             Item::File {
                 data: Arc::new(data),
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
+                id,
             },
         );
         self.touched(path);
@@ -331,11 +373,13 @@ impl State {
                 Some(Item::File { .. }) => return Err(CloudError::PreconditionFailed),
                 None => {
                     let etag = self.tag();
+                    let id = self.new_id();
                     self.items.insert(
                         at.clone(),
                         Item::Dir {
                             etag,
                             mtime: SystemTime::now(),
+                            id,
                         },
                     );
                     self.touched(&at);
@@ -433,6 +477,20 @@ impl MemCloud {
             folder_etags: true,
             ..MemCloud::new()
         }
+    }
+
+    /// The same cloud, with every item reporting a stable id ([`CloudEntry::file_id`]) that
+    /// stays with it through moves and edits, as Nextcloud's `oc:fileid` does.
+    pub fn with_file_ids(self) -> MemCloud {
+        self.st().ids = true;
+        self
+    }
+
+    /// The same cloud, with file ETags that are a hash of the content (as SabreDAV's are), so
+    /// that files of the same bytes share one.
+    pub fn with_content_etags(self) -> MemCloud {
+        self.st().content_etags = true;
+        self
     }
 
     fn st(&self) -> std::sync::MutexGuard<'_, State> {

@@ -36,6 +36,10 @@ pub struct CloudEntry {
     pub mtime: Option<SystemTime>,
     /// Entity tag, where the cloud reports one. Weak tags keep their `W/` prefix.
     pub etag: Option<String>,
+    /// The cloud's stable id of the item, where it has one (`oc:fileid` on Nextcloud and
+    /// ownCloud, the inode on `file://`): it stays with the item through renames and moves,
+    /// so a folder moved in the cloud is recognised by it. `None` for clouds without ids.
+    pub file_id: Option<String>,
 }
 
 /// What a folder listing found: the entries it understood, and what it could not show.

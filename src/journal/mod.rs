@@ -145,6 +145,17 @@ const MIGRATIONS: &[&str] = &[
         copy_etag TEXT,
         PRIMARY KEY(from_path, to_path, rel)
      ) WITHOUT ROWID;",
+    // 6 -> 7: the cloud's stable id of each item (`oc:fileid`, a `file://` inode), so a folder
+    // moved in the cloud is recognised as a move; and the cloud moves the puller is carrying
+    // out on-premise, so a crash between the on-premise rename and the journal's is finished
+    // at the next start rather than taken for a delete and a new folder.
+    "ALTER TABLE nodes ADD COLUMN file_id TEXT;
+     CREATE INDEX nodes_file_id ON nodes(file_id) WHERE file_id IS NOT NULL;
+     CREATE TABLE pull_moves(
+        from_path TEXT PRIMARY KEY,
+        to_path TEXT NOT NULL,
+        started_at INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// Milliseconds since the epoch, the journal's clock.
@@ -394,6 +405,25 @@ fn insert_part(c: &Connection, upload_id: &str, p: &PartDone) -> rusqlite::Resul
 }
 
 /// Drops the intents of `path` and of everything below it.
+/// Moves the records of `from` and everything below it to `to`, on `c` (in its transaction).
+fn move_subtree_on(c: &Connection, from: &str, to: &str) -> rusqlite::Result<()> {
+    let (lo, hi) = below(from);
+    let (tlo, thi) = below(to);
+    c.run(
+        "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+        params![to, tlo, thi],
+    )?;
+    c.run(
+        "UPDATE nodes SET path = ?2 || substr(path, ?3)
+         WHERE path = ?1 OR (path >= ?4 AND path < ?5)",
+        params![from, to, from.len() as i64 + 1, lo, hi],
+    )?;
+    // What an interrupted upload left under the old name is no proof for the new one.
+    end_intents_on(c, from)?;
+    end_intents_on(c, to)?;
+    Ok(())
+}
+
 fn end_intents_on(c: &Connection, path: &str) -> rusqlite::Result<usize> {
     let (lo, hi) = below(path);
     c.run(
@@ -833,9 +863,17 @@ impl Journal {
             }
         }
         {
+            // The cloud's id of the item stays with its record while the record keeps its kind:
+            // a download, an upload or a mark rewrites the record, not the item's identity.
             let mut st = tx.prepare_cached(
-                "INSERT OR REPLACE INTO nodes(path, kind, size, mtime_ns, ctime_ns, ino, hash, etag,
-                    state, error, synced_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                "INSERT INTO nodes(path, kind, size, mtime_ns, ctime_ns, ino, hash, etag,
+                    state, error, synced_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)
+                 ON CONFLICT(path) DO UPDATE SET kind = excluded.kind, size = excluded.size,
+                    mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+                    ino = excluded.ino, hash = excluded.hash, etag = excluded.etag,
+                    state = excluded.state, error = excluded.error,
+                    synced_at = excluded.synced_at,
+                    file_id = CASE WHEN nodes.kind = excluded.kind THEN nodes.file_id END",
             )?;
             for n in nodes {
                 st.execute(params![
@@ -875,22 +913,78 @@ impl Journal {
     pub fn move_subtree(&self, from: &str, to: &str) -> Result<()> {
         let mut c = self.w();
         let tx = c.transaction()?;
-        let (lo, hi) = below(from);
-        let (tlo, thi) = below(to);
-        tx.run(
-            "DELETE FROM nodes WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
-            params![to, tlo, thi],
-        )?;
-        tx.run(
-            "UPDATE nodes SET path = ?2 || substr(path, ?3)
-             WHERE path = ?1 OR (path >= ?4 AND path < ?5)",
-            params![from, to, from.len() as i64 + 1, lo, hi],
-        )?;
-        // What an interrupted upload left under the old name is no proof for the new one.
-        end_intents_on(&tx, from)?;
-        end_intents_on(&tx, to)?;
+        move_subtree_on(&tx, from, to)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The cloud's id of the item recorded at `path` ([`crate::cloud::CloudEntry::file_id`]),
+    /// if the record has one.
+    pub fn file_id(&self, path: &str) -> Result<Option<String>> {
+        Ok(self
+            .w()
+            .one("SELECT file_id FROM nodes WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten())
+    }
+
+    /// Records the cloud's ids of items, `(path, id)`, in one transaction. A path without a
+    /// record is left alone: the id goes with a record, never makes one.
+    pub fn set_file_ids(&self, ids: &[(&str, &str)]) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE nodes SET file_id = ?2 WHERE path = ?1 AND file_id IS NOT ?2",
+            )?;
+            for (p, id) in ids {
+                st.execute(params![p, id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- cloud moves
+
+    /// Notes that the puller is about to rename `from` to `to` on-premise for a move made in
+    /// the cloud: written before the rename, so that a crash after it is finished
+    /// ([`Journal::finish_pull_move`]) rather than taken for a delete and a new folder.
+    pub fn begin_pull_move(&self, from: &str, to: &str) -> Result<()> {
+        self.w().run(
+            "INSERT OR REPLACE INTO pull_moves(from_path, to_path, started_at) VALUES(?1, ?2, ?3)",
+            params![from, to, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The on-premise rename of a cloud move is done: the records of `from` and below move to
+    /// `to` ([`Journal::move_subtree`]) and the note of the move goes, in one transaction.
+    pub fn finish_pull_move(&self, from: &str, to: &str) -> Result<()> {
+        let mut c = self.w();
+        let tx = c.transaction()?;
+        move_subtree_on(&tx, from, to)?;
+        tx.run("DELETE FROM pull_moves WHERE from_path = ?1", [from])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets the note of a cloud move whose on-premise rename did not happen.
+    pub fn drop_pull_move(&self, from: &str) -> Result<()> {
+        self.w()
+            .run("DELETE FROM pull_moves WHERE from_path = ?1", [from])?;
+        Ok(())
+    }
+
+    /// The cloud moves noted and not finished, as `(from, to)`: left by a crash.
+    pub fn pull_moves(&self) -> Result<Vec<(String, String)>> {
+        let c = self.w();
+        let mut st =
+            c.prepare_cached("SELECT from_path, to_path FROM pull_moves ORDER BY from_path")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     // ---------------------------------------------------------------- upload intents
@@ -1789,6 +1883,54 @@ mod tests {
         );
         let paths: Vec<_> = j.pending(10).unwrap().into_iter().map(|e| e.path).collect();
         assert_eq!(paths, vec!["x", "z", "y/f", "w/f", "x/g"]);
+    }
+
+    #[test]
+    fn a_file_id_stays_with_its_record_and_moves_with_it() {
+        let (_d, j) = journal();
+        for p in ["a", "a/f", "b"] {
+            j.put_node(&rec(p)).unwrap();
+        }
+        j.set_file_ids(&[("a", "1"), ("a/f", "2"), ("b", "3"), ("none", "4")])
+            .unwrap();
+        assert_eq!(j.file_id("none").unwrap(), None, "an id makes no record");
+        // Rewritten by a download or an upload: the same item.
+        j.put_node(&NodeRecord {
+            etag: Some("\"new\"".into()),
+            ..rec("a/f")
+        })
+        .unwrap();
+        assert_eq!(j.file_id("a/f").unwrap().as_deref(), Some("2"));
+        // Another kind at the path: another item.
+        j.put_node(&NodeRecord {
+            kind: NodeKind::Dir,
+            ..rec("b")
+        })
+        .unwrap();
+        assert_eq!(j.file_id("b").unwrap(), None);
+        j.move_subtree("a", "c").unwrap();
+        assert_eq!(j.file_id("c/f").unwrap().as_deref(), Some("2"));
+        assert_eq!(j.file_id("c").unwrap().as_deref(), Some("1"));
+        j.delete_subtree("c").unwrap();
+        assert_eq!(j.file_id("c/f").unwrap(), None);
+    }
+
+    #[test]
+    fn a_cloud_move_is_noted_until_its_records_move() {
+        let (_d, j) = journal();
+        for p in ["a", "a/f"] {
+            j.put_node(&rec(p)).unwrap();
+        }
+        j.begin_pull_move("a", "b").unwrap();
+        j.begin_pull_move("x", "y").unwrap();
+        assert_eq!(
+            j.pull_moves().unwrap(),
+            vec![("a".into(), "b".into()), ("x".into(), "y".into())]
+        );
+        j.finish_pull_move("a", "b").unwrap();
+        j.drop_pull_move("x").unwrap();
+        assert!(j.pull_moves().unwrap().is_empty());
+        assert!(j.node("b/f").unwrap().is_some() && j.node("a/f").unwrap().is_none());
     }
 
     #[test]

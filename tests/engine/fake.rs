@@ -45,6 +45,11 @@ pub enum Backend {
     MemFolderEtags,
     /// The in-memory cloud listing whole trees in one pass, as an object store does.
     MemTrees,
+    /// The in-memory cloud with folder ETags and stable item ids, as Nextcloud has them.
+    MemIds,
+    /// The in-memory cloud with content-hash file ETags (files of the same bytes share one)
+    /// and no ids, as plain SabreDAV has them.
+    MemContent,
 }
 
 /// How a fake folder is set up.
@@ -108,13 +113,6 @@ impl FakeFolder {
     /// A fresh, empty fake folder with `opts`; `init` files (path, content) are made in ONPREM
     /// before the engine starts, so the start-up scan finds them.
     pub fn new(opts: Options, init: &[(&str, &str)]) -> FakeFolder {
-        // `ENGINE_LOG=debug` shows what the engine did, test by test.
-        if let Ok(filter) = std::env::var("ENGINE_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-                .with_test_writer()
-                .try_init();
-        }
         let tmp = tempfile::tempdir().unwrap();
         let onprem = tmp.path().join("onprem");
         let state = tmp.path().join("state");
@@ -129,15 +127,63 @@ impl FakeFolder {
         }
         let (mem, cloud): (Option<Arc<MemCloud>>, Arc<dyn Cloud>) = match opts.backend {
             Backend::Dir => (None, Arc::new(DirCloud::new(&cloud_dir).unwrap())),
-            Backend::Mem | Backend::MemFolderEtags | Backend::MemTrees => {
+            Backend::Mem
+            | Backend::MemFolderEtags
+            | Backend::MemTrees
+            | Backend::MemIds
+            | Backend::MemContent => {
                 let m = Arc::new(match opts.backend {
                     Backend::Mem => MemCloud::new(),
                     Backend::MemTrees => MemCloud::listing_trees(),
+                    Backend::MemIds => MemCloud::with_folder_etags().with_file_ids(),
+                    Backend::MemContent => MemCloud::new().with_content_etags(),
                     _ => MemCloud::with_folder_etags(),
                 });
                 (Some(m.clone()), m)
             }
         };
+        Self::assemble(tmp, onprem, state, cloud_dir, mem, cloud, opts)
+    }
+
+    /// A fresh fake folder syncing with `cloud`, a real one (a `file://` cloud or a server),
+    /// whose items live in `cloud_dir` on disk (for [`FakeFolder::cloud_tree`] and the cloud
+    /// changes made behind the engine's back). `init` is made in ONPREM first.
+    pub fn with_cloud(
+        opts: Options,
+        cloud: Arc<dyn Cloud>,
+        cloud_dir: PathBuf,
+        init: &[(&str, &str)],
+    ) -> FakeFolder {
+        let tmp = tempfile::tempdir().unwrap();
+        let onprem = tmp.path().join("onprem");
+        let state = tmp.path().join("state");
+        for d in [&onprem, &state] {
+            fs::create_dir(d).unwrap();
+        }
+        for (p, c) in init {
+            let full = onprem.join(p);
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(full, c).unwrap();
+        }
+        Self::assemble(tmp, onprem, state, cloud_dir, None, cloud, opts)
+    }
+
+    fn assemble(
+        tmp: tempfile::TempDir,
+        onprem: PathBuf,
+        state: PathBuf,
+        cloud_dir: PathBuf,
+        mem: Option<Arc<MemCloud>>,
+        cloud: Arc<dyn Cloud>,
+        opts: Options,
+    ) -> FakeFolder {
+        // `ENGINE_LOG=debug` shows what the engine did, test by test.
+        if let Ok(filter) = std::env::var("ENGINE_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let ignore = Ignore::new(&opts.ignore).unwrap();
         let mut ff = FakeFolder {
             _tmp: tmp,
@@ -176,12 +222,11 @@ impl FakeFolder {
             control_socket: None,
             cloud_url: Some(self.cloud.url()),
         });
-        scan::scan(&onprem, &journal, &self.ignore, &|p| engine.syncable(p), 0).unwrap();
         let writers = Arc::new(OpenWriters::default());
         let parts = Parts::of(
             &engine,
             self.cloud.clone(),
-            onprem,
+            onprem.clone(),
             writers.clone(),
             self.opts.transfers,
         );
@@ -191,7 +236,10 @@ impl FakeFolder {
             pull_now,
             Duration::ZERO,
         ));
+        // As `mount::run` does: the puller (which settles a cloud move a crash cut short)
+        // before the start-up scan.
         let puller = Arc::new(Puller::new(parts, Arc::new(NoInvalidate), wake));
+        scan::scan(&onprem, &journal, &self.ignore, &|p| engine.syncable(p), 0).unwrap();
         self.life = Some(Life {
             rt,
             engine,
@@ -220,6 +268,20 @@ impl FakeFolder {
     /// The journal.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.life().journal
+    }
+
+    /// The cloud files the puller fetched in this daemon life (downloads, and the fetches a
+    /// conflict makes).
+    pub fn gets(&self) -> u64 {
+        self.life()
+            .puller
+            .gets
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// True when the cloud has an item (file or folder) at `p`.
+    pub fn cloud_has(&self, p: &str) -> bool {
+        self.cloud_tree().contains_key(p)
     }
 
     /// A clean stop: the journal writer commits what it heard; nothing is cut short.

@@ -2,8 +2,10 @@
 //! ONPREM and an in-process cloud (`file://` or in memory, with injected faults), in the manner
 //! of the Nextcloud client's FakeFolder tests, and a fast proptest model of sync on top.
 //!
-//! `fake` is the harness, `cases` the hand-written scenarios, `model` the random one.
+//! `fake` is the harness, `cases` the hand-written scenarios, `cloud_moves` those of moves
+//! made in the cloud, `model` the random one.
 
 mod cases;
+mod cloud_moves;
 mod fake;
 mod model;

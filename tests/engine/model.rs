@@ -1,7 +1,9 @@
 //! The model test of `tests/model.rs` on the fake folder: random operations on both sides,
 //! with daemon crashes in between, and after each round the two sides must converge and no
-//! content anybody wrote may be lost. Without a mount it runs hundreds of cases a minute, so
-//! it also runs over the in-memory cloud with delayed, reordered and randomly failing answers.
+//! content anybody wrote may be lost. Besides edits, deletes and renames of files, folders are
+//! moved on both sides (in the cloud, a move the puller recognises as one rename when it can).
+//! Without a mount it runs hundreds of cases a minute, so it also runs over the in-memory cloud
+//! with delayed, reordered and randomly failing answers.
 //!
 //! `PROPTEST_CASES` sets the number of cases per cloud (default 64).
 
@@ -13,11 +15,18 @@ use crate::fake::{Backend, FakeFolder, Options};
 
 const NAMES: [&str; 4] = ["a.txt", "b.txt", "d/c.txt", "d/e.txt"];
 
+/// The folders a folder move goes between: `d` (which [`NAMES`] write into) and two names
+/// that only moves reach, one of them below another folder.
+const FOLDERS: [&str; 3] = ["d", "f", "g/h"];
+
 #[derive(Debug, Clone)]
 enum Op {
     Write(usize),
     Delete(usize),
     Rename(usize, usize),
+    /// Moves the folder `FOLDERS[a]` to `FOLDERS[b]` when the one exists and the other does
+    /// not: a folder move never replaces anything.
+    MoveDir(usize, usize),
     Nothing,
 }
 
@@ -26,6 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..NAMES.len()).prop_map(Op::Write),
         1 => (0..NAMES.len()).prop_map(Op::Delete),
         1 => (0..NAMES.len(), 0..NAMES.len()).prop_map(|(a, b)| Op::Rename(a, b)),
+        2 => (0..FOLDERS.len(), 0..FOLDERS.len()).prop_map(|(a, b)| Op::MoveDir(a, b)),
         1 => Just(Op::Nothing),
     ]
 }
@@ -82,6 +92,23 @@ fn apply(
                 ff.remove_as(NAMES[*i], heard);
             }
             (None, vec![NAMES[*i]])
+        }
+        Op::MoveDir(a, b) if a != b => {
+            let (from, to) = (FOLDERS[*a], FOLDERS[*b]);
+            // `g` is never a file, so every target's folder can be made.
+            let (has_from, has_to) = if cloud {
+                (ff.cloud_has(from), ff.cloud_has(to))
+            } else {
+                (ff.path(from).is_dir(), ff.path(to).exists())
+            };
+            if has_from && !has_to {
+                if cloud {
+                    ff.cloud_rename(from, to);
+                } else {
+                    ff.rename_as(from, to, heard);
+                }
+            }
+            (None, vec![])
         }
         Op::Rename(a, b) if a != b => {
             let done = if cloud {

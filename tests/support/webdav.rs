@@ -349,6 +349,7 @@ impl DavServer {
                     .arg(addr.to_string())
                     .arg(script)
                     .env("DAV_ROOT", &data)
+                    .env("DAV_ACCESS_LOG", dir.path().join("access.log"))
                     .env("PHP_CLI_SERVER_WORKERS", "4");
                 if profile == Profile::SabreFolderEtags {
                     c.env("DAV_FOLDER_ETAGS", "1");
@@ -586,6 +587,11 @@ impl DavServer {
     /// The server's log so far, for failure messages.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The requests the server answered so far, one `METHOD URI` line each (SabreDAV only).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.spec.cwd.join("access.log")).unwrap_or_default()
     }
 }
 

@@ -93,6 +93,7 @@ impl<'a> Gather<'a> {
                 size: o.size.unwrap_or(0),
                 mtime: o.last_modified.as_deref().and_then(parse_time),
                 etag: o.etag.as_deref().and_then(normalize_etag),
+                file_id: None,
             };
             self.files.insert(name.to_string(), entry);
         }
@@ -115,6 +116,7 @@ impl<'a> Gather<'a> {
                 size: 0,
                 mtime: None,
                 etag: None,
+                file_id: None,
             };
             self.folders.insert(name.to_string(), entry);
         }
@@ -244,6 +246,7 @@ impl<'a> Flat<'a> {
                 size: o.size.unwrap_or(0),
                 mtime: o.last_modified.as_deref().and_then(parse_time),
                 etag: o.etag.as_deref().and_then(normalize_etag),
+                file_id: None,
             };
             self.files.insert(rest.to_string(), entry);
         }
@@ -280,6 +283,7 @@ impl<'a> Flat<'a> {
                 size: 0,
                 mtime: None,
                 etag: None,
+                file_id: None,
             })
             .collect();
         entries.extend(self.files.into_values());

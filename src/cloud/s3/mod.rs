@@ -801,6 +801,7 @@ impl Cloud for S3 {
             size: 0,
             mtime: None,
             etag: None,
+            file_id: None,
         };
         if path.is_empty() {
             return Ok(Some(dir));
@@ -819,6 +820,7 @@ impl Cloud for S3 {
             size: h.size,
             mtime: h.mtime,
             etag: h.etag,
+            file_id: None,
         }))
     }
 
@@ -952,6 +954,7 @@ impl Cloud for S3 {
             size: got,
             mtime,
             etag,
+            file_id: None,
         })
     }
 

@@ -663,6 +663,7 @@ impl Cloud for WebDav {
             size: got,
             mtime,
             etag,
+            file_id: None,
         })
     }
 

@@ -21,6 +21,8 @@ use crate::cloud::{CloudEntry, CloudError, check_rel_path, join};
 const DAV_NS: &str = "DAV:";
 /// The ownCloud / Nextcloud namespace, for `oc:fileid`.
 const OC_NS: &str = "http://owncloud.org/ns";
+/// The longest `oc:fileid` taken, in bytes (Nextcloud's are a number and an instance id).
+const MAX_FILE_ID: usize = 128;
 
 /// What every PROPFIND asks for. Servers answer unknown properties with a 404 propstat.
 pub(super) const PROPFIND_BODY: &str = concat!(
@@ -259,8 +261,11 @@ pub(super) fn parse_multistatus(xml: &str) -> Result<Vec<RawResponse>, CloudErro
                                 Elem::Length => p.length = value.trim().parse().ok(),
                                 Elem::Modified => p.modified = parse_http_time(&value),
                                 _ => {
+                                    // An id is only ever compared, never used as a name;
+                                    // one longer than any server's is no id at all.
                                     let v = value.trim();
-                                    p.file_id = (!v.is_empty()).then(|| v.to_string());
+                                    p.file_id = (!v.is_empty() && v.len() <= MAX_FILE_ID)
+                                        .then(|| v.to_string());
                                 }
                             }
                         }
@@ -471,6 +476,7 @@ impl Root {
                     },
                     mtime: props.modified,
                     etag: props.etag,
+                    file_id: props.file_id.clone(),
                 },
                 file_id: props.file_id,
             };

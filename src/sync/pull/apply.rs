@@ -585,6 +585,161 @@ impl Puller {
         Ok(true)
     }
 
+    /// Carries out on-premise a folder move made in the cloud: one rename of `from` to `to`
+    /// through the door, and the records below follow. In this order, so that a crash at any
+    /// point loses nothing and downloads nothing again:
+    /// 1. the move is noted in the journal ([`crate::journal::Journal::begin_pull_move`]);
+    /// 2. the folder is renamed on-premise (never over anything);
+    /// 3. the records move and the note goes, in one transaction.
+    ///
+    /// After a crash between 2 and 3, [`Puller::recover_moves`] finds the note with the folder
+    /// at its new name and finishes step 3; after one between 1 and 2 it forgets the note, and
+    /// the next pull finds the move again.
+    ///
+    /// Items below `from` that changed on-premise since their last sync, or that the journal
+    /// does not know, move with the folder and are queued to be pushed at their new path. A
+    /// file below it that is open (or being opened) for writing through the mount, or a change
+    /// on its way to the queue, makes the move wait for the next pull.
+    pub(super) fn move_folder(&self, from: &str, to: &str) -> SyncResult<FolderMove> {
+        let sh = &self.parts.shared;
+        if [from, to]
+            .iter()
+            .any(|p| sh.renaming_over(p) || sh.unflushed_over(p))
+            || self.parts.journal.pending_overlaps(from)?
+            || self.parts.journal.pending_overlaps(to)?
+        {
+            return Ok(FolderMove::Later);
+        }
+        let Some(m) = self.parts.onprem.stat(from).map_err(map_io)? else {
+            return Ok(FolderMove::No);
+        };
+        if !m.is_dir() || !free(&self.parts.onprem, to) {
+            return Ok(FolderMove::No);
+        }
+        // Every file below is claimed, so no open for writing starts during the rename.
+        let mut claims = Vec::new();
+        let Some(changed) = self.changed_below(from, Some(&mut claims))? else {
+            return Ok(FolderMove::Later);
+        };
+        self.parts
+            .onprem
+            .create_dirs(cloud::parent(to))
+            .map_err(map_io)?;
+        self.parts.journal.begin_pull_move(from, to)?;
+        if let Err(e) = self.parts.onprem.rename_noreplace(from, to) {
+            self.parts.journal.drop_pull_move(from)?;
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EEXIST) | Some(libc::ENOTEMPTY) | Some(libc::EXDEV)
+            ) {
+                // Taken meanwhile, or on another file system: file by file.
+                return Ok(FolderMove::No);
+            }
+            return Err(map_io(e));
+        }
+        drop(claims);
+        self.parts.journal.finish_pull_move(from, to)?;
+        self.invalidate.changed(from);
+        self.invalidate.changed(to);
+        if !changed.is_empty() {
+            let changes: Vec<Change> = changed
+                .iter()
+                .map(|p| Change::Path(Op::Check, super::moves::rebase(p, from, to)))
+                .collect();
+            self.parts.journal.enqueue(&changes, 0)?;
+            self.wake_pusher.notify_one();
+        }
+        info!(
+            from,
+            to,
+            changed = changed.len(),
+            "moved on-premise: moved in the cloud"
+        );
+        Ok(FolderMove::Done)
+    }
+
+    /// The items at or below the folder `dir` that changed on-premise since their last sync,
+    /// or that the journal does not know. With `claims`, every file below is claimed too;
+    /// `None` when one is open (or being opened) for writing.
+    fn changed_below<'w>(
+        &'w self,
+        dir: &str,
+        mut claims: Option<&mut Vec<crate::fs::handles::Claim<'w>>>,
+    ) -> SyncResult<Option<Vec<String>>> {
+        let mut changed = Vec::new();
+        let mut stack = vec![dir.to_string()];
+        while let Some(dir) = stack.pop() {
+            for ent in self.parts.onprem.read_dir(&dir).map_err(map_io)? {
+                let ent = ent.map_err(map_io)?;
+                let Some(name) = ent.name.to_str() else {
+                    continue; // not UTF-8: moves along, as the scan sees it
+                };
+                let p = cloud::join(&dir, name);
+                let Ok(em) = ent.meta else { continue };
+                let rec = self.parts.journal.node(&p)?;
+                if em.is_dir() {
+                    if rec.as_ref().is_none_or(|r| r.kind != NodeKind::Dir) {
+                        changed.push(p.clone());
+                    }
+                    stack.push(p);
+                } else if em.is_file() {
+                    if let Some(claims) = claims.as_mut() {
+                        let Some(claim) = self.parts.writers.claim(&p, em.ino()) else {
+                            debug!(path = %p, "open for writing; the folder move waits");
+                            return Ok(None);
+                        };
+                        claims.push(claim);
+                    }
+                    if rec.as_ref().is_none_or(|r| !r.unchanged(&em)) {
+                        changed.push(p);
+                    }
+                }
+            }
+        }
+        Ok(Some(changed))
+    }
+
+    /// Finishes, or forgets, the cloud moves a crash cut short (see [`Puller::move_folder`]):
+    /// the folder at its new name and none at the old one means the rename was done, and the
+    /// records follow; anything else means it was not, and the next pull looks again.
+    pub(super) fn recover_moves(&self) {
+        let moves = match self.parts.journal.pull_moves() {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "cannot read the cloud moves under way");
+                return;
+            }
+        };
+        for (from, to) in moves {
+            let at = |p: &str| self.parts.onprem.stat(p).ok().flatten();
+            let done = at(&from).is_none() && at(&to).is_some_and(|m| m.is_dir());
+            let r = if done {
+                info!(from = %from, to = %to, "finishing a cloud move cut short");
+                self.parts
+                    .journal
+                    .finish_pull_move(&from, &to)
+                    .map_err(SyncError::from)
+                    .and_then(|()| {
+                        // What changed below before the crash is pushed at its new path.
+                        let changed = self.changed_below(&to, None)?.unwrap_or_default();
+                        let changes: Vec<Change> = changed
+                            .into_iter()
+                            .map(|p| Change::Path(Op::Check, p))
+                            .collect();
+                        Ok(self.parts.journal.enqueue(&changes, 0)?)
+                    })
+            } else {
+                self.parts
+                    .journal
+                    .drop_pull_move(&from)
+                    .map_err(SyncError::from)
+            };
+            if let Err(e) = r {
+                warn!(from = %from, error = %e, "cannot settle a cloud move cut short");
+            }
+        }
+    }
+
     /// Deletes a folder the cloud deleted, keeping anything changed or unknown on-premise.
     pub(super) fn delete_local_tree(&self, path: &str) -> SyncResult<()> {
         let mut kept = false;
@@ -641,6 +796,16 @@ impl Puller {
         }
         Ok(())
     }
+}
+
+/// What [`Puller::move_folder`] came to.
+pub(super) enum FolderMove {
+    /// Moved, with its records.
+    Done,
+    /// Not now (a writer, a change on its way): both ends wait for the next pull.
+    Later,
+    /// Not a move on-premise (the folder is gone or the target taken): merged file by file.
+    No,
 }
 
 pub(super) fn gone() -> SyncError {

@@ -4,8 +4,8 @@
 //! It walks the set's cloud folder (skipping folders whose ETag did not change, where the server
 //! sums subtrees in folder ETags; in one flat pass where the cloud lists a whole tree at once
 //! and has no such ETags, as an object store does), adds the paths whose upload met a 412 or
-//! 404, finds the records the walk did not meet (gone from the cloud) and pairs gone files with
-//! new paths of the same ETag (cloud moves). It also takes the snapshot of what the pusher holds, so that a
+//! 404, and finds the records the walk did not meet (gone from the cloud); which of those moved
+//! is told by `moves.rs`. It also takes the snapshot of what the pusher holds, so that a
 //! busy path is left alone. Nothing here changes ONPREM or the journal.
 
 use crate::sync::SyncResult;
@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tracing::warn;
 
-use super::{FULL_WALK_EVERY, MAX_DEPTH, Puller, free, tag};
+use super::{FULL_WALK_EVERY, MAX_DEPTH, Puller, tag};
 use crate::cloud::{self, CloudEntry};
 use crate::journal::{NodeKind, NodeRecord};
 use crate::sync::busy::Busy;
@@ -45,7 +45,8 @@ pub(super) struct Plan {
     pub conflicted: HashMap<String, Vec<i64>>,
     /// The set's records that the walk did not meet: gone from the cloud.
     pub gone: HashMap<String, NodeRecord>,
-    /// Cloud-side moves: a gone file's path to the new path with the same ETag.
+    /// Cloud-side file moves: a gone file's path to its new path (see `moves.rs`), found
+    /// once the folder moves are done.
     pub moved: HashMap<String, String>,
     /// The targets of `moved`.
     pub move_targets: HashSet<String>,
@@ -67,6 +68,31 @@ fn fingerprint(r: &NodeRecord) -> u64 {
 }
 
 impl Plan {
+    /// The folder `from` was moved on-premise to `to`, with its records: what was gone below
+    /// `from` and is not found below `to` either is gone there, and every record's state
+    /// before the walk follows it, so the paths below `to` are merged in this pull.
+    pub fn folder_moved(&mut self, from: &str, to: &str) {
+        let below: Vec<String> = self
+            .gone
+            .keys()
+            .filter(|p| cloud::is_within(p, from))
+            .cloned()
+            .collect();
+        for p in below {
+            let Some(mut r) = self.gone.remove(&p) else {
+                continue;
+            };
+            let np = super::moves::rebase(&p, from, to);
+            if let Some(f) = self.before.remove(p.as_str()) {
+                self.before.insert(np.clone().into_boxed_str(), f);
+            }
+            if !self.found.contains_key(&np) {
+                r.path = np.clone();
+                self.gone.insert(np, r);
+            }
+        }
+    }
+
     /// True when `rec`, read now, says what the set's record said before the walk: the
     /// listing can be trusted for it. A record made, rewritten or dropped since is merged at
     /// the next pull, from a listing made after it.
@@ -183,49 +209,17 @@ impl Puller {
                 gone.insert(r.path.clone(), r);
             }
         })?;
-        let moved = self.moves(&gone, &found)?;
-        let move_targets: HashSet<String> = moved.values().cloned().collect();
         let plan = Plan {
             found,
             root_tag,
             conflicted,
             gone,
-            moved,
-            move_targets,
+            moved: HashMap::new(),
+            move_targets: HashSet::new(),
             before,
             rewritten,
         };
         Ok((plan, requests))
-    }
-
-    /// Cloud-side moves: a record gone and a new path with the same file ETag, free on-premise
-    /// and without a record.
-    fn moves(
-        &self,
-        gone: &HashMap<String, NodeRecord>,
-        found: &BTreeMap<String, CloudEntry>,
-    ) -> SyncResult<HashMap<String, String>> {
-        let mut moved: HashMap<String, String> = HashMap::new();
-        let gone_files = gone
-            .values()
-            .filter(|r| r.kind == NodeKind::File && r.etag.is_some());
-        for r in gone_files {
-            let mut target = None;
-            for (p, e) in found {
-                if !e.is_dir
-                    && tag(&e.etag) == tag(&r.etag)
-                    && free(&self.parts.onprem, p)
-                    && self.parts.journal.node(p)?.is_none()
-                {
-                    target = Some(p.clone());
-                    break;
-                }
-            }
-            if let Some(newp) = target {
-                moved.insert(r.path.clone(), newp);
-            }
-        }
-        Ok(moved)
     }
 
     /// Snapshots what the pusher is working on. Paths it holds are left alone, except those

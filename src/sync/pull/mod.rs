@@ -27,6 +27,7 @@ use crate::onprem::Onprem;
 
 mod apply;
 mod discover;
+mod moves;
 
 use discover::{BusyCheck, Plan};
 
@@ -87,6 +88,10 @@ struct Pass<'a> {
     new_files: Vec<&'a str>,
     /// Move targets whose move was applied.
     moves_done: HashSet<String>,
+    /// Both ends of folder moves that could not be carried out yet (a writer below, a change
+    /// on its way): nothing at or below them is merged in this pull, so a move that waits is
+    /// never taken for a delete and a new folder.
+    held: Vec<String>,
 }
 
 /// What one pull did.
@@ -166,8 +171,12 @@ fn crossing(e: &SyncError) -> bool {
 impl Puller {
     /// A puller over `parts` that tells the kernel what it replaced through `invalidate` and
     /// wakes the pusher through `wake_pusher`.
+    ///
+    /// A cloud move that a crash cut short between the on-premise rename and the journal's is
+    /// finished (or forgotten, when the rename did not happen) here, before the start-up scan
+    /// could take it for a delete and a new folder.
     pub fn new(parts: Parts, invalidate: Arc<dyn Invalidate>, wake_pusher: Arc<Notify>) -> Self {
-        Puller {
+        let p = Puller {
             parts,
             invalidate,
             wake_pusher,
@@ -175,7 +184,9 @@ impl Puller {
             pulls: std::sync::atomic::AtomicU64::new(1),
             gets: std::sync::atomic::AtomicU64::new(0),
             blocked: std::sync::Mutex::new((0, HashSet::new())),
-        }
+        };
+        p.recover_moves();
+        p
     }
 
     /// Pulls every `interval` and whenever `now` is notified, until `stop` is cancelled.
@@ -306,13 +317,38 @@ impl Puller {
     /// Pulls one set: discover, then merge every path in order, then the new files, then
     /// remember folder tags where everything below was merged.
     async fn pull_set(&self, set: &SyncSet, report: &mut PullReport) -> SyncResult<()> {
-        let (plan, requests) = self.discover(set).await?;
+        self.recover_moves();
+        let (mut plan, requests) = self.discover(set).await?;
         report.requests += requests;
         let busy = self.busy_check()?;
         let is_busy = |p: &str| busy.is_busy(p);
+        // Moves first: folders, each in one rename with its records, then single files.
+        // Nothing gone from the cloud, nothing moved: a quiet pull indexes nothing.
+        let (held, moved) = if plan.gone.is_empty() {
+            Default::default()
+        } else {
+            let held = self.move_folders(set, &mut plan, &busy, report).await?;
+            let ix = moves::index(&plan.gone, &plan.found);
+            let moved = self.file_moves(&ix, &held)?;
+            (held, moved)
+        };
+        plan.move_targets = moved.values().cloned().collect();
+        plan.moved = moved;
         let paths = plan.paths(|p| self.parts.scope.owns(set, p));
-        let mut pass = Pass::default();
+        let mut pass = Pass {
+            held,
+            ..Pass::default()
+        };
+        let mut sources: Vec<&str> = plan.moved.keys().map(String::as_str).collect();
+        sources.sort_unstable();
+        for &path in &sources {
+            self.merge_one(set, &plan, &busy, path, &mut pass, report)
+                .await?;
+        }
         for &path in &paths {
+            if plan.moved.contains_key(path) {
+                continue; // merged above
+            }
             self.merge_one(set, &plan, &busy, path, &mut pass, report)
                 .await?;
         }
@@ -340,7 +376,65 @@ impl Puller {
             report,
         )
         .await?;
+        self.remember_ids(&plan, &incomplete)?;
         self.remember_tags(set, &plan, &incomplete)
+    }
+
+    /// Finds the folder moves of `plan` and carries out each that can be now, moving its
+    /// records and what the plan says of them along. Returns both ends of the moves that wait
+    /// for a later pull.
+    async fn move_folders(
+        &self,
+        set: &SyncSet,
+        plan: &mut Plan,
+        busy: &BusyCheck<'_>,
+        report: &mut PullReport,
+    ) -> SyncResult<Vec<String>> {
+        let pairs = {
+            let ix = moves::index(&plan.gone, &plan.found);
+            self.folder_moves(set, &ix, &plan.rewritten)?
+        };
+        let mut held = Vec::new();
+        for (from, to) in pairs {
+            if busy.is_busy(&from)? || busy.is_busy(&to)? {
+                held.extend([from, to]);
+                continue;
+            }
+            match self.move_folder(&from, &to) {
+                Ok(apply::FolderMove::Done) => {
+                    plan.folder_moved(&from, &to);
+                    report.other += 1;
+                }
+                Ok(apply::FolderMove::Later) => held.extend([from, to]),
+                // Not a move after all (changed on-premise meanwhile): both sides are merged
+                // as they are, file by file.
+                Ok(apply::FolderMove::No) => {}
+                Err(e) if ends_pull(&e) => return Err(e),
+                // A link on the way: merged file by file, where each path meets it as today.
+                Err(e) if crossing(&e) => {}
+                Err(e) => {
+                    warn!(from = %from, to = %to, error = %e, "cannot move a folder the cloud moved; trying again at the next pull");
+                    held.extend([from, to]);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Remembers the cloud's ids of the items found, where the cloud gives ids: the next pull
+    /// recognises a move by them.
+    fn remember_ids(&self, plan: &Plan, incomplete: &[String]) -> SyncResult<()> {
+        let incomplete: HashSet<&str> = incomplete.iter().map(String::as_str).collect();
+        let ids: Vec<(&str, &str)> = plan
+            .found
+            .iter()
+            .filter(|(p, _)| !incomplete.contains(p.as_str()))
+            .filter_map(|(p, e)| e.file_id.as_deref().map(|id| (p.as_str(), id)))
+            .collect();
+        if !ids.is_empty() {
+            self.parts.journal.set_file_ids(&ids)?;
+        }
+        Ok(())
     }
 
     /// Remembers folder tags only after the whole walk was merged.
@@ -380,6 +474,10 @@ impl Puller {
             return Ok(());
         }
         if !plan.conflicted.contains_key(path) && busy.is_busy(path)? {
+            pass.incomplete.push(path.to_string());
+            return Ok(());
+        }
+        if pass.held.iter().any(|d| cloud::is_within(path, d)) {
             pass.incomplete.push(path.to_string());
             return Ok(());
         }

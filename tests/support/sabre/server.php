@@ -8,6 +8,8 @@
 //   DAV_FOLDER_ETAGS  "1": folders get an ETag that changes whenever anything below them
 //                     changes, and every item an oc:fileid, as Nextcloud reports them
 //   DAV_USER/DAV_PASS require HTTP Basic auth with these credentials
+//   DAV_ACCESS_LOG    a file that gets one line per request, "METHOD URI" (`php -S` itself
+//                     logs connections, not requests)
 //
 // The server answers under /dav/.
 
@@ -93,6 +95,10 @@ class EnvBasicAuth extends \Sabre\DAV\Auth\Backend\AbstractBasic {
     protected function validateUserPass($username, $password) {
         return $username === getenv('DAV_USER') && $password === getenv('DAV_PASS');
     }
+}
+
+if (getenv('DAV_ACCESS_LOG')) {
+    error_log($_SERVER['REQUEST_METHOD'] . ' ' . $_SERVER['REQUEST_URI'] . "\n", 3, getenv('DAV_ACCESS_LOG'));
 }
 
 $rootDir = getenv('DAV_ROOT');
