@@ -249,6 +249,42 @@ fn kill9_in_the_middle_of_a_multipart_upload_resumes_with_the_parts_done() {
     assert!(conflict_copies(&m.onprem).is_empty());
 }
 
+/// A file `x` beside keys `x/…` in the bucket (another tool made both): the folder is synced,
+/// the file is left in the cloud, and `x` reads failed with NAME_CLASH until the file is
+/// removed there.
+#[test]
+fn a_file_beside_a_folder_of_its_name_reads_name_clash() {
+    let srv = server();
+    let bucket = srv.bucket("name-clash");
+    let raw = srv.raw(&bucket);
+    let m = mount(srv, &srv.endpoint, &bucket, &[], |_: &mut Mount| {});
+    assert_eq!(raw.put(&key("x"), b"file"), 200);
+    assert_eq!(raw.put(&key("x/inner.txt"), b"in"), 200);
+    wait_until(Duration::from_secs(60), "x/inner.txt pulled", || {
+        m.o("x/inner.txt").exists()
+    });
+    wait_status(&m, "x", "failed");
+    let err = xattr(&m.m("x"), "user.cloudsync.error").unwrap_or_default();
+    assert!(err.starts_with("NAME_CLASH: "), "{err}");
+    assert_eq!(m.status("x/inner.txt").as_deref(), Some("synced"));
+    assert_eq!(
+        raw.get(&key("x")).unwrap(),
+        b"file",
+        "the cloud is left as it is"
+    );
+    assert!(m.o("x").is_dir());
+    let log = m.log_text();
+    assert_eq!(
+        log.matches("the cloud holds a file and a folder of this name")
+            .count(),
+        1,
+        "said once:\n{log}"
+    );
+    // Put right in the cloud: the name reads synced again.
+    raw.delete_with(&key("x"), None);
+    wait_status(&m, "x", "synced");
+}
+
 /// Copies (PUTs with a copy source) that landed at a key below `site/<folder>/`.
 fn copies_into(proxy: &FaultProxy, folder: &str) -> usize {
     let below = format!("/{PREFIX}/{folder}/");

@@ -747,7 +747,11 @@ impl Cloud for MemCloud {
                 .filter(|u| super::parent(u) == path)
                 .cloned()
                 .collect();
-            Ok(Listing { entries, skipped })
+            Ok(Listing {
+                entries,
+                skipped,
+                clashes: Vec::new(),
+            })
         })
         .await
     }
@@ -770,6 +774,7 @@ impl Cloud for MemCloud {
                 Ok(Subtree {
                     entries,
                     skipped,
+                    clashes: Vec::new(),
                     requests: 1,
                 })
             })

@@ -52,6 +52,9 @@ pub struct Listing<T = CloudEntry> {
     /// without properties. They exist in the cloud, so a delete of the folder in one request
     /// would delete them too.
     pub skipped: Vec<String>,
+    /// The cloud paths of files hidden by a folder of the same name (an object store may hold
+    /// a key `x` and keys `x/…`): the folder is listed, the file is among `skipped` too.
+    pub clashes: Vec<String>,
 }
 
 impl<T> Default for Listing<T> {
@@ -59,6 +62,7 @@ impl<T> Default for Listing<T> {
         Listing {
             entries: Vec::new(),
             skipped: Vec::new(),
+            clashes: Vec::new(),
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Subtree {
     pub entries: Vec<CloudEntry>,
     /// What the listing saw but cannot represent, as for [`Listing::skipped`].
     pub skipped: Vec<String>,
+    /// Files hidden by a folder of the same name, as for [`Listing::clashes`].
+    pub clashes: Vec<String>,
     /// Requests sent.
     pub requests: u64,
 }

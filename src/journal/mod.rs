@@ -156,7 +156,16 @@ const MIGRATIONS: &[&str] = &[
         to_path TEXT NOT NULL,
         started_at INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 7 -> 8: cloud files hidden by a folder of the same name (an object store's `x` beside
+    // `x/…`), as the last pull saw them, so their path reads failed with NAME_CLASH.
+    "CREATE TABLE cloud_clashes(
+        path TEXT PRIMARY KEY,
+        seen_at INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
+
+/// What `user.cloudsync.error` says of a cloud file hidden by a folder of its name.
+pub const CLASH_DETAIL: &str = "the cloud holds a file and a folder of this name; the folder is synced and the file is left in the cloud as it is: rename or remove one of them in the cloud";
 
 /// Milliseconds since the epoch, the journal's clock.
 pub fn now_ms() -> i64 {
@@ -1138,6 +1147,52 @@ impl Journal {
         Ok(out)
     }
 
+    // ---------------------------------------------------------------- name clashes
+
+    /// Makes `clashes` (on-premise paths) the cloud files hidden by a folder of their name
+    /// under the folder `under`, as a pull that listed it saw them, keeping those below the
+    /// folders in `unlisted` (which the pull did not list). Returns the paths new since the
+    /// last pull, for the log.
+    pub fn set_cloud_clashes(
+        &self,
+        under: &str,
+        unlisted: &[String],
+        clashes: &[String],
+    ) -> Result<Vec<String>> {
+        let mut c = self.w();
+        let (lo, hi) = below(under);
+        let old: Vec<String> = {
+            let mut st = c.prepare_cached(
+                "SELECT path FROM cloud_clashes WHERE ?1 = '' OR path = ?1 OR (path >= ?2 AND path < ?3)",
+            )?;
+            st.query_map(params![under, lo, hi], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        // The usual pull: nothing to write.
+        if old.is_empty() && clashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = c.transaction()?;
+        let kept = |p: &str| unlisted.iter().any(|u| crate::paths::is_within(p, u));
+        for p in &old {
+            if !kept(p) && !clashes.contains(p) {
+                tx.run("DELETE FROM cloud_clashes WHERE path = ?1", [p])?;
+            }
+        }
+        let mut new = Vec::new();
+        for p in clashes {
+            if !old.contains(p) {
+                tx.run(
+                    "INSERT OR REPLACE INTO cloud_clashes(path, seen_at) VALUES(?1, ?2)",
+                    params![p, now_ms()],
+                )?;
+                new.push(p.clone());
+            }
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
     // ---------------------------------------------------------------- cloud folder moves
 
     /// The objects already copied by the folder move from `from` to `to` (cloud paths), if
@@ -1453,6 +1508,21 @@ impl Journal {
                 code.unwrap_or_else(|| "UNKNOWN".into()),
                 detail.unwrap_or_default(),
             )));
+        }
+        let clash: Option<String> = c
+            .prepare_cached(
+                "SELECT path FROM cloud_clashes
+                 WHERE ?4 OR path = ?1 OR (?5 AND path >= ?2 AND path < ?3) LIMIT 1",
+            )?
+            .query_row(params![path, lo, hi, all, sub], |r| r.get(0))
+            .optional()?;
+        if let Some(p) = clash {
+            let detail = if p == path {
+                CLASH_DETAIL.to_string()
+            } else {
+                format!("{p}: {CLASH_DETAIL}")
+            };
+            return Ok(Some((FailureCode::NameClash.as_str().to_string(), detail)));
         }
         if !subtree {
             return Ok(None);

@@ -138,8 +138,11 @@ impl<'a> Gather<'a> {
             .filter(|n| self.folders.contains_key(*n))
             .cloned()
             .collect();
+        let mut clashed = Vec::new();
         for n in clashes {
-            self.files.remove(&n);
+            if let Some(f) = self.files.remove(&n) {
+                clashed.push(f.path);
+            }
             let key = format!("{}{n}", self.prefix);
             self.skip(
                 &key,
@@ -151,6 +154,7 @@ impl<'a> Gather<'a> {
         Listing {
             entries,
             skipped: self.skipped,
+            clashes: clashed,
         }
     }
 }
@@ -265,8 +269,10 @@ impl<'a> Flat<'a> {
             .filter(|p| self.folders.contains(*p))
             .cloned()
             .collect();
+        let mut clashed = Vec::new();
         for p in clashes {
             self.files.remove(&p);
+            clashed.push(crate::cloud::join(self.dir, &p));
             let key = format!("{}{p}", self.prefix);
             self.skip(
                 &key,
@@ -290,6 +296,7 @@ impl<'a> Flat<'a> {
         Subtree {
             entries,
             skipped: self.skipped,
+            clashes: clashed,
             requests,
         }
     }
@@ -347,6 +354,7 @@ mod tests {
         assert_eq!(paths, [("d/sub", true), ("d/x", true), ("d/ok.txt", false)]);
         assert_eq!(l.skipped.len(), 6, "{:?}", l.skipped);
         assert!(l.skipped.iter().any(|s| s.contains("name clash")));
+        assert_eq!(l.clashes, ["d/x"]);
         let f = &l.entries[2];
         assert_eq!(f.etag.as_deref(), Some("\"abc\""));
         assert_eq!(f.size, 3);
@@ -401,6 +409,7 @@ mod tests {
         // outside, `..` below bad, `//`, `..`, NUL, too long, and the clash of x.
         assert_eq!(t.skipped.len(), 7, "{:?}", t.skipped);
         assert!(t.skipped.iter().any(|s| s.contains("name clash")));
+        assert_eq!(t.clashes, ["d/x"]);
         assert!(t.skipped.iter().any(|s| s.starts_with("other/evil")));
         assert_eq!(t.requests, 1);
     }

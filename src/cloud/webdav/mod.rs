@@ -226,6 +226,7 @@ impl WebDav {
         Ok(Listing {
             entries: sorted.children,
             skipped: sorted.skipped,
+            clashes: Vec::new(),
         })
     }
 
@@ -527,6 +528,7 @@ impl Cloud for WebDav {
         Ok(Listing {
             entries: l.entries.into_iter().map(|e| e.entry).collect(),
             skipped: l.skipped,
+            clashes: l.clashes,
         })
     }
 

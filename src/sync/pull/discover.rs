@@ -33,6 +33,8 @@ pub(super) struct Walk {
     requests: u64,
     /// The set folder's ETag when the walk began.
     root_tag: Option<String>,
+    /// On-premise paths of cloud files hidden by a folder of their name.
+    clashes: Vec<String>,
 }
 
 /// What discovery found for one set: every input the merge decides from.
@@ -169,7 +171,20 @@ impl Puller {
             skipped,
             mut requests,
             root_tag,
+            clashes,
         } = self.walk(set).await?;
+        // A file beside a folder of its name is left in the cloud, and its path reads failed
+        // (NAME_CLASH) until one of the two is renamed or removed there.
+        for p in self
+            .parts
+            .journal
+            .set_cloud_clashes(&set.local, &skipped, &clashes)?
+        {
+            warn!(
+                path = %p,
+                "the cloud holds a file and a folder of this name; the folder is synced, the file is left in the cloud"
+            );
+        }
         // Paths whose upload met a 412 or 404 are merged even where the walk did not go (an
         // unchanged folder) or found nothing (a new file refused by something in between):
         // otherwise their entries wait for a merge that never comes.
@@ -249,6 +264,7 @@ impl Puller {
     pub(super) async fn walk(&self, set: &SyncSet) -> SyncResult<Walk> {
         let mut found = BTreeMap::new();
         let mut skipped = Vec::new();
+        let mut clashes = Vec::new();
         let mut requests = 0u64;
         let root = self.parts.cloud.stat(&set.cloud).await?;
         requests += 1;
@@ -268,6 +284,7 @@ impl Puller {
                 skipped,
                 requests,
                 root_tag: None,
+                clashes: Vec::new(),
             });
         }
         if root_tag.is_some() && self.parts.journal.root_etag(&set.local)? == root_tag {
@@ -277,6 +294,7 @@ impl Puller {
                 skipped,
                 requests,
                 root_tag,
+                clashes,
             });
         }
         if root.is_none() {
@@ -286,6 +304,7 @@ impl Puller {
                 skipped,
                 requests,
                 root_tag,
+                clashes,
             });
         }
         if !trust && let Some(tree) = self.parts.cloud.list_tree(&set.cloud).await {
@@ -293,6 +312,7 @@ impl Puller {
             // what the walk below would find, folder for folder, with the same checks.
             let tree = tree?;
             requests += tree.requests;
+            self.clashes_of(set, &tree.clashes, &mut clashes);
             let mut entries = tree.entries;
             // Path order puts every folder before what lies below it.
             entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -319,6 +339,7 @@ impl Puller {
                 skipped,
                 requests,
                 root_tag,
+                clashes,
             });
         }
         let mut pending = vec![set.cloud.clone()];
@@ -337,7 +358,9 @@ impl Puller {
             };
             let (dir, r) = done?;
             requests += 1;
-            let entries = r?.entries;
+            let listing = r?;
+            self.clashes_of(set, &listing.clashes, &mut clashes);
+            let entries = listing.entries;
             for e in entries {
                 if cloud::check_rel_path(&e.path).is_err() || cloud::parent(&e.path) != dir {
                     warn!(path = %e.path, "refusing a cloud entry outside the listed folder");
@@ -354,7 +377,22 @@ impl Puller {
             skipped,
             requests,
             root_tag,
+            clashes,
         })
+    }
+
+    /// Adds the on-premise paths of the cloud files `hidden` by a folder of their name (cloud
+    /// paths) that `set` syncs to `out`.
+    fn clashes_of(&self, set: &SyncSet, hidden: &[String], out: &mut Vec<String>) {
+        for c in hidden {
+            if cloud::check_rel_path(c).is_err() || !cloud::is_within(c, &set.cloud) {
+                continue;
+            }
+            let local = set.to_local(c);
+            if self.parts.scope.owns(set, &local) {
+                out.push(local);
+            }
+        }
     }
 
     /// Takes the cloud entry `e` (a checked path in a folder the walk lists) into `found`,
