@@ -65,6 +65,10 @@ pub struct MountArgs {
     /// (not through the mount), like 10m; 0 turns them off.
     #[arg(long, value_name = "DUR")]
     pub rescan_interval: Option<String>,
+    /// How changes made straight in the on-premise folder are heard at once: auto (fanotify,
+    /// else inotify), fanotify, inotify, or off (rescans only).
+    #[arg(long, value_name = "MODE")]
+    pub watch: Option<String>,
     /// Return once the mount is ready, leaving the daemon in the background.
     #[arg(long)]
     pub daemon: bool,

@@ -19,6 +19,9 @@ pub const DEFAULT_PUSH_DELAY: Duration = Duration::from_secs(2);
 pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time between two rescans of the on-premise folder.
 pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(600);
+/// Default time between two rescans while a watch hears changes made straight in the
+/// on-premise folder at once: the rescan is only the safety net then.
+pub const WATCHED_RESCAN_INTERVAL: Duration = Duration::from_secs(3600);
 /// Default number of parallel transfers.
 pub const DEFAULT_TRANSFERS: usize = 4;
 
@@ -40,6 +43,9 @@ pub struct FileConfig {
     pub pull_interval: Option<String>,
     /// Time between rescans of the on-premise folder, like "10m"; "0" for none.
     pub rescan_interval: Option<String>,
+    /// How changes made straight in the on-premise folder are heard: "auto", "fanotify",
+    /// "inotify" or "off".
+    pub watch: Option<String>,
     /// Mount options.
     pub options: Option<Vec<String>>,
     /// Parallel transfers.
@@ -126,6 +132,10 @@ pub struct Config {
     pub pull_interval: Duration,
     /// Time between rescans of the on-premise folder; `None` for none.
     pub rescan_interval: Option<Duration>,
+    /// True when `rescan_interval` was not given: the default then depends on the watch.
+    pub rescan_by_default: bool,
+    /// How changes made straight in the on-premise folder are heard.
+    pub watch: crate::beside::WatchMode,
     /// Mount options.
     pub mount: MountOptions,
     /// Parallel transfers.
@@ -269,11 +279,12 @@ impl Config {
         if pull_interval < Duration::from_secs(1) {
             bail!("pull_interval must be at least 1s");
         }
-        let rescan_interval = match args
+        let rescan_given = args
             .rescan_interval
             .as_ref()
-            .or(file.rescan_interval.as_ref())
-        {
+            .or(file.rescan_interval.as_ref());
+        let rescan_by_default = rescan_given.is_none();
+        let rescan_interval = match rescan_given {
             Some(s) => parse_duration("rescan_interval", s)?,
             None => DEFAULT_RESCAN_INTERVAL,
         };
@@ -281,6 +292,10 @@ impl Config {
             bail!("rescan_interval must be 0 (no rescans) or at least 1s");
         }
         let rescan_interval = Some(rescan_interval).filter(|d| !d.is_zero());
+        let watch = match args.watch.as_ref().or(file.watch.as_ref()) {
+            Some(s) => s.parse().context("watch")?,
+            None => crate::beside::WatchMode::Auto,
+        };
         let mut opts = file.options.unwrap_or_default();
         opts.extend(args.options.iter().cloned());
         let mount = parse_options(&opts)?;
@@ -385,6 +400,8 @@ impl Config {
             push_delay,
             pull_interval,
             rescan_interval,
+            rescan_by_default,
+            watch,
             mount,
             transfers,
             passthrough: !args.no_passthrough && file.passthrough.unwrap_or(true),

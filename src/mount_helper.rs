@@ -92,7 +92,7 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             ("status_allow_remote", None) => out.push("--status-allow-remote".into()),
             (
                 "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
-                | "rescan_interval" | "transfers" | "user" | "password_file" | "ca_file"
+                | "rescan_interval" | "watch" | "transfers" | "user" | "password_file" | "ca_file"
                 | "s3_endpoint" | "s3_region" | "s3_addressing" | "credentials_file" | "log_level"
                 | "log_target" | "status_addr",
                 Some(v),
