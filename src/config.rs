@@ -488,6 +488,30 @@ mod tests {
         );
         let e = merge("200ms").unwrap_err();
         assert!(format!("{e:#}").contains("rescan_interval"), "{e:#}");
+        assert!(!merge("1h").unwrap().rescan_by_default);
+    }
+
+    #[test]
+    fn watch_mode() {
+        let (d, head) = folders();
+        let merge = |file_line: &str, flag: Option<&str>| {
+            let file: FileConfig = toml::from_str(&format!("{head}{file_line}")).unwrap();
+            let args = MountArgs {
+                state_dir: Some(d.path().join("st")),
+                watch: flag.map(str::to_string),
+                ..Default::default()
+            };
+            Config::merge(&args, file)
+        };
+        let c = merge("", None).unwrap();
+        assert_eq!(c.watch, crate::beside::WatchMode::Auto);
+        assert!(c.rescan_by_default);
+        let c = merge("watch = \"off\"\n", None).unwrap();
+        assert_eq!(c.watch, crate::beside::WatchMode::Off);
+        let c = merge("watch = \"off\"\n", Some("inotify")).unwrap();
+        assert_eq!(c.watch, crate::beside::WatchMode::Inotify, "the flag wins");
+        let e = merge("watch = \"poll\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("watch"), "{e:#}");
     }
 
     #[test]

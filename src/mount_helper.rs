@@ -151,6 +151,10 @@ mod tests {
             ])
         );
         assert!(translate(&s(&["/a", "/b", "-o", "password=hunter2"])).is_err());
+        assert_eq!(
+            translate(&s(&["/a", "/b", "-o", "cloud=file:///c,watch=inotify"])).unwrap()[4..],
+            s(&["--cloud", "file:///c", "--watch", "inotify"])
+        );
         // Type fuse.cloudsync: mount(8) names it.
         assert_eq!(
             translate(&s(&[
