@@ -343,7 +343,26 @@ impl Beside {
     fn apply(&self, evs: Vec<Ev>, lost_once: &mut Once) {
         let mut touched: HashSet<String> = HashSet::new();
         let mut lost = false;
+        // A download placed by the puller is recorded in the journal a moment after its
+        // rename: wait a little for that record rather than queue the download.
+        if self.echo.is_some() {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(500)
+                && evs.iter().any(|ev| {
+                    matches!(ev, Ev::Rename { from, .. }
+                        if from.rsplit('/').next().is_some_and(|n| n.starts_with(crate::onprem::TEMP_PREFIX)))
+                        && !self.is_own(ev)
+                })
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         for ev in evs {
+            if self.is_own(&ev) {
+                debug!(?ev, "a change the daemon made itself");
+                continue;
+            }
+            debug!(?ev, "heard beside the mount");
             match ev {
                 Ev::Create { path, dir } => {
                     self.engine
@@ -358,7 +377,7 @@ impl Beside {
                     self.engine.changed(Op::Delete, &path);
                     touched.insert(path);
                 }
-                Ev::Rename { from, to, .. } => {
+                Ev::Rename { from, to, dir } => {
                     if self
                         .echo
                         .as_ref()
@@ -368,6 +387,18 @@ impl Beside {
                         continue;
                     }
                     self.engine.renamed(&from, &to);
+                    // The pusher may have looked for a change at the old name after the
+                    // rename and found nothing there (through the mount, the FUSE handlers
+                    // announce a rename before it happens; here it is heard after): what
+                    // the journal does not know as it is now is queued again, under the new
+                    // name, after the rename.
+                    if self.engine.syncable(&to) {
+                        if dir {
+                            self.requeue_unknown(&from, &to);
+                        } else {
+                            self.engine.changed(Op::Modify, &to);
+                        }
+                    }
                     touched.insert(from);
                     touched.insert(to);
                 }
@@ -391,6 +422,76 @@ impl Beside {
                 "changes made straight in the on-premise folder came faster than the watch could take them; scanning the whole folder",
             );
             self.scan();
+        }
+    }
+
+    /// For a watch that names no writer (inotify): true when `ev` is what the daemon itself
+    /// did, as far as can be told. A file is the daemon's when the journal already records it
+    /// as it is now (a download records what it placed; any change of a user's moves its
+    /// ctime); a folder made or anything deleted, when the puller has just touched that name
+    /// and the journal agrees.
+    fn is_own(&self, ev: &Ev) -> bool {
+        let Some(echo) = &self.echo else {
+            return false;
+        };
+        let recent = |p: &str| recent(&echo.paths, &p.to_string());
+        let file_known = |p: &str| match (self.onprem.stat(p), self.journal.node(p)) {
+            (Ok(Some(m)), Ok(Some(r))) => r.unchanged(&m),
+            _ => false,
+        };
+        match ev {
+            Ev::Create { path, dir: false }
+            | Ev::MovedIn { path, dir: false }
+            | Ev::Write(path)
+            | Ev::Attrib(path) => file_known(path),
+            Ev::Rename {
+                from,
+                to,
+                dir: false,
+            } if !self.engine.syncable(from) => file_known(to),
+            Ev::Create { path, dir: true } | Ev::MovedIn { path, dir: true } => {
+                recent(path)
+                    && matches!(self.onprem.stat(path), Ok(Some(m)) if m.is_dir())
+                    && matches!(self.journal.node(path), Ok(Some(r)) if r.kind == crate::journal::NodeKind::Dir)
+            }
+            Ev::Delete(path) => {
+                recent(path)
+                    && matches!(self.onprem.stat(path), Ok(None))
+                    && matches!(self.journal.node(path), Ok(None))
+            }
+            Ev::Rename { .. } | Ev::Lost => false,
+        }
+    }
+
+    /// Queues what lies below the folder renamed from `from` to `to` and that the journal
+    /// does not record, under its old name, as it is now.
+    fn requeue_unknown(&self, from: &str, to: &str) {
+        let mut stack = vec![to.to_string()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = self.onprem.read_dir(&d) else {
+                continue;
+            };
+            for de in rd.flatten() {
+                let Some(name) = de.name.to_str() else {
+                    continue;
+                };
+                let Ok(m) = de.meta else { continue };
+                let p = crate::cloud::join(&d, name);
+                let old = format!("{from}{}", &p[to.len()..]);
+                // Under its old name until the pusher has moved it, then under the new one.
+                let rec = match self.journal.node(&old).ok().flatten() {
+                    Some(r) => Some(r),
+                    None => self.journal.node(&p).ok().flatten(),
+                };
+                if m.is_dir() {
+                    if rec.is_none_or(|r| r.kind != crate::journal::NodeKind::Dir) {
+                        self.engine.changed(Op::Mkdir, &p);
+                    }
+                    stack.push(p);
+                } else if !rec.is_some_and(|r| r.unchanged(&m)) {
+                    self.engine.changed(Op::Create, &p);
+                }
+            }
         }
     }
 
@@ -609,22 +710,33 @@ impl Fanotify {
                 continue;
             }
             std::thread::sleep(GATHER);
-            let mut evs = Vec::new();
-            if cache.len() > 65536 {
-                cache.clear();
-            }
+            let mut raw = Vec::new();
             loop {
                 let n = read_some(&self.fd, &mut buf)?;
                 if n == 0 {
                     break;
                 }
-                for e in parse_fan(&buf[..n]) {
-                    self.translate(&e, b, &mut cache, &mut evs);
-                }
-                if evs.len() >= BATCH {
+                raw.extend(parse_fan(&buf[..n]));
+                if raw.len() >= BATCH {
                     break;
                 }
             }
+            // Folders are named as they are now, once per batch: a folder renamed anywhere
+            // (perhaps into ONPREM) makes every handle worth looking up again.
+            if cache.len() > 65536
+                || raw
+                    .iter()
+                    .any(|e| e.mask & libc::FAN_RENAME != 0 && e.mask & libc::FAN_ONDIR != 0)
+            {
+                cache.clear();
+            }
+            let mut evs = Vec::new();
+            for e in &raw {
+                self.translate(e, b, &mut cache, &mut evs);
+            }
+            // Only what is not beneath ONPREM is remembered past the batch.
+            cache.retain(|_, v| v.is_none());
+            at_event_time(&mut evs);
             if !evs.is_empty() {
                 b.apply(evs, &mut lost);
             }
@@ -697,9 +809,6 @@ impl Fanotify {
         if e.mask & libc::FAN_RENAME != 0 {
             let from = path_of(libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME).flatten();
             let to = path_of(libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME).flatten();
-            if dir {
-                cache.clear();
-            }
             match (from, to) {
                 (Some(from), Some(to)) => out.push(Ev::Rename { from, to, dir }),
                 (Some(from), None) => out.push(Ev::Delete(from)),
@@ -720,14 +829,52 @@ impl Fanotify {
         if e.mask & libc::FAN_CLOSE_WRITE != 0 {
             out.push(Ev::Write(path.clone()));
         }
-        if e.mask & libc::FAN_ATTRIB != 0 {
+        // A folder's mode, owner and times stay on-premise: nothing to push.
+        if e.mask & libc::FAN_ATTRIB != 0 && !dir {
             out.push(Ev::Attrib(path.clone()));
         }
         if e.mask & libc::FAN_DELETE != 0 {
-            if dir {
-                cache.clear();
-            }
             out.push(Ev::Delete(path));
+        }
+    }
+}
+
+/// Rewrites the paths of a batch, named by folders as they are after the whole batch, to the
+/// names they had when each event happened: a folder renamed later in the batch is renamed
+/// back for every event before its rename, latest rename first. So `mv d/x d/y; mv d e` is
+/// `d/x → d/y`, then `d → e`, not `e/x → e/y` before `d` is renamed.
+fn at_event_time(evs: &mut [Ev]) {
+    // Only the folder part was named late; the last name is the event's own.
+    fn back(p: &mut String, later: &[(String, String)]) {
+        let (mut dir, name) = match p.rsplit_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => return,
+        };
+        for (from, to) in later.iter() {
+            if crate::cloud::is_within(&dir, to) {
+                dir = format!("{from}{}", &dir[to.len()..]);
+            }
+        }
+        *p = crate::cloud::join(&dir, &name);
+    }
+    // Folder renames after the event at hand, the latest first: the order they are undone in.
+    let mut later: Vec<(String, String)> = Vec::new();
+    for ev in evs.iter_mut().rev() {
+        let undo = &later;
+        match ev {
+            Ev::Create { path, .. }
+            | Ev::Write(path)
+            | Ev::Attrib(path)
+            | Ev::Delete(path)
+            | Ev::MovedIn { path, .. } => back(path, undo),
+            Ev::Rename { from, to, dir } => {
+                back(from, undo);
+                back(to, undo);
+                if *dir {
+                    later.push((from.clone(), to.clone()));
+                }
+            }
+            Ev::Lost => {}
         }
     }
 }
@@ -805,7 +952,7 @@ fn pair_one(e: InoEvent, held: &mut Vec<InoEvent>, out: &mut Vec<Ev>) {
             out.push(Ev::Create { path: e.path, dir });
         } else if e.flags & ReadFlags::CLOSE_WRITE.bits() != 0 {
             out.push(Ev::Write(e.path));
-        } else if e.flags & ReadFlags::ATTRIB.bits() != 0 {
+        } else if e.flags & ReadFlags::ATTRIB.bits() != 0 && !dir {
             out.push(Ev::Attrib(e.path));
         } else if e.flags & ReadFlags::DELETE.bits() != 0 {
             out.push(Ev::Delete(e.path));
@@ -834,7 +981,7 @@ impl Inotify {
 
     /// Watches `rel` and every folder below it. With `report`, what is found below is queued
     /// too: it may have been made before its folder's watch.
-    fn watch_tree(&mut self, b: &Beside, rel: &str, report: bool) {
+    fn watch_tree(&mut self, b: &Beside, rel: &str, mut report: Option<&mut Vec<Ev>>) {
         let mut stack = vec![rel.to_string()];
         while let Some(d) = stack.pop() {
             if !self.watch_one(b, &d) {
@@ -850,12 +997,18 @@ impl Inotify {
                 let Ok(m) = de.meta else { continue };
                 let p = crate::cloud::join(&d, name);
                 if m.is_dir() {
-                    if report {
-                        b.engine.changed(Op::Mkdir, &p);
+                    if let Some(out) = report.as_deref_mut() {
+                        out.push(Ev::Create {
+                            path: p.clone(),
+                            dir: true,
+                        });
                     }
                     stack.push(p);
-                } else if report {
-                    b.engine.changed(Op::Create, &p);
+                } else if let Some(out) = report.as_deref_mut() {
+                    out.push(Ev::Create {
+                        path: p,
+                        dir: false,
+                    });
                 }
             }
         }
@@ -900,7 +1053,9 @@ impl Inotify {
     }
 
     fn run(mut self, b: &Beside) -> io::Result<()> {
-        self.watch_tree(b, "", false);
+        // The same inotify instance, read while the watches change.
+        let reader_fd = self.fd.try_clone()?;
+        self.watch_tree(b, "", None);
         info!(
             watch = "inotify",
             folders = self.dirs.len(),
@@ -948,7 +1103,7 @@ impl Inotify {
             let mut root_gone = false;
             let mut overflow = false;
             {
-                let mut r = rustix::fs::inotify::Reader::new(&self.fd, &mut buf);
+                let mut r = rustix::fs::inotify::Reader::new(&reader_fd, &mut buf);
                 loop {
                     let e = match r.next() {
                         Ok(e) => e,
@@ -983,41 +1138,40 @@ impl Inotify {
                         &mut held,
                         &mut evs,
                     );
-                    // A renamed folder's watches follow it at once: the next event read may
-                    // already be below its new name.
-                    if let Some(Ev::Rename {
-                        from,
-                        to,
-                        dir: true,
-                    }) = evs.get(n)
-                    {
-                        for d in self.dirs.values_mut() {
-                            if crate::cloud::is_within(d, from) {
-                                *d = format!("{to}{}", &d[from.len()..]);
+                    match evs.get(n).cloned() {
+                        // A renamed folder's watches follow it at once: the next event read
+                        // may already be below its new name. A folder renamed before it was
+                        // watched is watched under its new name.
+                        Some(Ev::Rename {
+                            from,
+                            to,
+                            dir: true,
+                        }) => {
+                            let mut watched = false;
+                            for d in self.dirs.values_mut() {
+                                if crate::cloud::is_within(d, &from) {
+                                    *d = format!("{to}{}", &d[from.len()..]);
+                                    watched = true;
+                                }
+                            }
+                            if !watched {
+                                self.watch_tree(b, &to, Some(&mut evs));
                             }
                         }
+                        // A new folder is watched at once, and what is in it already queued.
+                        Some(Ev::Create { path, dir: true } | Ev::MovedIn { path, dir: true }) => {
+                            self.watch_tree(b, &path, Some(&mut evs))
+                        }
+                        _ => {}
                     }
                     if evs.len() >= BATCH {
                         break;
                     }
                 }
             }
-            // New folders are watched, and what is in them already is queued.
-            let new_dirs: Vec<String> = evs
-                .iter()
-                .filter_map(|ev| match ev {
-                    Ev::Create { path, dir: true } | Ev::MovedIn { path, dir: true } => {
-                        Some(path.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            for d in new_dirs {
-                self.watch_tree(b, &d, true);
-            }
             if overflow {
                 // Lost creates of folders would leave them unwatched: watch the tree again.
-                self.watch_tree(b, "", false);
+                self.watch_tree(b, "", None);
                 evs.push(Ev::Lost);
             }
             if !evs.is_empty() {
@@ -1167,6 +1321,50 @@ mod tests {
         assert_eq!(name, b"new.txt");
         assert_eq!(evs[1].mask, libc::FAN_Q_OVERFLOW);
         assert!(evs[1].names.is_empty());
+    }
+
+    #[test]
+    fn fanotify_paths_are_put_back_to_event_time() {
+        let r = |from: &str, to: &str, dir| Ev::Rename {
+            from: from.into(),
+            to: to.into(),
+            dir,
+        };
+        // mv d/x d/y; mv d e; mkdir e/f; mv e/f g; write g/z; mv g h, each folder
+        // named as it is at the end.
+        let mut evs = vec![
+            r("e/x", "e/y", false),
+            r("d", "e", true),
+            Ev::Create {
+                path: "e/f".into(),
+                dir: true,
+            },
+            r("e/f", "g", true),
+            Ev::Write("h/z".into()),
+            r("g", "h", true),
+            Ev::Write("h/w".into()),
+            // mv a b; mv c a: the first rename's names are its own.
+            r("a", "b", false),
+            r("c", "a", true),
+        ];
+        at_event_time(&mut evs);
+        assert_eq!(
+            evs,
+            vec![
+                r("d/x", "d/y", false),
+                r("d", "e", true),
+                Ev::Create {
+                    path: "e/f".into(),
+                    dir: true
+                },
+                r("e/f", "g", true),
+                Ev::Write("g/z".into()),
+                r("g", "h", true),
+                Ev::Write("h/w".into()),
+                r("a", "b", false),
+                r("c", "a", true),
+            ]
+        );
     }
 
     #[test]
