@@ -431,6 +431,11 @@ impl Beside {
     /// ctime); a folder made or anything deleted, when the puller has just touched that name
     /// and the journal agrees.
     fn is_own(&self, ev: &Ev) -> bool {
+        if let Ev::Create { path, .. } | Ev::Write(path) | Ev::Attrib(path) | Ev::Delete(path) = ev
+            && self.already_queued(path)
+        {
+            return true;
+        }
         let Some(echo) = &self.echo else {
             return false;
         };
@@ -461,6 +466,33 @@ impl Beside {
             }
             Ev::Rename { .. } | Ev::Lost => false,
         }
+    }
+
+    /// True when a change to `path` heard now would add nothing to the queue: a change of
+    /// that path waits there (reported by the FUSE handlers, most often: with passthrough, and
+    /// under inotify, the mount's own writes are heard here too), not yet due and not being
+    /// pushed, with no rename of the path queued. The push reads the file after this event,
+    /// so it sends what the event is about; folding in would only restart the quiet period.
+    fn already_queued(&self, path: &str) -> bool {
+        let Ok(entries) = self.journal.queue_for_status(path, false) else {
+            return false;
+        };
+        let soon = crate::journal::now_ms() + 50;
+        let waiting = entries.iter().any(|e| {
+            e.path == path && e.state == crate::journal::QueueState::Pending && e.not_before > soon
+        });
+        if !waiting || entries.iter().any(|e| e.op == Op::Rename) {
+            return false;
+        }
+        let in_flight = self
+            .engine
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        !in_flight
+            .values()
+            .any(|(p, d)| p == path || d.as_deref() == Some(path))
     }
 
     /// Queues what lies below the folder renamed from `from` to `to` and that the journal

@@ -586,6 +586,11 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         (Some(_), true) => Some(crate::config::WATCHED_RESCAN_INTERVAL),
         _ => cfg.rescan_interval,
     };
+    info!(
+        watch = watch.as_ref().map_or("off", |w| w.kind().as_str()),
+        rescan_every_s = every.map_or(0, |d| d.as_secs()),
+        "changes made straight in the on-premise folder: watch and rescans"
+    );
     if let Some(w) = watch {
         crate::beside::spawn(
             w,

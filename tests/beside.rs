@@ -505,3 +505,30 @@ fn inotify_random_changes_converge() {
         random_changes("inotify", seed);
     }
 }
+
+/// `auto` picks fanotify as root on this filesystem, and the rescan then defaults to an hour;
+/// `off` keeps the ten minutes and hears nothing beside the mount.
+#[test]
+fn auto_picks_fanotify_and_off_watches_nothing() {
+    let m = Mount::start(&[]);
+    wait_until(Duration::from_secs(10), "the watch to start", || {
+        m.log_text().contains("watch and rescans")
+    });
+    let log = m.log_text();
+    assert!(
+        log.contains("watch=\"fanotify\" rescan_every_s=3600"),
+        "{log}"
+    );
+    drop(m);
+    let m = Mount::start(&["--watch", "off"]);
+    wait_until(Duration::from_secs(10), "the mount to settle", || {
+        m.log_text().contains("watch and rescans")
+    });
+    assert!(m.log_text().contains("watch=\"off\" rescan_every_s=600"));
+    fs::write(m.o("unheard.txt"), b"x").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !m.c("unheard.txt").exists(),
+        "a change beside the mount was pushed without a watch"
+    );
+}
