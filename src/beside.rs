@@ -425,11 +425,12 @@ impl Beside {
         }
     }
 
-    /// For a watch that names no writer (inotify): true when `ev` is what the daemon itself
-    /// did, as far as can be told. A file is the daemon's when the journal already records it
-    /// as it is now (a download records what it placed; any change of a user's moves its
-    /// ctime); a folder made or anything deleted, when the puller has just touched that name
-    /// and the journal agrees.
+    /// True when `ev` needs no queueing: the queue already waits for that path (see
+    /// [`Beside::already_queued`]), or, for a watch that names no writer (inotify), `ev` is
+    /// what the daemon itself did, as far as can be told. A file is the daemon's when the
+    /// journal already records it as it is now (a download records what it placed; any
+    /// change of a user's moves its ctime); a folder made or anything deleted, when the puller
+    /// has just touched that name and the journal agrees.
     fn is_own(&self, ev: &Ev) -> bool {
         if let Ev::Create { path, .. } | Ev::Write(path) | Ev::Attrib(path) | Ev::Delete(path) = ev
             && self.already_queued(path)
@@ -932,6 +933,8 @@ fn ino_mask() -> WatchFlags {
         | WatchFlags::MOVED_FROM
         | WatchFlags::MOVED_TO
         | WatchFlags::ATTRIB
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
         | WatchFlags::ONLYDIR
         | WatchFlags::DONT_FOLLOW
         | WatchFlags::EXCL_UNLINK
@@ -1074,7 +1077,7 @@ impl Inotify {
             }
             Err(rustix::io::Errno::NOSPC) => {
                 self.partial = true;
-                self.limit.warn("inotify's watch limit (fs.inotify.max_user_watches) is reached: folders beyond it are found by a scan every 10 minutes only");
+                self.limit.warn("inotify's watch limit (fs.inotify.max_user_watches) is reached: folders beyond it are scanned now, then every 10 minutes");
                 false
             }
             Err(e) => {
@@ -1097,10 +1100,26 @@ impl Inotify {
         let mut lost = Once::default();
         let mut gone = Once::default();
         let mut held: Vec<InoEvent> = Vec::new();
-        let mut last_scan = Instant::now();
+        // Folders past the watch limit are scanned at once, then every 10 minutes.
+        let mut last_scan: Option<Instant> = None;
+        // ONPREM's own delete is not heard while the daemon holds it open: it is looked at.
+        let root = b
+            .onprem
+            .stat("")?
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let mut last_check = Instant::now();
         while !b.stop.is_cancelled() {
-            if self.partial && last_scan.elapsed() >= crate::config::DEFAULT_RESCAN_INTERVAL {
-                last_scan = Instant::now();
+            if last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                if !b.still_there(&root) {
+                    gone.warn("the on-premise folder was removed or unmounted under the watch; changes made straight in it are found by the rescans only");
+                    return Ok(());
+                }
+            }
+            if self.partial
+                && last_scan.is_none_or(|t| t.elapsed() >= crate::config::DEFAULT_RESCAN_INTERVAL)
+            {
+                last_scan = Some(Instant::now());
                 b.scan();
             }
             if !wait_readable(&self.fd, if held.is_empty() { 200 } else { 10 })? {
@@ -1145,6 +1164,14 @@ impl Inotify {
                     let flags = e.events();
                     if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                         overflow = true;
+                        continue;
+                    }
+                    // A folder's own delete or move is heard in its parent; only ONPREM's
+                    // matters here.
+                    if flags.intersects(ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) {
+                        if self.dirs.get(&e.wd()).is_some_and(|d| d.is_empty()) {
+                            root_gone = true;
+                        }
                         continue;
                     }
                     if flags.contains(ReadFlags::IGNORED) || flags.contains(ReadFlags::UNMOUNT) {

@@ -532,3 +532,32 @@ fn auto_picks_fanotify_and_off_watches_nothing() {
         "a change beside the mount was pushed without a watch"
     );
 }
+
+/// ONPREM removed under the watch: the log says once that the rescans take over.
+fn onprem_removed(watch: &str) {
+    let m = mount(watch, &[]);
+    fs::write(m.o("a.txt"), b"a").unwrap();
+    converged(&m, Duration::from_secs(10));
+    fs::remove_dir_all(&m.onprem).unwrap();
+    let said = || {
+        m.log_text()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("removed or unmounted under the watch"))
+            .count()
+    };
+    wait_until(Duration::from_secs(10), "the watch to notice", || {
+        said() > 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(said(), 1, "said more than once:\n{}", m.log_text());
+}
+
+#[test]
+fn fanotify_onprem_removed_under_the_watch() {
+    onprem_removed("fanotify");
+}
+
+#[test]
+fn inotify_onprem_removed_under_the_watch() {
+    onprem_removed("inotify");
+}
