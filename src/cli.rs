@@ -69,6 +69,10 @@ pub struct MountArgs {
     /// is pushed, and again after each such interval while it changes, like 5m; 0 for never.
     #[arg(long, value_name = "DUR")]
     pub open_push_interval: Option<String>,
+    /// How changes made straight in the on-premise folder are heard at once: auto (fanotify,
+    /// else inotify), fanotify, inotify, or off (rescans only).
+    #[arg(long, value_name = "MODE")]
+    pub watch: Option<String>,
     /// Return once the mount is ready, leaving the daemon in the background.
     #[arg(long)]
     pub daemon: bool,

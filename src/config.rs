@@ -21,6 +21,9 @@ pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(600);
 /// Default time a file stays open for writing before a snapshot of it is pushed.
 pub const DEFAULT_OPEN_PUSH_INTERVAL: Duration = Duration::from_secs(300);
+/// Default time between two rescans while a watch hears changes made straight in the
+/// on-premise folder at once: the rescan is only the safety net then.
+pub const WATCHED_RESCAN_INTERVAL: Duration = Duration::from_secs(3600);
 /// Default number of parallel transfers.
 pub const DEFAULT_TRANSFERS: usize = 4;
 
@@ -45,6 +48,9 @@ pub struct FileConfig {
     /// How long a file may stay open for writing before a snapshot of it is pushed, like
     /// "5m"; "0" for never.
     pub open_push_interval: Option<String>,
+    /// How changes made straight in the on-premise folder are heard: "auto", "fanotify",
+    /// "inotify" or "off".
+    pub watch: Option<String>,
     /// Mount options.
     pub options: Option<Vec<String>>,
     /// Parallel transfers.
@@ -134,6 +140,10 @@ pub struct Config {
     /// How long a file may stay open for writing before a snapshot of it is pushed (and
     /// again after each such interval while it changes); `None` for never.
     pub open_push_interval: Option<Duration>,
+    /// True when `rescan_interval` was not given: the default then depends on the watch.
+    pub rescan_by_default: bool,
+    /// How changes made straight in the on-premise folder are heard.
+    pub watch: crate::beside::WatchMode,
     /// Mount options.
     pub mount: MountOptions,
     /// Parallel transfers.
@@ -277,11 +287,12 @@ impl Config {
         if pull_interval < Duration::from_secs(1) {
             bail!("pull_interval must be at least 1s");
         }
-        let rescan_interval = match args
+        let rescan_given = args
             .rescan_interval
             .as_ref()
-            .or(file.rescan_interval.as_ref())
-        {
+            .or(file.rescan_interval.as_ref());
+        let rescan_by_default = rescan_given.is_none();
+        let rescan_interval = match rescan_given {
             Some(s) => parse_duration("rescan_interval", s)?,
             None => DEFAULT_RESCAN_INTERVAL,
         };
@@ -301,6 +312,10 @@ impl Config {
             bail!("open_push_interval must be 0 (never) or at least 1s");
         }
         let open_push_interval = Some(open_push_interval).filter(|d| !d.is_zero());
+        let watch = match args.watch.as_ref().or(file.watch.as_ref()) {
+            Some(s) => s.parse().context("watch")?,
+            None => crate::beside::WatchMode::Auto,
+        };
         let mut opts = file.options.unwrap_or_default();
         opts.extend(args.options.iter().cloned());
         let mount = parse_options(&opts)?;
@@ -406,6 +421,8 @@ impl Config {
             pull_interval,
             rescan_interval,
             open_push_interval,
+            rescan_by_default,
+            watch,
             mount,
             transfers,
             passthrough: !args.no_passthrough && file.passthrough.unwrap_or(true),
@@ -492,6 +509,30 @@ mod tests {
         );
         let e = merge("200ms").unwrap_err();
         assert!(format!("{e:#}").contains("rescan_interval"), "{e:#}");
+        assert!(!merge("1h").unwrap().rescan_by_default);
+    }
+
+    #[test]
+    fn watch_mode() {
+        let (d, head) = folders();
+        let merge = |file_line: &str, flag: Option<&str>| {
+            let file: FileConfig = toml::from_str(&format!("{head}{file_line}")).unwrap();
+            let args = MountArgs {
+                state_dir: Some(d.path().join("st")),
+                watch: flag.map(str::to_string),
+                ..Default::default()
+            };
+            Config::merge(&args, file)
+        };
+        let c = merge("", None).unwrap();
+        assert_eq!(c.watch, crate::beside::WatchMode::Auto);
+        assert!(c.rescan_by_default);
+        let c = merge("watch = \"off\"\n", None).unwrap();
+        assert_eq!(c.watch, crate::beside::WatchMode::Off);
+        let c = merge("watch = \"off\"\n", Some("inotify")).unwrap();
+        assert_eq!(c.watch, crate::beside::WatchMode::Inotify, "the flag wins");
+        let e = merge("watch = \"poll\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("watch"), "{e:#}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod beside;
 pub mod cli;
 pub mod client;
 pub mod cloud;

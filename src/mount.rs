@@ -474,7 +474,21 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         control_socket: Some(socket.to_string_lossy().into_owned()),
         cloud_url: Some(cloud.url()),
     });
-    let fs_core = Arc::new(Fs::new(&cfg.onprem, engine.clone(), cfg.mount.read_only)?);
+    // The watch of changes made beside the mount is opened first: a watch that cannot tell
+    // the daemon's own renames from a user's (inotify) needs the FUSE handlers' renames.
+    let watch = crate::beside::open(cfg.watch, &cfg.onprem);
+    let echo = watch
+        .as_ref()
+        .filter(|w| w.kind() == crate::beside::Kind::Inotify)
+        .map(|_| Arc::new(crate::beside::Echo::default()));
+    let hooks: Arc<dyn crate::fs::SyncHooks> = match &echo {
+        Some(echo) => Arc::new(crate::beside::EchoHooks {
+            inner: engine.clone(),
+            echo: echo.clone(),
+        }),
+        None => engine.clone(),
+    };
+    let fs_core = Arc::new(Fs::new(&cfg.onprem, hooks, cfg.mount.read_only)?);
     let _ = engine.shared.writers.set(fs_core.writers());
     let parts = Parts::of(
         &engine,
@@ -501,8 +515,16 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         .with_context(|| format!("cannot mount on {}", cfg.mountpoint.display()))?;
 
     // The puller merges cloud changes and tells the kernel what it replaced.
-    let invalidate = Arc::new(session.invalidator(fs_core, &cfg.onprem));
-    let puller = Arc::new(Puller::new(parts, invalidate, wake.clone()));
+    let invalidate: Arc<dyn crate::sync::pull::Invalidate> =
+        Arc::new(session.invalidator(fs_core, &cfg.onprem));
+    let pull_invalidate: Arc<dyn crate::sync::pull::Invalidate> = match &echo {
+        Some(echo) => Arc::new(crate::beside::EchoInvalidate {
+            inner: invalidate.clone(),
+            echo: echo.clone(),
+        }),
+        None => invalidate.clone(),
+    };
+    let puller = Arc::new(Puller::new(parts, pull_invalidate, wake.clone()));
     let puller_task = rt.spawn(puller.clone().run(
         cfg.pull_interval,
         pull_now.clone(),
@@ -562,7 +584,33 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         stop.clone(),
     ));
     // The start-up scan runs beside the mount, never holding it up; then a rescan every
-    // `rescan_interval` finds changes made straight in ONPREM.
+    // `rescan_interval` finds changes made straight in ONPREM that no watch heard: the safety
+    // net, less often while a watch hears them at once.
+    let every = match (&watch, cfg.rescan_by_default) {
+        (Some(_), true) => Some(crate::config::WATCHED_RESCAN_INTERVAL),
+        _ => cfg.rescan_interval,
+    };
+    info!(
+        watch = watch.as_ref().map_or("off", |w| w.kind().as_str()),
+        rescan_every_s = every.map_or(0, |d| d.as_secs()),
+        "changes made straight in the on-premise folder: watch and rescans"
+    );
+    if let Some(w) = watch {
+        crate::beside::spawn(
+            w,
+            crate::beside::Beside {
+                onprem: onprem.clone(),
+                engine: engine.clone(),
+                journal: journal.clone(),
+                ignore: ignore.clone(),
+                invalidate,
+                echo,
+                wake: wake.clone(),
+                delay: cfg.push_delay,
+                stop: stop.clone(),
+            },
+        )?;
+    }
     scan::spawn(scan::Scans {
         onprem,
         journal: journal.clone(),
@@ -570,7 +618,7 @@ fn start(cfg: &Config, opened: Opened) -> Result<Live> {
         engine: engine.clone(),
         wake,
         stop: stop.clone(),
-        every: cfg.rescan_interval,
+        every,
         delay: cfg.push_delay,
     })?;
     Ok(Live {

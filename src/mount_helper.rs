@@ -92,9 +92,9 @@ pub fn translate(args: &[String]) -> Result<Vec<String>> {
             ("status_allow_remote", None) => out.push("--status-allow-remote".into()),
             (
                 "cloud" | "config" | "state_dir" | "push_delay" | "pull_interval"
-                | "rescan_interval" | "open_push_interval" | "transfers" | "user" | "password_file"
-                | "ca_file" | "s3_endpoint" | "s3_region" | "s3_addressing" | "credentials_file"
-                | "log_level" | "log_target" | "status_addr",
+                | "rescan_interval" | "open_push_interval" | "watch" | "transfers" | "user"
+                | "password_file" | "ca_file" | "s3_endpoint" | "s3_region" | "s3_addressing"
+                | "credentials_file" | "log_level" | "log_target" | "status_addr",
                 Some(v),
             ) => {
                 out.push(format!("--{}", k.replace('_', "-")));
@@ -151,6 +151,10 @@ mod tests {
             ])
         );
         assert!(translate(&s(&["/a", "/b", "-o", "password=hunter2"])).is_err());
+        assert_eq!(
+            translate(&s(&["/a", "/b", "-o", "cloud=file:///c,watch=inotify"])).unwrap()[4..],
+            s(&["--cloud", "file:///c", "--watch", "inotify"])
+        );
         // Type fuse.cloudsync: mount(8) names it.
         assert_eq!(
             translate(&s(&[
