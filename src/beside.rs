@@ -39,32 +39,7 @@ use crate::onprem::Onprem;
 use crate::sync::Engine;
 use crate::sync::pull::Invalidate;
 
-/// How changes made straight in the on-premise folder are heard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WatchMode {
-    /// fanotify where allowed, else inotify.
-    #[default]
-    Auto,
-    /// fanotify only; without it, rescans only.
-    Fanotify,
-    /// inotify only.
-    Inotify,
-    /// No watch: rescans only.
-    Off,
-}
-
-impl std::str::FromStr for WatchMode {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<WatchMode> {
-        Ok(match s {
-            "auto" => WatchMode::Auto,
-            "fanotify" => WatchMode::Fanotify,
-            "inotify" => WatchMode::Inotify,
-            "off" => WatchMode::Off,
-            _ => anyhow::bail!("{s:?} is not one of auto, fanotify, inotify, off"),
-        })
-    }
-}
+pub use crate::config::WatchMode;
 
 /// The kind of watch that was set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,33 @@ pub const WATCHED_RESCAN_INTERVAL: Duration = Duration::from_secs(3600);
 /// Default number of parallel transfers.
 pub const DEFAULT_TRANSFERS: usize = 4;
 
+/// How changes made straight in the on-premise folder are heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchMode {
+    /// fanotify where allowed, else inotify.
+    #[default]
+    Auto,
+    /// fanotify only; without it, rescans only.
+    Fanotify,
+    /// inotify only.
+    Inotify,
+    /// No watch: rescans only.
+    Off,
+}
+
+impl std::str::FromStr for WatchMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<WatchMode> {
+        Ok(match s {
+            "auto" => WatchMode::Auto,
+            "fanotify" => WatchMode::Fanotify,
+            "inotify" => WatchMode::Inotify,
+            "off" => WatchMode::Off,
+            _ => anyhow::bail!("{s:?} is not one of auto, fanotify, inotify, off"),
+        })
+    }
+}
+
 /// The config file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,7 +170,7 @@ pub struct Config {
     /// True when `rescan_interval` was not given: the default then depends on the watch.
     pub rescan_by_default: bool,
     /// How changes made straight in the on-premise folder are heard.
-    pub watch: crate::beside::WatchMode,
+    pub watch: WatchMode,
     /// Mount options.
     pub mount: MountOptions,
     /// Parallel transfers.
@@ -314,7 +341,7 @@ impl Config {
         let open_push_interval = Some(open_push_interval).filter(|d| !d.is_zero());
         let watch = match args.watch.as_ref().or(file.watch.as_ref()) {
             Some(s) => s.parse().context("watch")?,
-            None => crate::beside::WatchMode::Auto,
+            None => WatchMode::Auto,
         };
         let mut opts = file.options.unwrap_or_default();
         opts.extend(args.options.iter().cloned());
@@ -525,12 +552,12 @@ mod tests {
             Config::merge(&args, file)
         };
         let c = merge("", None).unwrap();
-        assert_eq!(c.watch, crate::beside::WatchMode::Auto);
+        assert_eq!(c.watch, WatchMode::Auto);
         assert!(c.rescan_by_default);
         let c = merge("watch = \"off\"\n", None).unwrap();
-        assert_eq!(c.watch, crate::beside::WatchMode::Off);
+        assert_eq!(c.watch, WatchMode::Off);
         let c = merge("watch = \"off\"\n", Some("inotify")).unwrap();
-        assert_eq!(c.watch, crate::beside::WatchMode::Inotify, "the flag wins");
+        assert_eq!(c.watch, WatchMode::Inotify, "the flag wins");
         let e = merge("watch = \"poll\"\n", None).unwrap_err();
         assert!(format!("{e:#}").contains("watch"), "{e:#}");
     }

@@ -413,6 +413,15 @@ fn insert_part(c: &Connection, upload_id: &str, p: &PartDone) -> rusqlite::Resul
     )
 }
 
+/// True when a folder move from `from` to `to` is recorded as begun.
+fn cloud_move_begun(c: &Connection, from: &str, to: &str) -> rusqlite::Result<bool> {
+    c.one(
+        "SELECT count(*) > 0 FROM cloud_moves WHERE from_path = ?1 AND to_path = ?2",
+        params![from, to],
+        |r| r.get(0),
+    )
+}
+
 /// Drops the intents of `path` and of everything below it.
 /// Moves the records of `from` and everything below it to `to`, on `c` (in its transaction).
 fn move_subtree_on(c: &Connection, from: &str, to: &str) -> rusqlite::Result<()> {
@@ -1199,11 +1208,7 @@ impl Journal {
     /// one is under way.
     pub fn cloud_move(&self, from: &str, to: &str) -> Result<Option<Vec<MovedObject>>> {
         let c = self.w();
-        let started: bool = c.one(
-            "SELECT count(*) > 0 FROM cloud_moves WHERE from_path = ?1 AND to_path = ?2",
-            params![from, to],
-            |r| r.get(0),
-        )?;
+        let started = cloud_move_begun(&c, from, to)?;
         if !started {
             return Ok(None);
         }
@@ -1236,11 +1241,7 @@ impl Journal {
     /// Records an object copied by the folder move from `from` to `to`.
     pub fn cloud_move_copied(&self, from: &str, to: &str, o: &MovedObject) -> Result<()> {
         let c = self.w();
-        let started: bool = c.one(
-            "SELECT count(*) > 0 FROM cloud_moves WHERE from_path = ?1 AND to_path = ?2",
-            params![from, to],
-            |r| r.get(0),
-        )?;
+        let started = cloud_move_begun(&c, from, to)?;
         if !started {
             return Err(JournalError::Corrupt(format!(
                 "an object of the move of {from:?} to {to:?}, which was never begun"
