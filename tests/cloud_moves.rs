@@ -189,6 +189,13 @@ fn dav(profile: Profile) {
     let name = format!("WebDAV {profile:?}");
     let sabre = matches!(profile, Profile::Sabre | Profile::SabreFolderEtags);
     let m = move_project(&name, cloud, srv.data.clone(), &|| {
+        if profile == Profile::Apache {
+            // Apache gives a file written less than a second ago a weak ETag, which same-size
+            // files written in that second share: such files cannot be paired (they are
+            // merged file by file, see SEMANTICS). The move comes later than that here, as a
+            // move by another client of files uploaded earlier does.
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
         rt.block_on(async {
             mover.mkdir("archive").await.unwrap();
             mover.rename("proj", "archive/proj-2026").await.unwrap();
