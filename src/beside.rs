@@ -471,40 +471,9 @@ impl Beside {
             .any(|(p, d)| p == path || d.as_deref() == Some(path))
     }
 
-    /// Queues what lies below the folder renamed from `from` to `to` and that the journal
-    /// does not record, under its old name, as it is now.
-    fn requeue_unknown(&self, from: &str, to: &str) {
-        let mut stack = vec![to.to_string()];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = self.onprem.read_dir(&d) else {
-                continue;
-            };
-            for de in rd.flatten() {
-                let Some(name) = de.name.to_str() else {
-                    continue;
-                };
-                let Ok(m) = de.meta else { continue };
-                let p = crate::cloud::join(&d, name);
-                let old = format!("{from}{}", &p[to.len()..]);
-                // Under its old name until the pusher has moved it, then under the new one.
-                let rec = match self.journal.node(&old).ok().flatten() {
-                    Some(r) => Some(r),
-                    None => self.journal.node(&p).ok().flatten(),
-                };
-                if m.is_dir() {
-                    if rec.is_none_or(|r| r.kind != crate::journal::NodeKind::Dir) {
-                        self.engine.changed(Op::Mkdir, &p);
-                    }
-                    stack.push(p);
-                } else if !rec.is_some_and(|r| r.unchanged(&m)) {
-                    self.engine.changed(Op::Create, &p);
-                }
-            }
-        }
-    }
-
-    /// Queues everything below the folder `dir` (moved in, or made before its watch).
-    fn walk(&self, dir: &str) {
+    /// Calls `f` with the path and metadata of everything below the folder `dir` (names
+    /// that are not UTF-8 left out), each folder before what it holds.
+    fn each_below(&self, dir: &str, mut f: impl FnMut(&str, &std::fs::Metadata)) {
         let mut stack = vec![dir.to_string()];
         while let Some(d) = stack.pop() {
             let Ok(rd) = self.onprem.read_dir(&d) else {
@@ -516,14 +485,40 @@ impl Beside {
                 };
                 let Ok(m) = de.meta else { continue };
                 let p = crate::cloud::join(&d, name);
+                f(&p, &m);
                 if m.is_dir() {
-                    self.engine.changed(Op::Mkdir, &p);
                     stack.push(p);
-                } else {
-                    self.engine.changed(Op::Create, &p);
                 }
             }
         }
+    }
+
+    /// Queues what lies below the folder renamed from `from` to `to` and that the journal
+    /// does not record, under its old name, as it is now.
+    fn requeue_unknown(&self, from: &str, to: &str) {
+        self.each_below(to, |p, m| {
+            let old = format!("{from}{}", &p[to.len()..]);
+            // Under its old name until the pusher has moved it, then under the new one.
+            let rec = match self.journal.node(&old).ok().flatten() {
+                Some(r) => Some(r),
+                None => self.journal.node(p).ok().flatten(),
+            };
+            if m.is_dir() {
+                if rec.is_none_or(|r| r.kind != crate::journal::NodeKind::Dir) {
+                    self.engine.changed(Op::Mkdir, p);
+                }
+            } else if !rec.is_some_and(|r| r.unchanged(m)) {
+                self.engine.changed(Op::Create, p);
+            }
+        });
+    }
+
+    /// Queues everything below the folder `dir` (moved in, or made before its watch).
+    fn walk(&self, dir: &str) {
+        self.each_below(dir, |p, m| {
+            let op = if m.is_dir() { Op::Mkdir } else { Op::Create };
+            self.engine.changed(op, p);
+        });
     }
 
     /// A scan of the whole folder, queuing what differs from the journal.
