@@ -47,9 +47,22 @@ fn converged(m: &Mount, within: Duration) {
             return;
         }
         if t.elapsed() > within {
+            // What the daemon said of the paths that differ, for a failure under load.
+            let d = harness::diff(&on, &cl);
+            let names: Vec<&str> = d
+                .lines()
+                .filter_map(|l| l.rsplit(' ').next())
+                .filter_map(|p| p.rsplit('/').next())
+                .collect();
+            let log = m.log_text();
+            let said: Vec<&str> = log
+                .lines()
+                .filter(|l| names.iter().any(|n| !n.is_empty() && l.contains(n)))
+                .collect();
             panic!(
-                "the cloud did not catch up with ONPREM within {within:?}:\n{}",
-                harness::diff(&on, &cl)
+                "the cloud did not catch up with ONPREM within {within:?} (status {:?}):\n{d}\nthe daemon on those names:\n{}",
+                m.status(""),
+                said.join("\n")
             );
         }
         std::thread::sleep(Duration::from_millis(50));
