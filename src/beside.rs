@@ -471,32 +471,10 @@ impl Beside {
             .any(|(p, d)| p == path || d.as_deref() == Some(path))
     }
 
-    /// Calls `f` with the path and metadata of everything below the folder `dir` (names
-    /// that are not UTF-8 left out), each folder before what it holds.
-    fn each_below(&self, dir: &str, mut f: impl FnMut(&str, &std::fs::Metadata)) {
-        let mut stack = vec![dir.to_string()];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = self.onprem.read_dir(&d) else {
-                continue;
-            };
-            for de in rd.flatten() {
-                let Some(name) = de.name.to_str() else {
-                    continue;
-                };
-                let Ok(m) = de.meta else { continue };
-                let p = crate::cloud::join(&d, name);
-                f(&p, &m);
-                if m.is_dir() {
-                    stack.push(p);
-                }
-            }
-        }
-    }
-
     /// Queues what lies below the folder renamed from `from` to `to` and that the journal
     /// does not record, under its old name, as it is now.
     fn requeue_unknown(&self, from: &str, to: &str) {
-        self.each_below(to, |p, m| {
+        each_below(&self.onprem, to, |p, m| {
             let old = format!("{from}{}", &p[to.len()..]);
             // Under its old name until the pusher has moved it, then under the new one.
             let rec = match self.journal.node(&old).ok().flatten() {
@@ -510,14 +488,16 @@ impl Beside {
             } else if !rec.is_some_and(|r| r.unchanged(m)) {
                 self.engine.changed(Op::Create, p);
             }
+            true
         });
     }
 
     /// Queues everything below the folder `dir` (moved in, or made before its watch).
     fn walk(&self, dir: &str) {
-        self.each_below(dir, |p, m| {
+        each_below(&self.onprem, dir, |p, m| {
             let op = if m.is_dir() { Op::Mkdir } else { Op::Create };
             self.engine.changed(op, p);
+            true
         });
     }
 
@@ -918,6 +898,32 @@ struct InoEvent {
     path: String,
 }
 
+/// Calls `f` with the path and metadata of everything below the folder `dir` of ONPREM
+/// (names that are not UTF-8 left out), each folder before what it holds; a folder is gone
+/// into when `f` returns true for it.
+fn each_below(
+    onprem: &crate::onprem::Onprem,
+    dir: &str,
+    mut f: impl FnMut(&str, &std::fs::Metadata) -> bool,
+) {
+    let mut stack = vec![dir.to_string()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = onprem.read_dir(&d) else {
+            continue;
+        };
+        for de in rd.flatten() {
+            let Some(name) = de.name.to_str() else {
+                continue;
+            };
+            let Ok(m) = de.meta else { continue };
+            let p = crate::cloud::join(&d, name);
+            if f(&p, &m) && m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+}
+
 /// Pairs the two halves of each rename by cookie; a half without its pair is a move out of
 /// (or into) the watched tree. `held` keeps a move-out whose pair may still come in the next
 /// read; what stays in it past that read is a move out.
@@ -987,36 +993,19 @@ impl Inotify {
     /// Watches `rel` and every folder below it. With `report`, what is found below is queued
     /// too: it may have been made before its folder's watch.
     fn watch_tree(&mut self, b: &Beside, rel: &str, mut report: Option<&mut Vec<Ev>>) {
-        let mut stack = vec![rel.to_string()];
-        while let Some(d) = stack.pop() {
-            if !self.watch_one(b, &d) {
-                continue;
-            }
-            let Ok(rd) = b.onprem.read_dir(&d) else {
-                continue;
-            };
-            for de in rd.flatten() {
-                let Some(name) = de.name.to_str() else {
-                    continue;
-                };
-                let Ok(m) = de.meta else { continue };
-                let p = crate::cloud::join(&d, name);
-                if m.is_dir() {
-                    if let Some(out) = report.as_deref_mut() {
-                        out.push(Ev::Create {
-                            path: p.clone(),
-                            dir: true,
-                        });
-                    }
-                    stack.push(p);
-                } else if let Some(out) = report.as_deref_mut() {
-                    out.push(Ev::Create {
-                        path: p,
-                        dir: false,
-                    });
-                }
-            }
+        if !self.watch_one(b, rel) {
+            return;
         }
+        each_below(&b.onprem, rel, |p, m| {
+            if let Some(out) = report.as_deref_mut() {
+                out.push(Ev::Create {
+                    path: p.to_string(),
+                    dir: m.is_dir(),
+                });
+            }
+            // A folder is gone into only once it is watched.
+            m.is_dir() && self.watch_one(b, p)
+        });
     }
 
     /// Adds a watch on the folder `rel`, checked to be the folder of that name beneath ONPREM.
